@@ -1,0 +1,6 @@
+/* hexz-qmp-client.c
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"

@@ -1,0 +1,104 @@
+/* hexz-types.c: shared enumerations, error domains and gettext setup
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <locale.h>
+
+#include "hexz-types.h"
+#include "hexz-i18n-private.h"
+
+/* The library's messages live in their own text domain, bound once when the
+ * shared object is loaded, so that callers need not know about it. */
+__attribute__((constructor)) static void
+hexz_i18n_init (void)
+{
+  bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
+  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+}
+
+G_DEFINE_QUARK (hexz-snapshot-error-quark, hexz_snapshot_error)
+
+/**
+ * hexz_stream_to_string:
+ * @stream: a stream
+ *
+ * Gets the stream's name as used in file metadata and on the command line:
+ * `disk` or `memory`.
+ *
+ * Returns: the name, or `unknown` for a value outside the enumeration
+ *
+ * Since: 1.0
+ */
+const char *
+hexz_stream_to_string (HexzStream stream)
+{
+  switch (stream)
+    {
+    case HEXZ_STREAM_DISK:
+      return "disk";
+    case HEXZ_STREAM_MEMORY:
+      return "memory";
+    default:
+      return "unknown";
+    }
+}
+
+/**
+ * hexz_codec_to_string:
+ * @codec: a codec
+ *
+ * Gets the codec's name as used on the command line: `raw`, `lz4` or
+ * `zstd`.
+ *
+ * Returns: the name, or `unknown` for a value outside the enumeration
+ *
+ * Since: 1.0
+ */
+const char *
+hexz_codec_to_string (HexzCodec codec)
+{
+  switch (codec)
+    {
+    case HEXZ_CODEC_RAW:
+      return "raw";
+    case HEXZ_CODEC_LZ4:
+      return "lz4";
+    case HEXZ_CODEC_ZSTD:
+      return "zstd";
+    default:
+      return "unknown";
+    }
+}
+
+/**
+ * hexz_codec_from_string:
+ * @name: a codec name: `raw`, `lz4` or `zstd`
+ * @codec: (out): the codec
+ *
+ * Parses a codec name, ignoring case.
+ *
+ * Returns: %TRUE if @name names a codec
+ *
+ * Since: 1.0
+ */
+gboolean
+hexz_codec_from_string (const char *name,
+                        HexzCodec  *codec)
+{
+  g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (codec != NULL, FALSE);
+
+  if (g_ascii_strcasecmp (name, "raw") == 0)
+    *codec = HEXZ_CODEC_RAW;
+  else if (g_ascii_strcasecmp (name, "lz4") == 0)
+    *codec = HEXZ_CODEC_LZ4;
+  else if (g_ascii_strcasecmp (name, "zstd") == 0)
+    *codec = HEXZ_CODEC_ZSTD;
+  else
+    return FALSE;
+
+  return TRUE;
+}
