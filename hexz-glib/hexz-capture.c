@@ -165,6 +165,7 @@ struct _CaptureState
   GCancellable *cancellable;
 
   HexzQmpClient *client;
+  gboolean own_client;
   HexzSnapshot *base;
   HexzOverlay *overlay;
   HexzOverlay *disk_copy;
@@ -426,6 +427,10 @@ capture_complete (CaptureState *state)
     }
 
   self->running = FALSE;
+
+  /* A QMP socket serves one client at a time: free it for the next. */
+  if (state->own_client)
+    hexz_qmp_client_close (state->client);
 
   if (state->error != NULL)
     {
@@ -2254,6 +2259,7 @@ capture_preflight (CaptureState *state)
     }
 
   state->client = hexz_qmp_client_new ();
+  state->own_client = TRUE;
   hexz_qmp_client_connect_to_path_async (state->client, self->socket_path,
                                          state->user_cancellable, capture_on_connected,
                                          capture_state_ref (state));
