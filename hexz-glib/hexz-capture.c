@@ -1038,7 +1038,7 @@ capture_finalize (CaptureState *state)
 /* FIXME: replace with the commit helper's merge once it is on main, so
  * that one merge serves `hexz-snap commit` and the capture. */
 static gboolean
-hexz_commit_merge_disk (HexzSnapshotWriter  *writer,
+capture_merge_disk_stream (HexzSnapshotWriter  *writer,
                         HexzSnapshot        *base,
                         HexzOverlay         *overlay,
                         gboolean             thin,
@@ -1097,7 +1097,7 @@ capture_merge_thread (GTask        *task,
 
   if (!hexz_snapshot_writer_begin_stream (state->writer, HEXZ_STREAM_DISK,
                                           state->disk_size, &error) ||
-      !hexz_commit_merge_disk (state->writer, state->base, state->disk_copy,
+      !capture_merge_disk_stream (state->writer, state->base, state->disk_copy,
                                state->self->thin, cancellable, &error) ||
       !hexz_snapshot_writer_end_stream (state->writer, cancellable, &error))
     {
