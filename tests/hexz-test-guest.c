@@ -164,7 +164,7 @@ parse_status_slot (const guint8         *data,
   if (record->sequence != sequence)
     {
       g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_INVALID,
-                   "Status area: slot %u holds record %u, expected %s record %u",
+                   "Status area: slot %u contains record %u, expected %s record %u",
                    sequence % 2, record->sequence, role, sequence);
       return FALSE;
     }
@@ -277,7 +277,7 @@ hexz_test_guest_parse_status (const guint8         *data,
  * Reads a dump of the status area and decodes it with
  * hexz_test_guest_parse_status().
  *
- * Returns: %TRUE if the file holds a valid status area
+ * Returns: %TRUE if the file contains a valid status area
  */
 gboolean
 hexz_test_guest_load_status (const char           *dump_path,
@@ -405,7 +405,7 @@ hexz_test_guest_parse_xp (const char  *output,
   if (bytes->len != size)
     {
       g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_INVALID,
-                   "Output of xp holds %u bytes, expected %" G_GSIZE_FORMAT,
+                   "Output of xp contains %u bytes, expected %" G_GSIZE_FORMAT,
                    bytes->len, size);
       return NULL;
     }
@@ -545,8 +545,8 @@ hexz_test_guest_verify_pattern_file (const char  *dump_path,
  * Decodes the record sector. An all-zero sector, which the guest has not
  * written yet, gives a record with sequence 0.
  *
- * Returns: %TRUE if the sector is empty or holds a valid record followed
- *   by zero bytes
+ * Returns: %TRUE if the sector is empty or contains a valid record
+ *   followed by zero bytes
  */
 gboolean
 hexz_test_guest_parse_disk_sector (const guint8         *sector,
@@ -602,7 +602,7 @@ hexz_test_guest_parse_disk_sector (const guint8         *sector,
  * and decodes it with hexz_test_guest_parse_disk_sector(). Read it while
  * the VM is stopped: a read that races a guest write may see a torn sector.
  *
- * Returns: %TRUE if the sector is empty or holds a valid record
+ * Returns: %TRUE if the sector is empty or contains a valid record
  */
 gboolean
 hexz_test_guest_read_disk_record (const char           *image_path,
@@ -804,11 +804,11 @@ check_status (const HexzTestGuestStatus  *status,
  * @disk_record: the record sector of its disk at the same moment
  * @error: return location for a #GError
  *
- * Checks that memory and disk of a paused guest fit together: the guest is
- * running with a disk and without disk errors, its pattern checksum is the
- * one the seed gives, its records fit the pattern and the counter, and the
- * disk holds the last record the guest finished, or the record it was
- * writing when it stopped.
+ * Checks that memory and disk of a paused guest fit together. The guest
+ * must be running, with a disk and without disk errors. Its pattern
+ * checksum must be the one the seed gives, and its records must fit the
+ * pattern and the counter. The disk must contain the last record the guest
+ * finished, or the record it was writing when it stopped.
  *
  * The pattern region itself is not part of @status: check a dump of it with
  * hexz_test_guest_verify_pattern().
@@ -833,7 +833,7 @@ hexz_test_guest_check_consistent (const HexzTestGuestStatus  *status,
       if (status->last_done_sequence != 0)
         {
           g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_INCONSISTENT,
-                       "Disk holds no record, but the guest finished writing record %u",
+                       "Disk contains no record, but the guest finished writing record %u",
                        status->last_done_sequence);
           return FALSE;
         }
@@ -850,18 +850,18 @@ hexz_test_guest_check_consistent (const HexzTestGuestStatus  *status,
 
   if (status->in_flight_sequence != 0)
     g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_INCONSISTENT,
-                 "Disk holds record %u (counter %" G_GUINT64_FORMAT "), but memory says "
+                 "Disk contains record %u (counter %" G_GUINT64_FORMAT "), but memory says "
                  "record %u was the last written and record %u in flight",
                  disk_record->sequence, disk_record->counter,
                  status->last_done_sequence, status->in_flight_sequence);
   else if (status->last_done_sequence == 0)
     g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_INCONSISTENT,
-                 "Disk holds record %u (counter %" G_GUINT64_FORMAT "), but memory says "
+                 "Disk contains record %u (counter %" G_GUINT64_FORMAT "), but memory says "
                  "no record was written",
                  disk_record->sequence, disk_record->counter);
   else
     g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_INCONSISTENT,
-                 "Disk holds record %u (counter %" G_GUINT64_FORMAT "), but memory says "
+                 "Disk contains record %u (counter %" G_GUINT64_FORMAT "), but memory says "
                  "record %u (counter %" G_GUINT64_FORMAT ") was the last written",
                  disk_record->sequence, disk_record->counter,
                  status->last_done_sequence, status->last_done.counter);

@@ -2,12 +2,13 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * The test guest (tests/guest/, built as hexz-test-guest.elf, path in the
- * HEXZ_TEST_GUEST environment variable of the test suite) keeps a status
- * area at physical address HEXZ_GUEST_STATUS_ADDR (0x00200000, 256 bytes),
- * a pattern region at HEXZ_GUEST_FILL_BASE (0x01000000) and a record in
- * disk sector HEXZ_GUEST_RECORD_LBA (2048, byte offset 1 MiB). The full
- * layout is in guest/hexz-test-guest-layout.h and guest/README.md.
+ * The test guest is built from tests/guest/ as hexz-test-guest.elf, and the
+ * test suite passes its path in the HEXZ_TEST_GUEST environment variable.
+ * It keeps a status area at physical address HEXZ_GUEST_STATUS_ADDR
+ * (0x00200000, 256 bytes), a pattern region at HEXZ_GUEST_FILL_BASE
+ * (0x01000000) and a record in disk sector HEXZ_GUEST_RECORD_LBA (2048,
+ * byte offset 1 MiB). The full layout is in guest/hexz-test-guest-layout.h
+ * and guest/README.md.
  *
  * These helpers take plain data: bytes a test read with QMP `pmemsave`
  * (`val` = address, `size`, `filename`) or with the HMP command `xp`, and

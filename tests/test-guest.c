@@ -244,7 +244,7 @@ test_checker_status (void)
   g_test_message ("Expected error: %s", error->message);
   g_clear_error (&error);
 
-  /* The slot holds another record than the sequence number says. */
+  /* The slot contains another record than the sequence number names. */
   make_status (&raw, 5, 0);
   raw.last_done_sequence = GUINT32_TO_LE (7);
   g_assert_false (hexz_test_guest_parse_status ((const guint8 *) &raw, sizeof raw, &status, &error));
@@ -302,7 +302,7 @@ check_consistent_case (guint32  last_done,
 static void
 test_checker_consistent (void)
 {
-  /* Nothing written yet; the first write may or may not have landed. */
+  /* Nothing written yet, and the first write may or may not have landed. */
   check_consistent_case (0, 0, 0, TRUE);
   check_consistent_case (0, 1, 0, TRUE);
   check_consistent_case (0, 1, 1, TRUE);
@@ -1099,8 +1099,9 @@ test_qemu_xp (void)
   if (guest == NULL)
     return;
 
-  vm = test_vm_start (guest, "fill=1M", TRUE);
+  vm = test_vm_start (guest, "fill=1M interval=50", TRUE);
   wait_running (vm, 1, &status);
+  g_assert_cmpuint (status.interval_ms, ==, 50);
   qmp_execute_simple (vm, "stop");
 
   command = hexz_test_guest_xp_command (HEXZ_GUEST_STATUS_ADDR, HEXZ_GUEST_STATUS_SIZE);
@@ -1125,6 +1126,32 @@ test_qemu_xp (void)
   test_vm_stop (vm);
 }
 
+/* Counts the pages of the dirty region whose first word differs between
+ * two dumps. */
+static guint
+count_changed_pages (const char *first_path,
+                     const char *second_path)
+{
+  g_autofree char *first = NULL;
+  g_autofree char *second = NULL;
+  g_autoptr(GError) error = NULL;
+  gsize first_length, second_length;
+  guint changed = 0;
+
+  g_assert_true (g_file_get_contents (first_path, &first, &first_length, &error));
+  g_assert_true (g_file_get_contents (second_path, &second, &second_length, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (first_length, ==, second_length);
+
+  for (gsize offset = 0; offset < first_length; offset += 4096)
+    {
+      if (memcmp (first + offset, second + offset, 4) != 0)
+        changed++;
+    }
+
+  return changed;
+}
+
 static void
 test_qemu_no_disk (void)
 {
@@ -1132,6 +1159,9 @@ test_qemu_no_disk (void)
   HexzTestGuestStatus first, second;
   HexzTestGuestRecord empty = { 0 };
   g_autoptr(GError) error = NULL;
+  g_autofree char *dirty_first = NULL;
+  g_autofree char *dirty_second = NULL;
+  guint changed;
   TestVm *vm;
 
   if (guest == NULL)
@@ -1140,11 +1170,24 @@ test_qemu_no_disk (void)
   vm = test_vm_start (guest, "fill=1M dirty=256K", FALSE);
   wait_running (vm, 0, &first);
   g_assert_cmpuint (first.flags & HEXZ_GUEST_FLAG_NO_DISK, !=, 0);
+  g_assert_cmphex (first.dirty_base, ==, HEXZ_GUEST_DIRTY_BASE);
   g_assert_cmpuint (first.dirty_size, ==, 256 * 1024);
+
+  dirty_first = g_build_filename (vm->tmpdir, "dirty-1.bin", NULL);
+  dirty_second = g_build_filename (vm->tmpdir, "dirty-2.bin", NULL);
+  qmp_pmemsave (vm, first.dirty_base, first.dirty_size, dirty_first);
 
   /* The guest keeps running without writing records. */
   g_usleep (2 * first.interval_ms * 1000);
   read_status (vm, &second);
+  qmp_pmemsave (vm, first.dirty_base, first.dirty_size, dirty_second);
+
+  /* Every page of the dirty region is rewritten many times a second. */
+  changed = count_changed_pages (dirty_first, dirty_second);
+  g_test_message ("%u of %u dirty pages changed", changed, first.dirty_size / 4096);
+  g_assert_cmpuint (changed, >, first.dirty_size / 4096 / 2);
+  g_unlink (dirty_first);
+  g_unlink (dirty_second);
   g_assert_cmpuint (second.counter, >, first.counter);
   g_assert_cmpuint (second.last_done_sequence, ==, 0);
   g_assert_cmpuint (second.disk_writes, ==, 0);

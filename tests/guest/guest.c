@@ -172,7 +172,7 @@ calibrate_tsc (void)
   outb (PIT_MODE, 0xb0);   /* channel 2, low byte then high byte, mode 0 */
   outb (PIT_CHANNEL2, (uint8_t) (ticks & 0xff));
   outb (PIT_CHANNEL2, (uint8_t) (ticks >> 8));
-  /* Raise the gate (bit 0) to start counting; keep the speaker off. */
+  /* Raise the gate (bit 0) to start counting, with the speaker off. */
   outb (PIT_GATE_PORT, (uint8_t) ((gate & ~0x03u) | 0x01u));
 
   start = rdtsc ();
@@ -220,7 +220,7 @@ starts_with (const char *text,
 
 /* Parse a number in decimal or, with 0x, hexadecimal, with an optional K,
  * M or G suffix (powers of 1024) when @allow_suffix is set. Stops at the
- * end of the word; leaves *value unchanged when the word is not a number. */
+ * end of the word, and leaves *value unchanged when the word is not a number. */
 static void
 parse_number (const char *text,
               int         allow_suffix,
@@ -285,7 +285,7 @@ struct options {
   uint32_t interval_ms;
 };
 
-/* QEMU passes "KERNEL-PATH APPEND-STRING"; words that are not a known
+/* QEMU passes "KERNEL-PATH APPEND-STRING". Words that are not a known
  * key=value are skipped. */
 static void
 parse_cmdline (const char     *cmdline,
@@ -343,8 +343,8 @@ ata_wait_not_busy (void)
 static void
 ata_delay_400ns (void)
 {
-  /* Each read of the alternate status register takes about 100 ns on
-   * real hardware; QEMU needs no delay but costs nothing here. */
+  /* ATA asks for 400 ns after selecting a device, and each read of the
+   * alternate status register takes about 100 ns on real hardware. */
   for (int i = 0; i < 4; i++)
     (void) inb (ATA_CONTROL);
 }
@@ -369,14 +369,14 @@ ata_probe (void)
   uint16_t identify[256];
   int value;
 
-  /* Interrupts stay off in this guest; tell the device not to raise them. */
+  /* Interrupts stay off in this guest, so tell the device not to raise them. */
   outb (ATA_CONTROL, 0x02);
 
   outb (ATA_DEVICE, 0xa0);
   ata_delay_400ns ();
 
-  /* QEMU returns 0 for a missing device; a missing controller floats to
-   * 0xff. */
+  /* QEMU returns 0 for a missing device, and a missing controller floats
+   * to 0xff. */
   value = inb (ATA_STATUS);
   if (value == 0 || value == 0xff)
     goto no_disk;
@@ -481,8 +481,8 @@ fill_pattern (uint32_t base,
     }
   status->fill_done = size;
 
-  /* The checksum reads the region back, so it vouches for what RAM holds
-   * rather than for what the guest meant to write. */
+  /* The checksum reads the region back, so it covers what RAM contains
+   * rather than what the guest meant to write. */
   for (uint32_t offset = 0; offset < size; offset += 4)
     checksum = hexz_guest_checksum_add (checksum, words[offset / 4]);
 

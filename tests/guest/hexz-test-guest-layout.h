@@ -52,7 +52,7 @@ enum {
 
 /* Bits of hexz_guest_status.flags. */
 enum {
-  /* No ATA disk answered as IDE primary master: no record is written. */
+  /* No ATA disk responded as IDE primary master, so no record is written. */
   HEXZ_GUEST_FLAG_NO_DISK = 1u << 0,
   /* The disk is too small to hold the record sector. */
   HEXZ_GUEST_FLAG_DISK_TOO_SMALL = 1u << 1,
@@ -100,7 +100,7 @@ struct hexz_guest_record {
  *   4. last_done_sequence = N;
  *   5. in_flight_sequence = 0.
  *
- * So the disk sector holds record last_done_sequence, or record
+ * So the disk sector contains record last_done_sequence, or record
  * in_flight_sequence when that is not 0. Sequence 0 means "none". */
 struct hexz_guest_status {
   uint32_t magic;               /*   0: HEXZ_GUEST_STATUS_MAGIC */
