@@ -490,6 +490,7 @@ test_checker_xp (void)
 typedef struct {
   char *tmpdir;
   char *disk_path;
+  gboolean owns_disk;
   char *qmp_path;
   char *log_path;
   char *debug_path;
@@ -725,12 +726,21 @@ qmp_connect (TestVm *vm)
   qmp_execute_simple (vm, "qmp_capabilities");
 }
 
-/* Starts the guest with "-append @append", with a disk unless @with_disk is
- * FALSE. */
+/* Starts the guest with "-append @append". @disk_mode selects its disk:
+ * none, a new 4 MiB raw image, or the image of @other_vm. With @incoming,
+ * QEMU waits for a migration stream on that URI. */
+typedef enum {
+  TEST_DISK_NONE,
+  TEST_DISK_NEW,
+  TEST_DISK_SHARED,
+} TestDiskMode;
+
 static TestVm *
-test_vm_start (const char *guest,
-               const char *append,
-               gboolean    with_disk)
+test_vm_start_full (const char   *guest,
+                    const char   *append,
+                    TestDiskMode  disk_mode,
+                    TestVm       *other_vm,
+                    const char   *incoming)
 {
   g_autoptr(GSubprocessLauncher) launcher = NULL;
   g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
@@ -740,7 +750,11 @@ test_vm_start (const char *guest,
 
   vm->tmpdir = g_dir_make_tmp ("hexz-test-guest-XXXXXX", &error);
   g_assert_no_error (error);
-  vm->disk_path = g_build_filename (vm->tmpdir, "disk.img", NULL);
+  if (disk_mode == TEST_DISK_SHARED)
+    vm->disk_path = g_strdup (other_vm->disk_path);
+  else
+    vm->disk_path = g_build_filename (vm->tmpdir, "disk.img", NULL);
+  vm->owns_disk = disk_mode == TEST_DISK_NEW;
   vm->qmp_path = g_build_filename (vm->tmpdir, "qmp.sock", NULL);
   vm->log_path = g_build_filename (vm->tmpdir, "qemu.log", NULL);
   vm->debug_path = g_build_filename (vm->tmpdir, "debug.log", NULL);
@@ -765,17 +779,26 @@ test_vm_start (const char *guest,
   g_ptr_array_add (argv, g_strdup ("-qmp"));
   g_ptr_array_add (argv, g_strconcat ("unix:", vm->qmp_path, ",server=on,wait=off", NULL));
 
-  if (with_disk)
+  if (disk_mode == TEST_DISK_NEW)
     {
       int fd = g_open (vm->disk_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 
       g_assert_cmpint (fd, >=, 0);
       g_assert_cmpint (ftruncate (fd, TEST_DISK_SIZE), ==, 0);
       g_assert_true (g_close (fd, NULL));
+    }
 
+  if (disk_mode != TEST_DISK_NONE)
+    {
       g_ptr_array_add (argv, g_strdup ("-drive"));
       g_ptr_array_add (argv, g_strconcat ("file=", vm->disk_path,
                                           ",format=raw,if=ide,cache=writethrough", NULL));
+    }
+
+  if (incoming != NULL)
+    {
+      g_ptr_array_add (argv, g_strdup ("-incoming"));
+      g_ptr_array_add (argv, g_strdup (incoming));
     }
   g_ptr_array_add (argv, NULL);
 
@@ -791,6 +814,15 @@ test_vm_start (const char *guest,
   qmp_connect (vm);
 
   return vm;
+}
+
+static TestVm *
+test_vm_start (const char *guest,
+               const char *append,
+               gboolean    with_disk)
+{
+  return test_vm_start_full (guest, append, with_disk ? TEST_DISK_NEW : TEST_DISK_NONE,
+                             NULL, NULL);
 }
 
 static void
@@ -846,7 +878,8 @@ test_vm_stop (TestVm *vm)
 
   g_clear_object (&vm->qemu);
 
-  g_unlink (vm->disk_path);
+  if (vm->owns_disk)
+    g_unlink (vm->disk_path);
   g_unlink (vm->qmp_path);
   g_unlink (vm->log_path);
   g_unlink (vm->debug_path);
@@ -1198,6 +1231,89 @@ test_qemu_no_disk (void)
   test_vm_stop (vm);
 }
 
+/* Reads a string member of the object a QMP command returned. */
+static char *
+qmp_query_string (TestVm     *vm,
+                  const char *command,
+                  const char *member)
+{
+  g_autoptr(JsonNode) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  result = qmp_execute (vm, command, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (result));
+
+  return g_strdup (json_object_get_string_member_with_default (json_node_get_object (result),
+                                                               member, ""));
+}
+
+static void
+test_qemu_migrate (void)
+{
+  const char *guest = guest_or_skip ();
+  HexzTestGuestStatus source_status, final_status, target_status, paused;
+  HexzTestGuestRecord disk_record;
+  g_autoptr(JsonNode) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *uri = NULL;
+  JsonObject *arguments;
+  gint64 deadline;
+  TestVm *source, *target;
+
+  if (guest == NULL)
+    return;
+
+  source = test_vm_start (guest, "fill=1M dirty=1M", TRUE);
+  wait_running (source, 2, &source_status);
+
+  /* The target shares the disk image; QEMU activates it there only when
+   * the migration completes. */
+  uri = g_strconcat ("unix:", source->tmpdir, "/migrate.sock", NULL);
+  target = test_vm_start_full (guest, "fill=1M dirty=1M", TEST_DISK_SHARED, source, uri);
+
+  arguments = json_object_new ();
+  json_object_set_string_member (arguments, "uri", uri);
+  result = qmp_execute (source, "migrate", arguments, &error);
+  g_assert_no_error (error);
+
+  deadline = g_get_monotonic_time () + BOOT_TIMEOUT_S * G_USEC_PER_SEC;
+  for (;;)
+    {
+      g_autofree char *state = qmp_query_string (source, "query-migrate", "status");
+
+      if (g_str_equal (state, "completed"))
+        break;
+      g_assert_cmpstr (state, !=, "failed");
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (50 * 1000);
+    }
+
+  /* The source stopped at the end of the migration, the target runs on from
+   * that point and keeps writing records to the shared disk. */
+  read_status (source, &final_status);
+  g_assert_true (hexz_test_guest_check_progress (&source_status, &final_status, &error));
+  g_assert_no_error (error);
+
+  wait_running (target, final_status.last_done_sequence + 2, &target_status);
+  g_assert_true (hexz_test_guest_check_progress (&final_status, &target_status, &error));
+  g_assert_no_error (error);
+  g_test_message ("Migrated at counter %" G_GUINT64_FORMAT " and record %u, target at %"
+                  G_GUINT64_FORMAT " and record %u",
+                  final_status.counter, final_status.last_done_sequence,
+                  target_status.counter, target_status.last_done_sequence);
+
+  qmp_execute_simple (target, "stop");
+  read_status (target, &paused);
+  g_assert_true (hexz_test_guest_read_disk_record (target->disk_path, &disk_record, &error));
+  g_assert_no_error (error);
+  g_assert_true (hexz_test_guest_check_consistent (&paused, &disk_record, &error));
+  g_assert_no_error (error);
+
+  test_vm_stop (target);
+  test_vm_stop (source);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1217,6 +1333,7 @@ main (int   argc,
   g_test_add_func ("/guest/qemu/corrupt-dump", test_qemu_corrupt_dump);
   g_test_add_func ("/guest/qemu/xp", test_qemu_xp);
   g_test_add_func ("/guest/qemu/no-disk", test_qemu_no_disk);
+  g_test_add_func ("/guest/qemu/migrate", test_qemu_migrate);
 
   return g_test_run ();
 }

@@ -594,6 +594,12 @@ run (void)
         {
           uint64_t now = rdtsc ();
 
+          /* A VM restored from a snapshot or migrated may see the TSC jump
+           * backwards. Without this, it would write no record until the TSC
+           * caught up with the old deadline. */
+          if (next_record > now + interval_ticks)
+            next_record = now + interval_ticks;
+
           if (now < next_record)
             continue;
           /* Count from now rather than from the missed deadline, so a VM
