@@ -449,6 +449,15 @@ capture_complete (CaptureState *state)
 static void capture_restore_parameters (CaptureState *state);
 
 static void
+capture_settings_done (CaptureState *state)
+{
+  CaptureStep next = state->settings_next;
+
+  state->settings_next = NULL;
+  next (state);
+}
+
+static void
 capture_note (CaptureState *state,
               const char   *what,
               const GError *error)
@@ -487,6 +496,14 @@ capture_restore_settings (CaptureState *state,
 {
   JsonObject *arguments;
 
+  /* A failure while the success path restores the settings lets that
+   * restore finish and continue with the cleanup. */
+  if (state->settings_next != NULL)
+    {
+      state->settings_next = next;
+      return;
+    }
+
   state->settings_next = next;
 
   if (!state->capabilities_changed || state->connection_lost)
@@ -522,7 +539,7 @@ capture_on_parameters_restored (GObject      *source,
   else
     state->parameters_changed = FALSE;
 
-  state->settings_next (state);
+  capture_settings_done (state);
 }
 
 static void
@@ -532,7 +549,7 @@ capture_restore_parameters (CaptureState *state)
 
   if (!state->parameters_changed || state->connection_lost)
     {
-      state->settings_next (state);
+      capture_settings_done (state);
       return;
     }
 
@@ -685,6 +702,14 @@ static void
 capture_resume_vm (CaptureState *state,
                    CaptureStep   next)
 {
+  /* A failure while the success path resumes the machine lets that
+   * resume finish and continue with the cleanup. */
+  if (state->resume_next != NULL)
+    {
+      state->resume_next = next;
+      return;
+    }
+
   state->resume_next = next;
   state->resume_deadline = g_get_monotonic_time () +
                            (gint64) state->self->cleanup_timeout * 1000;
@@ -955,10 +980,14 @@ capture_on_user_cancelled (GCancellable *cancellable,
 {
   CaptureState *state = user_data;
 
-  g_main_context_invoke_full (state->context, G_PRIORITY_DEFAULT,
-                              capture_on_user_cancelled_idle,
-                              capture_state_ref (state),
-                              (GDestroyNotify) capture_state_unref);
+  GSource *source = g_idle_source_new ();
+
+  /* Always deferred, even from the context's own thread: the cancellable
+   * may be cancelled already when the run connects to it. */
+  g_source_set_callback (source, capture_on_user_cancelled_idle,
+                         capture_state_ref (state), (GDestroyNotify) capture_state_unref);
+  g_source_attach (source, state->context);
+  g_source_unref (source);
 }
 
 /* Step 7: finalize */
@@ -1151,6 +1180,9 @@ static void
 capture_on_resumed (CaptureState *state)
 {
   HexzCapture *self = state->self;
+
+  if (state->failing)
+    return;
 
   if (state->vm_resumed || state->pause_start != 0)
     {

@@ -64,6 +64,22 @@ typedef struct
 } MockQemu;
 
 static void
+mock_send_all (GSocket    *socket,
+               const char *data,
+               gsize       length)
+{
+  while (length > 0)
+    {
+      gssize n = g_socket_send (socket, data, length, NULL, NULL);
+
+      if (n <= 0)
+        return;
+      data += n;
+      length -= n;
+    }
+}
+
+static void
 mock_send (GSocket    *socket,
            JsonObject *object)
 {
@@ -71,7 +87,7 @@ mock_send (GSocket    *socket,
   g_autofree char *text = json_to_string (node, FALSE);
   g_autofree char *line = g_strconcat (text, "\r\n", NULL);
 
-  g_socket_send_all (socket, line, strlen (line), NULL, NULL, NULL);
+  mock_send_all (socket, line, strlen (line));
 }
 
 static void
@@ -425,7 +441,7 @@ mock_serve_client (MockQemu *mock,
         "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "
         "\"package\": \"mock\"}, \"capabilities\": [\"oob\"]}}\r\n";
 
-      g_socket_send_all (socket, greeting, strlen (greeting), NULL, NULL, NULL);
+      mock_send_all (socket, greeting, strlen (greeting));
     }
 
   for (;;)
