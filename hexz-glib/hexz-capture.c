@@ -1363,13 +1363,12 @@ capture_on_memory_spliced (GObject      *source,
 
   if (error != NULL)
     {
-      g_autofree char *path = g_file_get_path (state->self->output);
       GError *wrapped;
 
+      /* The writer's message already names the file. */
       wrapped = g_error_new (error->domain, error->code,
-                             /* Translators: %s is a file name, then an error message. */
-                             _("Writing the memory stream to “%s” failed: %s"),
-                             path, error->message);
+                             /* Translators: %s is an error message. */
+                             _("Writing the memory stream failed: %s"), error->message);
       capture_fail (state, wrapped);
       return;
     }
@@ -1567,6 +1566,45 @@ capture_on_migrate (GObject      *source,
   capture_query_migration (state);
 }
 
+/* QEMU resumes the guest itself in background mode, and pauses it itself
+ * in live mode: the RESUME and STOP events time the pause. */
+static void
+capture_on_run_state_event (GObject      *source,
+                            GAsyncResult *result,
+                            gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+  g_autoptr(JsonObject) data = NULL;
+  g_autoptr(GError) error = NULL;
+
+  data = hexz_qmp_client_wait_event_finish (state->client, result, NULL, &error);
+  if (data == NULL || state->failing)
+    return;
+
+  if (state->mode == HEXZ_CAPTURE_MODE_BACKGROUND && !state->vm_resumed)
+    {
+      g_debug ("Capture: QEMU resumed the machine");
+      state->vm_resumed = TRUE;
+      state->pause_end = g_get_monotonic_time ();
+    }
+  else if (state->mode == HEXZ_CAPTURE_MODE_LIVE && state->pause_start == 0)
+    {
+      g_debug ("Capture: QEMU paused the machine");
+      state->pause_start = g_get_monotonic_time ();
+    }
+}
+
+static void
+capture_wait_run_state_event (CaptureState *state)
+{
+  const char *name = state->mode == HEXZ_CAPTURE_MODE_BACKGROUND ? "RESUME" : "STOP";
+
+  hexz_qmp_client_discard_events (state->client, name);
+  hexz_qmp_client_wait_event_async (state->client, name, NULL, NULL, NULL, 0,
+                                    state->cancellable, capture_on_run_state_event,
+                                    capture_state_ref (state));
+}
+
 static void
 capture_migrate (CaptureState *state)
 {
@@ -1579,9 +1617,10 @@ capture_migrate (CaptureState *state)
                                     NULL, NULL, 0, state->cancellable,
                                     capture_on_migration_event, capture_state_ref (state));
 
+  if (state->mode == HEXZ_CAPTURE_MODE_BACKGROUND || state->mode == HEXZ_CAPTURE_MODE_LIVE)
+    capture_wait_run_state_event (state);
+
   state->migrate_sent = TRUE;
-  if (state->mode != HEXZ_CAPTURE_MODE_LIVE && state->pause_start == 0)
-    state->pause_start = g_get_monotonic_time ();
   capture_execute (state, "migrate", arguments, NULL, capture_on_migrate);
 }
 

@@ -248,10 +248,20 @@ vm_start (Fixture    *fixture,
       g_usleep (20 * 1000);
     }
 
+  /* The socket file appears a moment before QEMU listens on it. */
   vm->client = hexz_qmp_client_new ();
-  hexz_qmp_client_connect_to_path_async (vm->client, vm->qmp_path, NULL, on_async_done, &result);
-  hexz_qmp_client_connect_finish (vm->client, wait_result (&result), &error);
-  g_assert_no_error (error);
+  for (;;)
+    {
+      hexz_qmp_client_connect_to_path_async (vm->client, vm->qmp_path, NULL, on_async_done, &result);
+      if (hexz_qmp_client_connect_finish (vm->client, wait_result (&result), &error))
+        break;
+
+      g_clear_object (&result);
+      if (g_get_monotonic_time () > deadline)
+        g_assert_no_error (error);
+      g_clear_error (&error);
+      g_usleep (20 * 1000);
+    }
 
   return vm;
 }
@@ -701,6 +711,7 @@ test_cancel (Fixture       *fixture,
 
   g_assert_false (capture_run (fixture, capture, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
 
   g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
   g_assert_true (running);
@@ -709,8 +720,10 @@ test_cancel (Fixture       *fixture,
 
   /* The guest really runs on. */
   g_assert_true (read_status (fixture->vm, &before, &error));
+  g_assert_no_error (error);
   g_usleep (200 * 1000);
   g_assert_true (read_status (fixture->vm, &after, &error));
+  g_assert_no_error (error);
   g_assert_true (hexz_test_guest_check_progress (&before, &after, &error));
   g_assert_no_error (error);
 }
