@@ -878,17 +878,17 @@ hexz_overlay_is_modified (HexzOverlay *self,
 }
 
 /**
- * hexz_overlay_read_page:
+ * hexz_overlay_read_page: (skip)
  * @self: an overlay
  * @page: a page number inside the disk
- * @buffer: (out caller-allocates) (array fixed-size=4096): a buffer of
- *   %HEXZ_OVERLAY_PAGE_SIZE bytes
+ * @buffer: (array fixed-size=4096): a buffer of %HEXZ_OVERLAY_PAGE_SIZE
+ *   bytes to fill
  * @error: return location for an error
  *
  * Reads one page's bytes from the overlay file, whether or not the page is
  * modified. The part of a short last page past the disk's end is filled
  * with zeros. Use [method@Hexz.Overlay.is_modified] to know whether the
- * bytes mean anything.
+ * bytes mean anything. Bindings use [method@Hexz.Overlay.read_page_bytes].
  *
  * Returns: %TRUE on success
  *
