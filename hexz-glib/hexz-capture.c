@@ -57,6 +57,7 @@
 
 #include "hexz-capture.h"
 #include "hexz-capture-private.h"
+#include "hexz-commit-private.h"
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
 #include "hexz-overlay.h"
@@ -466,7 +467,7 @@ capture_note (CaptureState *state,
     state->cleanup_notes = g_string_new (NULL);
 
   g_string_append_printf (state->cleanup_notes, " %s: %s.", what, error->message);
-  g_warning ("Capture: %s: %s", what, error->message);
+  g_debug ("Capture: %s: %s", what, error->message);
 
   if (capture_is_connection_error (error))
     state->connection_lost = TRUE;
@@ -751,6 +752,13 @@ capture_cleanup_memory (CaptureState *state)
 
 static void capture_cleanup_poll_migration (CaptureState *state);
 
+static gboolean
+capture_cleanup_poll_migration_cb (gpointer user_data)
+{
+  capture_cleanup_poll_migration (user_data);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 capture_on_cleanup_migration_status (GObject      *source,
                                      GAsyncResult *result,
@@ -789,7 +797,7 @@ capture_on_cleanup_migration_status (GObject      *source,
     }
 
   retry = g_timeout_source_new (RUN_STATE_RETRY_MS * 5);
-  g_source_set_callback (retry, (GSourceFunc) (void (*)(void)) capture_cleanup_poll_migration,
+  g_source_set_callback (retry, capture_cleanup_poll_migration_cb,
                          capture_state_ref (state), (GDestroyNotify) capture_state_unref);
   g_source_attach (retry, state->context);
   g_source_unref (retry);
@@ -1064,57 +1072,6 @@ capture_finalize (CaptureState *state)
  * while the machine runs again. The base never changes, so unmodified
  * blocks (thick) or parent references (thin) can come later. */
 
-/* FIXME: replace with the commit helper's merge once it is on main, so
- * that one merge serves `hexz-snap commit` and the capture. */
-static gboolean
-capture_merge_disk_stream (HexzSnapshotWriter  *writer,
-                        HexzSnapshot        *base,
-                        HexzOverlay         *overlay,
-                        gboolean             thin,
-                        GCancellable        *cancellable,
-                        GError             **error)
-{
-  guint64 disk_size = hexz_overlay_get_disk_size (overlay);
-  guint64 base_size = hexz_snapshot_get_disk_size (base);
-  guint block_size = hexz_snapshot_writer_get_block_size (writer);
-  g_autofree guint8 *block = g_malloc (block_size);
-
-  for (guint64 offset = 0; offset < disk_size; offset += block_size)
-    {
-      gsize count = MIN (block_size, disk_size - offset);
-      gboolean modified = FALSE;
-
-      for (guint64 page = offset / HEXZ_OVERLAY_PAGE_SIZE;
-           page * HEXZ_OVERLAY_PAGE_SIZE < offset + count; page++)
-        modified |= hexz_overlay_is_modified (overlay, page);
-
-      if (!modified && thin && offset + count <= base_size)
-        {
-          if (!hexz_snapshot_writer_write_parent (writer, count, cancellable, error))
-            return FALSE;
-          continue;
-        }
-
-      memset (block, 0, count);
-      if (offset < base_size &&
-          !hexz_snapshot_read (base, HEXZ_STREAM_DISK, offset, block,
-                               MIN (count, base_size - offset), cancellable, error))
-        return FALSE;
-
-      for (guint64 page = offset / HEXZ_OVERLAY_PAGE_SIZE;
-           page * HEXZ_OVERLAY_PAGE_SIZE < offset + count; page++)
-        if (hexz_overlay_is_modified (overlay, page) &&
-            !hexz_overlay_read_page (overlay, page,
-                                     block + (page * HEXZ_OVERLAY_PAGE_SIZE - offset), error))
-          return FALSE;
-
-      if (!hexz_snapshot_writer_write (writer, block, count, cancellable, error))
-        return FALSE;
-    }
-
-  return TRUE;
-}
-
 static void
 capture_merge_thread (GTask        *task,
                       gpointer      source_object,
@@ -1122,13 +1079,11 @@ capture_merge_thread (GTask        *task,
                       GCancellable *cancellable)
 {
   CaptureState *state = task_data;
+  g_autoptr(HexzPageSource) source = hexz_page_source_new_for_overlay (state->disk_copy);
   GError *error = NULL;
 
-  if (!hexz_snapshot_writer_begin_stream (state->writer, HEXZ_STREAM_DISK,
-                                          state->disk_size, &error) ||
-      !capture_merge_disk_stream (state->writer, state->base, state->disk_copy,
-                               state->self->thin, cancellable, &error) ||
-      !hexz_snapshot_writer_end_stream (state->writer, cancellable, &error))
+  if (!hexz_commit_merge_disk (state->writer, state->base, source, state->disk_size,
+                               state->self->thin, NULL, NULL, cancellable, &error))
     {
       g_task_return_error (task, error);
       return;
@@ -1463,7 +1418,8 @@ capture_on_migration_info (GObject      *source,
       break;
     }
 
-  capture_progress (state, transferred, total);
+  if (total > 0)
+    capture_progress (state, transferred, total);
 
   now = g_get_monotonic_time ();
   if (transferred > state->last_transferred || state->last_progress_time == 0)
