@@ -92,6 +92,7 @@ struct _HexzCapture
   HexzCodec codec;
   int level;
   guint block_size;
+  guint threads;
   char *message;
   guint stall_timeout;
   gboolean allow_larger_overlay;
@@ -121,6 +122,7 @@ enum {
   PROP_CODEC,
   PROP_LEVEL,
   PROP_BLOCK_SIZE,
+  PROP_THREADS,
   PROP_MESSAGE,
   PROP_STALL_TIMEOUT,
   PROP_ALLOW_LARGER_OVERLAY,
@@ -1706,6 +1708,8 @@ capture_start (CaptureState *state)
   if (self->level != 0)
     hexz_snapshot_writer_set_level (state->writer, self->level);
   hexz_snapshot_writer_set_block_size (state->writer, self->block_size);
+  if (self->threads != 0)
+    hexz_snapshot_writer_set_threads (state->writer, self->threads);
   if (self->thin)
     hexz_snapshot_writer_set_parent (state->writer, state->base);
 
@@ -2533,6 +2537,9 @@ hexz_capture_get_property (GObject    *object,
     case PROP_BLOCK_SIZE:
       g_value_set_uint (value, self->block_size);
       break;
+    case PROP_THREADS:
+      g_value_set_uint (value, self->threads);
+      break;
     case PROP_MESSAGE:
       g_value_set_string (value, self->message);
       break;
@@ -2604,6 +2611,9 @@ hexz_capture_set_property (GObject      *object,
       break;
     case PROP_BLOCK_SIZE:
       hexz_capture_set_block_size (self, g_value_get_uint (value));
+      break;
+    case PROP_THREADS:
+      hexz_capture_set_threads (self, g_value_get_uint (value));
       break;
     case PROP_MESSAGE:
       hexz_capture_set_message (self, g_value_get_string (value));
@@ -2749,6 +2759,16 @@ hexz_capture_class_init (HexzCaptureClass *klass)
   properties[PROP_BLOCK_SIZE] =
     g_param_spec_uint ("block-size", NULL, NULL, HEXZ_MIN_BLOCK_SIZE, HEXZ_MAX_BLOCK_SIZE,
                        HEXZ_DEFAULT_BLOCK_SIZE, rw);
+
+  /**
+   * HexzCapture:threads: (getter get_threads) (setter set_threads)
+   *
+   * The number of compression threads; 0 keeps the writer's default.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_THREADS] =
+    g_param_spec_uint ("threads", NULL, NULL, 0, 1024, 0, rw);
 
   /**
    * HexzCapture:message: (getter get_message) (setter set_message)
@@ -3371,6 +3391,46 @@ hexz_capture_set_block_size (HexzCapture *self,
 
   self->block_size = block_size;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BLOCK_SIZE]);
+}
+
+/**
+ * hexz_capture_get_threads: (get-property threads)
+ * @self: a capture
+ *
+ * Gets the number of compression threads.
+ *
+ * Returns: the number of threads, 0 for the writer's default
+ *
+ * Since: 1.0
+ */
+guint
+hexz_capture_get_threads (HexzCapture *self)
+{
+  g_return_val_if_fail (HEXZ_IS_CAPTURE (self), 0);
+
+  return self->threads;
+}
+
+/**
+ * hexz_capture_set_threads: (set-property threads)
+ * @self: a capture
+ * @threads: the number of compression threads, 0 for the writer's default
+ *
+ * Sets [property@Hexz.Capture:threads].
+ *
+ * Since: 1.0
+ */
+void
+hexz_capture_set_threads (HexzCapture *self,
+                          guint        threads)
+{
+  g_return_if_fail (HEXZ_IS_CAPTURE (self));
+
+  if (self->threads == threads)
+    return;
+
+  self->threads = threads;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_THREADS]);
 }
 
 /**

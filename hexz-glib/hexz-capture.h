@@ -196,6 +196,11 @@ HEXZ_AVAILABLE_IN_1_0
 void              hexz_capture_set_block_size       (HexzCapture     *self,
                                                      guint            block_size);
 HEXZ_AVAILABLE_IN_1_0
+guint             hexz_capture_get_threads          (HexzCapture     *self);
+HEXZ_AVAILABLE_IN_1_0
+void              hexz_capture_set_threads          (HexzCapture     *self,
+                                                     guint            threads);
+HEXZ_AVAILABLE_IN_1_0
 const char       *hexz_capture_get_message          (HexzCapture     *self);
 HEXZ_AVAILABLE_IN_1_0
 void              hexz_capture_set_message          (HexzCapture     *self,

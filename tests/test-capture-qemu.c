@@ -810,6 +810,187 @@ test_qemu_killed (Fixture       *fixture,
   assert_no_output (fixture);
 }
 
+/* The command-line tool. A QMP socket serves one client at a time, so the
+ * test's own connection is closed while the tool runs. */
+
+static void
+vm_disconnect (TestVm *vm)
+{
+  hexz_qmp_client_close (vm->client);
+}
+
+static void
+vm_reconnect (TestVm *vm)
+{
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_clear_object (&vm->client);
+  vm->client = hexz_qmp_client_new ();
+  hexz_qmp_client_connect_to_path_async (vm->client, vm->qmp_path, NULL, on_async_done, &result);
+  hexz_qmp_client_connect_finish (vm->client, wait_result (&result), &error);
+  g_assert_no_error (error);
+}
+
+static JsonObject *
+run_tool_json (const char * const *argv,
+               int                 expected_status)
+{
+  g_autoptr(GSubprocess) process = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr(JsonNode) node = NULL;
+
+  process = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                               &error);
+  g_assert_no_error (error);
+  g_subprocess_communicate_utf8 (process, NULL, NULL, &out, &err, &error);
+  g_assert_no_error (error);
+  g_test_message ("%s %s: exit %d, stderr: %s", argv[0], argv[1],
+                  g_subprocess_get_exit_status (process), err);
+  g_assert_cmpint (g_subprocess_get_exit_status (process), ==, expected_status);
+
+  if (expected_status != 0)
+    return NULL;
+
+  node = json_from_string (out, &error);
+  g_assert_no_error (error);
+  return json_object_ref (json_node_get_object (node));
+}
+
+static void
+test_cli_snap_restore (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  const char *tool = g_getenv ("HEXZ_SNAP");
+  g_autoptr(JsonObject) result = NULL;
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *disk_path = NULL;
+  HexzTestGuestStatus status;
+  HexzTestGuestRecord record;
+  gboolean running = FALSE;
+
+  if (fixture->guest == NULL)
+    return;
+  if (tool == NULL)
+    {
+      g_test_skip ("HEXZ_SNAP is not set");
+      return;
+    }
+
+  start_guest (fixture, FALSE);
+  vm_disconnect (fixture->vm);
+  {
+    const char *argv[] = {
+      tool, "snap", "--socket", fixture->vm->qmp_path, "--overlay", fixture->overlay_path,
+      "--base", fixture->base_path, "--output", fixture->output_path, "--mode", "paused",
+      "--compression", "zstd", "--message", "from the tool", "--json", NULL
+    };
+
+    result = run_tool_json (argv, 0);
+  }
+  g_assert_cmpstr (json_object_get_string_member (result, "mode"), ==, "paused");
+  g_assert_cmpfloat (json_object_get_double_member (result, "pause_time_ms"), >, 0);
+  vm_reconnect (fixture->vm);
+  g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
+  assert_settings_restored (fixture->vm);
+
+  /* Restore with the tool, paused, and check the loaded guest. */
+  snapshot = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
+  g_assert_no_error (error);
+  disk_path = extract_disk (fixture, snapshot);
+  fixture->restored = vm_start (fixture, disk_path, TRUE, FALSE);
+  vm_disconnect (fixture->restored);
+  {
+    const char *argv[] = {
+      tool, "restore", "--socket", fixture->restored->qmp_path, "--paused", "--json",
+      fixture->output_path, NULL
+    };
+    g_autoptr(JsonObject) restored = run_tool_json (argv, 0);
+
+    g_assert_cmpstr (json_object_get_string_member (restored, "status"), ==, "paused");
+  }
+  vm_reconnect (fixture->restored);
+  g_assert_true (read_status (fixture->restored, &status, &error));
+  g_assert_no_error (error);
+  g_assert_true (hexz_test_guest_read_disk_record (disk_path, &record, &error));
+  g_assert_true (hexz_test_guest_check_consistent (&status, &record, &error));
+  g_assert_no_error (error);
+
+  /* resume runs it. */
+  vm_disconnect (fixture->restored);
+  {
+    const char *argv[] = { tool, "resume", "--socket", fixture->restored->qmp_path, "--json", NULL };
+    g_autoptr(JsonObject) resumed = run_tool_json (argv, 0);
+
+    g_assert_cmpstr (json_object_get_string_member (resumed, "status"), ==, "running");
+  }
+  vm_reconnect (fixture->restored);
+}
+
+/* Sends SIGINT to the tool once its log shows the memory phase. */
+static void
+test_cli_sigint (Fixture       *fixture,
+                 gconstpointer  data)
+{
+  const char *tool = g_getenv ("HEXZ_SNAP");
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) process = NULL;
+  g_autoptr(GDataInputStream) log = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean interrupted = FALSE;
+  gboolean running = FALSE;
+  char *line;
+
+  if (fixture->guest == NULL)
+    return;
+  if (tool == NULL)
+    {
+      g_test_skip ("HEXZ_SNAP is not set");
+      return;
+    }
+
+  start_guest (fixture, FALSE);
+  vm_disconnect (fixture->vm);
+
+  /* GLib's default log handler prints debug messages to standard output. */
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  g_subprocess_launcher_setenv (launcher, "G_MESSAGES_DEBUG", "Hexz", TRUE);
+  process = g_subprocess_launcher_spawn (launcher, &error, tool, "snap",
+                                         "--socket", fixture->vm->qmp_path,
+                                         "--overlay", fixture->overlay_path,
+                                         "--base", fixture->base_path,
+                                         "--output", fixture->output_path,
+                                         "--mode", "paused", NULL);
+  g_assert_no_error (error);
+
+  log = g_data_input_stream_new (g_subprocess_get_stdout_pipe (process));
+  while ((line = g_data_input_stream_read_line (log, NULL, NULL, NULL)) != NULL)
+    {
+      if (!interrupted && strstr (line, "Capture: phase memory") != NULL)
+        {
+          g_test_message ("Sending SIGINT to hexz-snap pid %s", g_subprocess_get_identifier (process));
+          g_subprocess_send_signal (process, SIGINT);
+          interrupted = TRUE;
+        }
+      if (strstr (line, "DEBUG") == NULL)
+        g_test_message ("hexz-snap: %s", line);
+      g_free (line);
+    }
+
+  g_subprocess_wait (process, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (interrupted);
+  g_assert_cmpint (g_subprocess_get_exit_status (process), ==, 1);
+
+  vm_reconnect (fixture->vm);
+  g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
+  assert_settings_restored (fixture->vm);
+  assert_no_output (fixture);
+}
+
 static const SnapshotCase paused_lz4_thick = { HEXZ_CAPTURE_MODE_PAUSED, HEXZ_CODEC_LZ4, FALSE, FALSE };
 static const SnapshotCase paused_zstd_thin = { HEXZ_CAPTURE_MODE_PAUSED, HEXZ_CODEC_ZSTD, TRUE, FALSE };
 static const SnapshotCase background_zstd_thick = { HEXZ_CAPTURE_MODE_BACKGROUND, HEXZ_CODEC_ZSTD, FALSE, FALSE };
@@ -842,6 +1023,8 @@ main (int    argc,
   ADD ("/capture-qemu/cancel/finalize", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_FINALIZE), test_cancel);
   ADD ("/capture-qemu/failure/no-space", NULL, test_no_space);
   ADD ("/capture-qemu/failure/qemu-killed", NULL, test_qemu_killed);
+  ADD ("/capture-qemu/cli/snap-restore", NULL, test_cli_snap_restore);
+  ADD ("/capture-qemu/cli/sigint", NULL, test_cli_sigint);
 
 #undef ADD
 

@@ -118,10 +118,11 @@ snap_on_done (GObject      *source,
        * resumed and its settings restored. */
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
         {
-          hexz_tool_progress_end (snap->tool);
-          g_printerr ("hexz-snap: %s\n",
-                      _("Interrupted: the snapshot was cancelled, the virtual machine is "
-                        "back in its previous run state and no file was written"));
+          g_clear_error (&error);
+          g_set_error_literal (&error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_FAILED,
+                               _("Interrupted: the snapshot was cancelled, the virtual "
+                                 "machine is back in its previous run state and no file "
+                                 "was written"));
         }
       hexz_tool_finish (snap->tool, error);
     }
@@ -183,11 +184,18 @@ hexz_tool_command_snap (HexzTool  *tool,
 
   hexz_tool_writer_options_init (&writer_options);
   context = hexz_tool_option_context_new (tool);
-  g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
-  g_option_context_add_group (context, hexz_tool_writer_option_group (&writer_options));
+  g_option_context_set_main_group (context, hexz_tool_writer_option_group (&writer_options, entries));
 
   if (!hexz_tool_parse_options (tool, context, &argc, &argv, 0, 0))
     return FALSE;
+
+  /* Training needs samples before the first block, and the memory is
+   * written as it arrives. */
+  if (writer_options.train_dictionary)
+    {
+      hexz_tool_usage_error (tool, "%s", _("snap does not support --dictionary"));
+      return FALSE;
+    }
 
   if (socket_path == NULL || overlay == NULL || base == NULL || output == NULL)
     {
@@ -229,6 +237,7 @@ hexz_tool_command_snap (HexzTool  *tool,
   hexz_capture_set_codec (snap->capture, writer_options.codec);
   hexz_capture_set_level (snap->capture, writer_options.level);
   hexz_capture_set_block_size (snap->capture, writer_options.block_size);
+  hexz_capture_set_threads (snap->capture, writer_options.threads);
   hexz_capture_set_message (snap->capture, message);
   hexz_capture_set_allow_larger_overlay (snap->capture, allow_larger);
   if (stall_timeout >= 0)
