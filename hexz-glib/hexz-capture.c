@@ -2932,7 +2932,7 @@ hexz_capture_get_socket_path (HexzCapture *self)
 /**
  * hexz_capture_set_socket_path: (set-property socket-path)
  * @self: a capture
- * @socket_path: (nullable) the QMP socket's path
+ * @socket_path: (nullable): the QMP socket's path
  *
  * Sets [property@Hexz.Capture:socket-path].
  *
@@ -2973,7 +2973,7 @@ hexz_capture_get_overlay (HexzCapture *self)
 /**
  * hexz_capture_set_overlay: (set-property overlay)
  * @self: a capture
- * @overlay: (nullable) the overlay's path
+ * @overlay: (nullable): the overlay's path
  *
  * Sets [property@Hexz.Capture:overlay].
  *
@@ -3014,7 +3014,7 @@ hexz_capture_get_base_path (HexzCapture *self)
 /**
  * hexz_capture_set_base_path: (set-property base-path)
  * @self: a capture
- * @base_path: (nullable) the base snapshot's path
+ * @base_path: (nullable): the base snapshot's path
  *
  * Sets [property@Hexz.Capture:base-path].
  *
@@ -3055,7 +3055,7 @@ hexz_capture_get_message (HexzCapture *self)
 /**
  * hexz_capture_set_message: (set-property message)
  * @self: a capture
- * @message: (nullable) the message
+ * @message: (nullable): the message
  *
  * Sets [property@Hexz.Capture:message].
  *
@@ -3096,7 +3096,7 @@ hexz_capture_get_qmp_client (HexzCapture *self)
 /**
  * hexz_capture_set_qmp_client: (set-property qmp-client)
  * @self: a capture
- * @client: (nullable) a connected QMP client
+ * @client: (nullable): a connected QMP client
  *
  * Sets [property@Hexz.Capture:qmp-client].
  *
@@ -3135,7 +3135,7 @@ hexz_capture_get_base (HexzCapture *self)
 /**
  * hexz_capture_set_base: (set-property base)
  * @self: a capture
- * @base: (nullable) the base snapshot
+ * @base: (nullable): the base snapshot
  *
  * Sets [property@Hexz.Capture:base].
  *
@@ -3174,7 +3174,7 @@ hexz_capture_get_output (HexzCapture *self)
 /**
  * hexz_capture_set_output: (set-property output)
  * @self: a capture
- * @output: (nullable) the output file
+ * @output: (nullable): the output file
  *
  * Sets [property@Hexz.Capture:output].
  *
@@ -3556,7 +3556,7 @@ hexz_capture_get_chosen_mode (HexzCapture *self)
  *
  * Gets [property@Hexz.Capture:fallback-reason].
  *
- * Returns: (nullable) why auto mode fell back to a paused snapshot, or %NULL
+ * Returns: (nullable): why auto mode fell back to a paused snapshot, or %NULL
  *
  * Since: 1.0
  */
