@@ -10,11 +10,12 @@
  * memory at one instant, in one snapshot file.
  *
  * The machine boots from a base snapshot and writes to a copy-on-write
- * overlay (see [class@Hexz.Overlay]). A capture talks to the machine's QMP
- * monitor, pauses the machine, copies the overlay's modified pages, streams
- * the machine's memory out of QEMU's migration through a pipe into the new
- * snapshot, resumes the machine, and then writes the disk stream from the
- * base and the copied pages while the machine runs.
+ * overlay (see [class@Hexz.Overlay]). A capture sends commands to the
+ * machine's QMP monitor. It pauses the machine, copies the overlay's
+ * modified pages and streams the machine's memory out of QEMU's migration
+ * through a pipe into the new snapshot. Then it resumes the machine and
+ * writes the disk stream from the base and the copied pages while the
+ * machine runs.
  *
  * Three modes get the memory (see [enum@Hexz.CaptureMode]): paused keeps
  * the machine paused during the whole memory dump; background lets QEMU
@@ -147,9 +148,9 @@ G_DEFINE_FINAL_TYPE (HexzCapture, hexz_capture, G_TYPE_OBJECT)
 
 G_DEFINE_QUARK (hexz-capture-error-quark, hexz_capture_error)
 
-/* The state of one run: it owns the task until the run completes. Every
- * pending callback holds a reference, so a callback that arrives after a
- * failure finds the state alive and sees that it has nothing left to do. */
+/* The state of one run, which owns the task until the run completes. Every
+ * pending callback keeps a reference, so a callback that arrives after a
+ * failure finds the state alive and returns without acting. */
 typedef struct _CaptureState CaptureState;
 
 typedef void (*CaptureStep) (CaptureState *state);
@@ -176,7 +177,7 @@ struct _CaptureState
   char *output_dir;
   guint64 disk_size;
 
-  /* What the machine was like before the run. */
+  /* The machine's state and settings before the run. */
   gboolean was_running;
   guint64 ram_size;
   char *vm_name;
@@ -188,7 +189,7 @@ struct _CaptureState
 
   HexzCaptureMode mode;
 
-  /* What was done to the machine, so that cleanup undoes exactly that.
+  /* Changes made to the machine, so that cleanup undoes exactly those.
    * A flag is set when the command is sent, because QEMU may act on a
    * command whose reply never comes. */
   gboolean capabilities_changed;
@@ -1620,7 +1621,7 @@ capture_start_memory (CaptureState *state)
       return;
     }
 
-  /* The list holds its own copy of the write end; closing ours means the
+  /* The list keeps its own copy of the write end. Closing ours means the
    * pipe ends when QEMU closes the copy it received. */
   fd_list = g_unix_fd_list_new ();
   if (g_unix_fd_list_append (fd_list, fds[1], &error) < 0)

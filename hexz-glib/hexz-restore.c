@@ -212,7 +212,7 @@ restore_feed_thread (GTask        *task,
       return;
     }
 
-  /* The end of the stream tells QEMU nothing more comes. */
+  /* Shutting down the write side gives QEMU the end of the stream. */
   if (!g_socket_shutdown (state->socket, FALSE, TRUE, &error))
     {
       g_task_return_error (task, error);
@@ -377,10 +377,10 @@ restore_on_initial_status (GObject      *source,
  * @callback: (scope async): the function to call when the memory is loaded
  * @user_data: the data to pass to @callback
  *
- * Loads the snapshot's memory into QEMU: passes a socket with `getfd`,
- * starts `migrate-incoming` on it, writes the memory stream into it, waits
- * until QEMU has loaded it and resumes the machine unless @flags say to keep
- * it paused. The machine must use the same configuration (memory size,
+ * Loads the snapshot's memory into QEMU. The restore passes a socket with
+ * `getfd`, starts `migrate-incoming` on it and writes the memory stream into
+ * it. Once QEMU has loaded the stream, the machine is resumed unless @flags
+ * contain %HEXZ_RESTORE_FLAGS_KEEP_PAUSED. The machine must use the same configuration (memory size,
  * devices) as the one the snapshot was taken from, and its disk should hold
  * the snapshot's disk stream.
  *
@@ -433,8 +433,8 @@ hexz_restore_memory_async (HexzQmpClient       *client,
  *
  * Finishes a restore started with [func@Hexz.restore_memory_async].
  *
- * Returns: %TRUE if the memory was loaded (and the machine resumed, unless
- *   asked otherwise)
+ * Returns: %TRUE if the memory was loaded and, without
+ *   %HEXZ_RESTORE_FLAGS_KEEP_PAUSED, the machine resumed
  *
  * Since: 1.0
  */

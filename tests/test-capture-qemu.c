@@ -779,7 +779,7 @@ test_no_space (Fixture       *fixture,
     g_assert_null (g_dir_read_name (dir));
   }
 
-  /* The same capture refuses to start when the preflight sees the space. */
+  /* With the free-space check on, the preflight rejects the same capture. */
   hexz_capture_set_check_free_space (capture, TRUE);
   g_clear_error (&error);
   g_assert_false (capture_run (fixture, capture, &error));
