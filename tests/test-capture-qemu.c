@@ -810,6 +810,49 @@ test_qemu_killed (Fixture       *fixture,
   assert_no_output (fixture);
 }
 
+static void
+test_restore_rejected (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  g_autoptr(HexzSnapshot) base = NULL;
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(HexzCapture) capture = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean running = FALSE;
+
+  if (fixture->guest == NULL)
+    return;
+
+  start_guest (fixture, FALSE);
+
+  /* A snapshot without memory. */
+  base = hexz_snapshot_open_path (fixture->base_path, NULL, &error);
+  g_assert_no_error (error);
+  hexz_restore_memory_async (fixture->vm->client, base, HEXZ_RESTORE_FLAGS_NONE, NULL,
+                             on_async_done, &result);
+  g_assert_false (hexz_restore_memory_finish (wait_result (&result), &error));
+  g_assert_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_NO_STREAM);
+  g_clear_error (&error);
+  g_clear_object (&result);
+
+  /* A QEMU that is not waiting for an incoming migration. */
+  capture = capture_new (fixture, HEXZ_CAPTURE_MODE_PAUSED, HEXZ_CODEC_LZ4, FALSE);
+  g_assert_true (capture_run (fixture, capture, &error));
+  g_assert_no_error (error);
+  snapshot = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
+  g_assert_no_error (error);
+  hexz_restore_memory_async (fixture->vm->client, snapshot, HEXZ_RESTORE_FLAGS_NONE, NULL,
+                             on_async_done, &result);
+  g_assert_false (hexz_restore_memory_finish (wait_result (&result), &error));
+  g_test_message ("error: %s", error->message);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "-incoming defer"));
+
+  /* The running machine was not touched. */
+  g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
+}
+
 /* The command-line tool. A QMP socket serves one client at a time, so the
  * test's own connection is closed while the tool runs. */
 
@@ -1023,6 +1066,7 @@ main (int    argc,
   ADD ("/capture-qemu/cancel/finalize", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_FINALIZE), test_cancel);
   ADD ("/capture-qemu/failure/no-space", NULL, test_no_space);
   ADD ("/capture-qemu/failure/qemu-killed", NULL, test_qemu_killed);
+  ADD ("/capture-qemu/restore/rejected", NULL, test_restore_rejected);
   ADD ("/capture-qemu/cli/snap-restore", NULL, test_cli_snap_restore);
   ADD ("/capture-qemu/cli/sigint", NULL, test_cli_sigint);
 
