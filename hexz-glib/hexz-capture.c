@@ -731,6 +731,7 @@ capture_resume_vm (CaptureState *state,
  * resume the machine, restore the settings, drop the partial file. */
 
 static void capture_cleanup_migration (CaptureState *state);
+static void capture_cleanup_fd        (CaptureState *state);
 static void capture_cleanup_vm        (CaptureState *state);
 static void capture_cleanup_finish    (CaptureState *state);
 
@@ -777,7 +778,7 @@ capture_on_cleanup_migration_status (GObject      *source,
   if (info == NULL)
     {
       capture_note (state, _("Checking the cancelled migration failed"), error);
-      capture_cleanup_vm (state);
+      capture_cleanup_fd (state);
       return;
     }
 
@@ -786,7 +787,7 @@ capture_on_cleanup_migration_status (GObject      *source,
     {
       g_debug ("Capture: migration ended as %s", hexz_migration_info_get_status_string (info));
       state->migration_finished = TRUE;
-      capture_cleanup_vm (state);
+      capture_cleanup_fd (state);
       return;
     }
 
@@ -795,7 +796,7 @@ capture_on_cleanup_migration_status (GObject      *source,
       g_autoptr(GError) timeout = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                                                        _("The migration did not end in time"));
       capture_note (state, _("Cancelling the migration failed"), timeout);
-      capture_cleanup_vm (state);
+      capture_cleanup_fd (state);
       return;
     }
 
@@ -831,7 +832,7 @@ capture_on_migrate_cancel (GObject      *source,
       capture_note (state, _("Cancelling the migration failed"), error);
       if (state->connection_lost)
         {
-          capture_cleanup_vm (state);
+          capture_cleanup_fd (state);
           return;
         }
     }
@@ -848,12 +849,30 @@ capture_on_closefd (GObject      *source,
   g_autoptr(JsonNode) reply = NULL;
   g_autoptr(GError) error = NULL;
 
-  /* QEMU rejects closefd when it already took the descriptor. */
   reply = capture_execute_finish (state, result, &error);
   if (reply == NULL && capture_is_connection_error (error))
     state->connection_lost = TRUE;
 
   capture_cleanup_vm (state);
+}
+
+/* A `migrate` that QEMU rejected leaves the passed descriptor in QEMU's
+ * table; a migration that started has taken it already, and then QEMU
+ * rejects this closefd, which is fine. */
+static void
+capture_cleanup_fd (CaptureState *state)
+{
+  g_autoptr(JsonObject) arguments = NULL;
+
+  if (!state->getfd_sent || state->connection_lost)
+    {
+      capture_cleanup_vm (state);
+      return;
+    }
+
+  arguments = json_object_new ();
+  json_object_set_string_member (arguments, "fdname", CAPTURE_FD_NAME);
+  capture_execute (state, "closefd", arguments, NULL, capture_on_closefd);
 }
 
 static void
@@ -874,16 +893,7 @@ capture_cleanup_migration (CaptureState *state)
       return;
     }
 
-  if (state->getfd_sent && !state->migrate_sent)
-    {
-      g_autoptr(JsonObject) arguments = json_object_new ();
-
-      json_object_set_string_member (arguments, "fdname", CAPTURE_FD_NAME);
-      capture_execute (state, "closefd", arguments, NULL, capture_on_closefd);
-      return;
-    }
-
-  capture_cleanup_vm (state);
+  capture_cleanup_fd (state);
 }
 
 static void

@@ -826,6 +826,9 @@ test_migrate_rejected (Fixture       *fixture,
   g_test_message ("error: %s", error->message);
   g_assert_nonnull (strstr (error->message, "mock failure of migrate"));
   g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 1);
+  /* The descriptor QEMU kept for the rejected migrate is closed. */
+  g_assert_cmpuint (mock_count (fixture->mock, "closefd"), ==, 1);
+  g_assert_cmpint (fixture->mock->fd, ==, -1);
   g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
   assert_cleaned_up (fixture, "running");
 }
