@@ -113,6 +113,7 @@ check "usage errors wrote no file" test ! -e "$dir/never.hxz"
 
 # pack, info, verify, extract.
 check "pack exits 0" run 0 pack "$dir/disk.img" "$dir/disk.hxz"
+check "pack prints no progress on a pipe" test ! -s "$dir/stderr"
 check "packed snapshot is mode 0600" test "$(mode_of "$dir/disk.hxz")" = 600
 check "info exits 0" run 0 info "$dir/disk.hxz"
 check "info shows the disk size" grep -q "($image_size bytes)" "$dir/stdout"
@@ -170,6 +171,21 @@ check "thick commit with 4K blocks merges the overlay" \
   bash -c "'$HEXZ_SNAP' commit --base '$dir/disk.hxz' --overlay '$dir/vm.overlay' --output '$dir/thick.hxz' --block-size 4K >/dev/null &&
            '$HEXZ_SNAP' extract '$dir/thick.hxz' --disk '$dir/thick.out' && cmp '$dir/expected.img' '$dir/thick.out'"
 check "committed snapshot is mode 0600" test "$(mode_of "$dir/thin.hxz")" = 600
+check "thin commit on a thin snapshot reads the same" \
+  bash -c "'$HEXZ_SNAP' commit --base '$dir/thin.hxz' --output '$dir/chain.hxz' --thin >/dev/null &&
+           '$HEXZ_SNAP' extract '$dir/chain.hxz' --disk '$dir/chain.out' && cmp '$dir/expected.img' '$dir/chain.out'"
+
+# An overlay larger than the base's disk needs --allow-grow.
+cp "$dir/vm.overlay" "$dir/grown.overlay"
+cp "$dir/vm.meta" "$dir/grown.meta"
+truncate -s $((image_size + 8192)) "$dir/grown.overlay"
+check "overlay larger than the base exits 1" \
+  run 1 commit --base "$dir/disk.hxz" --overlay "$dir/grown.overlay" --output "$dir/grown.hxz"
+check "larger overlay error names the base and --allow-grow" \
+  bash -c "grep -qF '$dir/disk.hxz' '$dir/stderr' && grep -qF -- '--allow-grow' '$dir/stderr'"
+check "--allow-grow commits the larger disk" \
+  bash -c "'$HEXZ_SNAP' commit --base '$dir/disk.hxz' --overlay '$dir/grown.overlay' --output '$dir/grown.hxz' --allow-grow --json >'$dir/grown.json' &&
+           [ \"\$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"disk_size\"])' '$dir/grown.json')\" = $((image_size + 8192)) ]"
 
 # Failures: one line naming the file, exit status 1.
 check "info on a missing file exits 1" run 1 info "$dir/missing.hxz"

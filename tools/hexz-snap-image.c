@@ -512,8 +512,8 @@ extract_done (GObject      *source_object,
         json_builder_add_string_value (builder, job->memory_path);
       else
         json_builder_add_null_value (builder);
-      json_builder_set_member_name (builder, "seconds");
-      json_builder_add_double_value (builder, hexz_tool_elapsed_seconds (job->tool));
+      json_builder_set_member_name (builder, "milliseconds");
+      json_builder_add_int_value (builder, hexz_tool_elapsed_milliseconds (job->tool));
       json_builder_end_object (builder);
       hexz_tool_print_json (job->tool, builder);
     }

@@ -57,8 +57,12 @@ print_size_line (const char *label,
 {
   g_autofree char *text = g_format_size_full (size, G_FORMAT_SIZE_IEC_UNITS);
 
-  /* Translators: a size, as “1.0 GiB (1073741824 bytes)”. */
-  g_print ("%-14s %s (%" G_GUINT64_FORMAT " %s)\n", label, text, size, _("bytes"));
+  /* g_format_size_full() already gives small sizes in bytes. */
+  if (size < 1024)
+    g_print ("%-14s %s\n", label, text);
+  else
+    /* Translators: a size, as “1.0 GiB (1073741824 bytes)”. */
+    g_print ("%-14s %s (%" G_GUINT64_FORMAT " %s)\n", label, text, size, _("bytes"));
 }
 
 static void
@@ -226,8 +230,8 @@ on_verified (GObject      *source_object,
         json_builder_add_string_value (builder, error->message);
       else
         json_builder_add_null_value (builder);
-      json_builder_set_member_name (builder, "seconds");
-      json_builder_add_double_value (builder, hexz_tool_elapsed_seconds (job->tool));
+      json_builder_set_member_name (builder, "milliseconds");
+      json_builder_add_int_value (builder, hexz_tool_elapsed_milliseconds (job->tool));
       json_builder_end_object (builder);
       hexz_tool_progress_end (job->tool);
       hexz_tool_print_json (job->tool, builder);

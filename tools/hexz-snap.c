@@ -495,6 +495,12 @@ hexz_tool_elapsed_seconds (HexzTool *tool)
   return (g_get_monotonic_time () - tool->start_time) / (double) G_USEC_PER_SEC;
 }
 
+gint64
+hexz_tool_elapsed_milliseconds (HexzTool *tool)
+{
+  return (g_get_monotonic_time () - tool->start_time) / 1000;
+}
+
 void
 hexz_tool_add_snapshot_summary (JsonBuilder  *builder,
                                 HexzSnapshot *snapshot)
@@ -559,8 +565,8 @@ hexz_tool_report_written_snapshot (HexzTool   *tool,
       json_builder_set_member_name (builder, "command");
       json_builder_add_string_value (builder, command);
       hexz_tool_add_snapshot_summary (builder, snapshot);
-      json_builder_set_member_name (builder, "seconds");
-      json_builder_add_double_value (builder, hexz_tool_elapsed_seconds (tool));
+      json_builder_set_member_name (builder, "milliseconds");
+      json_builder_add_int_value (builder, hexz_tool_elapsed_milliseconds (tool));
       json_builder_end_object (builder);
       hexz_tool_print_json (tool, builder);
     }

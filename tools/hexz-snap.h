@@ -101,6 +101,7 @@ void            hexz_tool_progress_end              (HexzTool               *too
 void            hexz_tool_print_json                (HexzTool               *tool,
                                                      JsonBuilder            *builder);
 double          hexz_tool_elapsed_seconds           (HexzTool               *tool);
+gint64          hexz_tool_elapsed_milliseconds      (HexzTool               *tool);
 
 void            hexz_tool_finish                    (HexzTool               *tool,
                                                      const GError           *error);
