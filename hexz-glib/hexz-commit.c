@@ -633,6 +633,53 @@ report_disk_progress (guint64   done,
   commit_run_report (user_data, HEXZ_STREAM_DISK, done, total);
 }
 
+/* Compares the files' device and inode numbers, so that two paths of
+ * one file, through links, count as the same. */
+static gboolean
+files_are_same (GFile *a,
+                GFile *b)
+{
+  g_autoptr(GFileInfo) info_a = NULL;
+  g_autoptr(GFileInfo) info_b = NULL;
+  const char *id_a;
+  const char *id_b;
+
+  if (g_file_equal (a, b))
+    return TRUE;
+
+  info_a = g_file_query_info (a, G_FILE_ATTRIBUTE_ID_FILE, G_FILE_QUERY_INFO_NONE, NULL, NULL);
+  info_b = g_file_query_info (b, G_FILE_ATTRIBUTE_ID_FILE, G_FILE_QUERY_INFO_NONE, NULL, NULL);
+  if (info_a == NULL || info_b == NULL)
+    return FALSE;
+
+  id_a = g_file_info_get_attribute_string (info_a, G_FILE_ATTRIBUTE_ID_FILE);
+  id_b = g_file_info_get_attribute_string (info_b, G_FILE_ATTRIBUTE_ID_FILE);
+
+  return id_a != NULL && g_strcmp0 (id_a, id_b) == 0;
+}
+
+/* A thin snapshot written over its own base would refer to itself. A thick
+ * one may replace its base: the base is read to the end before the writer
+ * renames the new file into place. */
+static gboolean
+commit_run_check_output (CommitRun  *run,
+                         GError    **error)
+{
+  GFile *base_file = hexz_snapshot_get_file (run->base);
+  g_autofree char *name = NULL;
+
+  if (!run->thin || !files_are_same (base_file, run->output))
+    return TRUE;
+
+  name = g_file_get_parse_name (run->output);
+  g_set_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT,
+               /* Translators: %s is a file name. */
+               _("A thin snapshot cannot replace its own base “%s”: write it to another "
+                 "file"),
+               name);
+  return FALSE;
+}
+
 static gboolean
 commit_run_check_sizes (CommitRun  *run,
                         guint64    *disk_size,
@@ -810,7 +857,8 @@ commit_run_execute (CommitRun     *run,
   guint64 memory_size;
   guint64 disk_size;
 
-  if (!commit_run_check_sizes (run, &disk_size, error))
+  if (!commit_run_check_output (run, error) ||
+      !commit_run_check_sizes (run, &disk_size, error))
     return FALSE;
 
   if (!commit_run_open_memory (run, cancellable, &memory, &memory_size, error))

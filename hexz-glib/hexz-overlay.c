@@ -96,6 +96,15 @@ static GParamSpec *properties[N_PROPS];
 
 G_DEFINE_FINAL_TYPE (HexzOverlay, hexz_overlay, G_TYPE_OBJECT)
 
+/**
+ * hexz_overlay_error_quark:
+ *
+ * Gets the error domain of overlays, %HEXZ_OVERLAY_ERROR.
+ *
+ * Returns: the error domain
+ *
+ * Since: 1.0
+ */
 G_DEFINE_QUARK (hexz-overlay-error-quark, hexz_overlay_error)
 
 static void

@@ -432,6 +432,32 @@ test_commit_overlay_too_large (Fixture       *fixture,
 }
 
 static void
+test_commit_thin_over_base (Fixture       *fixture,
+                            gconstpointer  user_data)
+{
+  g_autoptr(GFile) base_file = g_file_new_for_path (fixture->base_path);
+  g_autoptr(HexzCommit) commit = hexz_commit_new (fixture->base, base_file);
+  g_autoptr(HexzSnapshot) reopened = NULL;
+  g_autoptr(GError) error = NULL;
+
+  hexz_commit_set_overlay (commit, fixture->overlay);
+  hexz_commit_set_thin (commit, TRUE);
+  g_assert_false (hexz_commit_run (commit, NULL, &error));
+  g_assert_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, fixture->base_path));
+  g_clear_error (&error);
+
+  /* A thick commit may replace its base. */
+  hexz_commit_set_thin (commit, FALSE);
+  g_assert_true (hexz_commit_run (commit, NULL, &error));
+  g_assert_no_error (error);
+
+  reopened = hexz_snapshot_open_path (fixture->base_path, NULL, &error);
+  g_assert_no_error (error);
+  assert_stream_equals (reopened, HEXZ_STREAM_DISK, fixture->expected, fixture->expected_size);
+}
+
+static void
 write_old_output (Fixture *fixture)
 {
   g_autoptr(GError) error = NULL;
@@ -690,6 +716,7 @@ main (int   argc,
   ADD ("/commit/memory/stream", NULL, test_commit_memory_stream);
   ADD ("/commit/memory/stream-short", NULL, test_commit_memory_stream_short);
   ADD ("/commit/overlay/too-large", NULL, test_commit_overlay_too_large);
+  ADD ("/commit/output/over-base", NULL, test_commit_thin_over_base);
   ADD ("/commit/cancel/before", NULL, test_commit_cancel_before);
   ADD ("/commit/cancel/during", NULL, test_commit_cancel_during);
   ADD ("/commit/progress", NULL, test_commit_progress);

@@ -110,6 +110,9 @@ check "extract without a stream exits 2" run 2 extract "$dir/never.hxz"
 check "usage error is one line naming the command" \
   bash -c "[ \$(wc -l <'$dir/stderr') -eq 1 ] && grep -q 'hexz-snap extract --help' '$dir/stderr'"
 check "usage errors wrote no file" test ! -e "$dir/never.hxz"
+cp "$dir/disk.img" "$dir/same.img"
+check "pack onto its own image exits 1" run 1 pack "$dir/same.img" "$dir/same.img"
+check "pack onto its own image keeps it" cmp "$dir/disk.img" "$dir/same.img"
 
 # pack, info, verify, extract.
 check "pack exits 0" run 0 pack "$dir/disk.img" "$dir/disk.hxz"

@@ -626,6 +626,40 @@ hexz_tool_copy_stream_to_writer (HexzTool            *tool,
 
 /* Files */
 
+/* Checks whether two paths name one existing file, links included. */
+gboolean
+hexz_tool_same_file (const char *path_a,
+                     const char *path_b)
+{
+  GStatBuf st_a;
+  GStatBuf st_b;
+
+  if (g_stat (path_a, &st_a) != 0 || g_stat (path_b, &st_b) != 0)
+    return FALSE;
+
+  return st_a.st_dev == st_b.st_dev && st_a.st_ino == st_b.st_ino;
+}
+
+/* Ends the command with an error when @output is the same file as
+ * @input, which the command would replace while reading it. */
+gboolean
+hexz_tool_check_distinct_output (HexzTool   *tool,
+                                 const char *input,
+                                 const char *output)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!hexz_tool_same_file (input, output))
+    return TRUE;
+
+  g_set_error (&error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+               /* Translators: both %s are file names. */
+               _("Output “%s” is the input file “%s”: give another output file"),
+               output, input);
+  hexz_tool_finish (tool, error);
+  return FALSE;
+}
+
 /* Creates an empty file, mode 0600, in the folder of @path, under a hidden
  * name that hexz_tool_replace_file_atomically() later renames to @path. */
 int
