@@ -827,7 +827,7 @@ commit_run_copy_memory (CommitRun           *run,
         return FALSE;
 
       done += n_read;
-      commit_run_report (run, HEXZ_STREAM_MEMORY, done, MAX (size, done));
+      commit_run_report (run, HEXZ_STREAM_MEMORY, done, size != 0 ? MAX (size, done) : 0);
     }
 
   if (size != 0 && done != size)
@@ -856,6 +856,9 @@ commit_run_execute (CommitRun     *run,
   g_autoptr(GInputStream) memory = NULL;
   guint64 memory_size;
   guint64 disk_size;
+
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return FALSE;
 
   if (!commit_run_check_output (run, error) ||
       !commit_run_check_sizes (run, &disk_size, error))
@@ -1637,6 +1640,11 @@ hexz_commit_get_memory_stream (HexzCommit *self)
  * memory stream. The commit reads it to its end with blocking reads on its
  * worker thread. Set [property@Hexz.Commit:memory-size] too when the size
  * is known, for progress and a length check.
+ *
+ * Cancelling the commit interrupts a read that waits for data only if the
+ * stream honours its cancellable, as a `GUnixInputStream` on a
+ * pipe does; a read of a stalled file or FIFO opened with g_file_read()
+ * keeps waiting.
  *
  * Since: 1.0
  */

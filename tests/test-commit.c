@@ -477,29 +477,6 @@ assert_old_output (Fixture *fixture)
   g_assert_cmpstr (contents, ==, "old output");
 }
 
-static void
-test_commit_cancel_before (Fixture       *fixture,
-                           gconstpointer  user_data)
-{
-  g_autoptr(HexzCommit) commit = new_commit (fixture);
-  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
-  g_autoptr(GError) error = NULL;
-  guint n_files;
-
-  g_cancellable_cancel (cancellable);
-  g_assert_false (hexz_commit_run (commit, cancellable, &error));
-  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
-  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
-  g_clear_error (&error);
-
-  write_old_output (fixture);
-  n_files = count_files (fixture);
-  g_assert_false (hexz_commit_run (commit, cancellable, &error));
-  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
-  assert_old_output (fixture);
-  g_assert_cmpuint (count_files (fixture), ==, n_files);
-}
-
 typedef struct {
   GCancellable *cancellable;
   GPtrArray *events;
@@ -565,6 +542,37 @@ run_async (HexzCommit  *commit,
   g_signal_handlers_disconnect_by_data (commit, data);
 
   return ret;
+}
+
+static void
+test_commit_cancel_before (Fixture       *fixture,
+                           gconstpointer  user_data)
+{
+  g_autoptr(HexzCommit) commit = new_commit (fixture);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GPtrArray) events = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) error = NULL;
+  AsyncData data = { cancellable, events, NULL, FALSE };
+  guint n_files;
+
+  g_cancellable_cancel (cancellable);
+  g_assert_false (hexz_commit_run (commit, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
+  g_clear_error (&error);
+
+  write_old_output (fixture);
+  n_files = count_files (fixture);
+  g_assert_false (hexz_commit_run (commit, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  assert_old_output (fixture);
+  g_assert_cmpuint (count_files (fixture), ==, n_files);
+  g_clear_error (&error);
+
+  g_assert_false (run_async (commit, &data, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  assert_old_output (fixture);
+  g_assert_cmpuint (count_files (fixture), ==, n_files);
 }
 
 static void
@@ -642,12 +650,16 @@ test_commit_progress (Fixture       *fixture,
         {
           g_assert_true (disk_ended);
           memory_ended = event->done == MEMORY_SIZE;
+          /* The stream's size is unknown until its end. */
+          if (event->total != 0)
+            g_assert_cmpuint (event->total, ==, event->done);
         }
     }
 
   last = g_ptr_array_index (events, events->len - 1);
   g_assert_cmpint (last->stream, ==, HEXZ_STREAM_MEMORY);
   g_assert_cmpuint (last->done, ==, MEMORY_SIZE);
+  g_assert_cmpuint (last->total, ==, MEMORY_SIZE);
   g_assert_true (memory_ended);
 }
 

@@ -220,7 +220,11 @@ head -c $((48 * 1024 * 1024)) /dev/urandom >"$dir/big.img"
   "$dir/big.img" "$dir/big.hxz" 2>"$dir/sigint.err" &
 pid=$!
 pids+=("$pid")
-sleep 1
+# Interrupt once the temporary output exists, so the pack is under way.
+for _ in $(seq 100); do
+  ls -A "$dir" | grep -qF '.big.hxz.' && break
+  sleep 0.05
+done
 kill -INT "$pid"
 wait "$pid"
 status=$?
