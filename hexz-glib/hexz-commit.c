@@ -1642,9 +1642,8 @@ hexz_commit_get_memory_stream (HexzCommit *self)
  * is known, for progress and a length check.
  *
  * Cancelling the commit interrupts a read that waits for data only if the
- * stream honours its cancellable, as a `GUnixInputStream` on a
- * pipe does; a read of a stalled file or FIFO opened with g_file_read()
- * keeps waiting.
+ * stream honours its cancellable, as a `GUnixInputStream` on a pipe does.
+ * A read of a stalled FIFO opened with g_file_read() keeps waiting.
  *
  * Since: 1.0
  */
