@@ -212,6 +212,10 @@ with open(sys.argv[1], "r+b") as f:
 EOF
 check "verify of a corrupted file exits 1" run 1 verify "$dir/corrupt.hxz"
 check "corruption error is one line naming the file" one_error_line "$dir/corrupt.hxz"
+check "verify --json reports a truncated file as invalid" \
+  bash -c "head -c 1000 '$dir/full.hxz' >'$dir/short.hxz';
+           ! '$HEXZ_SNAP' verify --json '$dir/short.hxz' >'$dir/short.json' 2>/dev/null &&
+           [ \"\$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"valid\"])' '$dir/short.json')\" = False ]"
 
 # Interrupting: SIGINT during a slow pack leaves no output and no
 # temporary file behind.
