@@ -520,17 +520,11 @@ extract_done (GObject      *source_object,
       json_builder_set_member_name (builder, "command");
       json_builder_add_string_value (builder, "extract");
       json_builder_set_member_name (builder, "file");
-      json_builder_add_string_value (builder, job->snapshot_path);
+      hexz_tool_add_path_value (builder, job->snapshot_path);
       json_builder_set_member_name (builder, "disk");
-      if (job->disk_path != NULL)
-        json_builder_add_string_value (builder, job->disk_path);
-      else
-        json_builder_add_null_value (builder);
+      hexz_tool_add_path_value (builder, job->disk_path);
       json_builder_set_member_name (builder, "memory");
-      if (job->memory_path != NULL)
-        json_builder_add_string_value (builder, job->memory_path);
-      else
-        json_builder_add_null_value (builder);
+      hexz_tool_add_path_value (builder, job->memory_path);
       json_builder_set_member_name (builder, "milliseconds");
       json_builder_add_int_value (builder, hexz_tool_elapsed_milliseconds (job->tool));
       json_builder_end_object (builder);

@@ -217,7 +217,7 @@ verify_finish (InspectJob   *job,
       json_builder_set_member_name (builder, "command");
       json_builder_add_string_value (builder, "verify");
       json_builder_set_member_name (builder, "file");
-      json_builder_add_string_value (builder, job->path);
+      hexz_tool_add_path_value (builder, job->path);
       json_builder_set_member_name (builder, "valid");
       json_builder_add_boolean_value (builder, error == NULL);
       json_builder_set_member_name (builder, "error");

@@ -486,7 +486,28 @@ hexz_tool_print_json (HexzTool    *tool,
   json_generator_set_pretty (generator, TRUE);
   text = json_generator_to_data (generator, NULL);
 
-  g_print ("%s\n", text);
+  /* JSON is UTF-8 whatever the locale; g_print() would convert it. */
+  fputs (text, stdout);
+  fputc ('\n', stdout);
+  fflush (stdout);
+}
+
+/* Adds a file name as a JSON string: JSON holds UTF-8, file names are
+ * bytes, so names that are not UTF-8 get replacement characters. */
+void
+hexz_tool_add_path_value (JsonBuilder *builder,
+                          const char  *path)
+{
+  g_autofree char *display_name = NULL;
+
+  if (path == NULL)
+    {
+      json_builder_add_null_value (builder);
+      return;
+    }
+
+  display_name = g_filename_display_name (path);
+  json_builder_add_string_value (builder, display_name);
 }
 
 double
@@ -508,7 +529,7 @@ hexz_tool_add_snapshot_summary (JsonBuilder  *builder,
   g_autofree char *path = g_file_get_path (hexz_snapshot_get_file (snapshot));
 
   json_builder_set_member_name (builder, "file");
-  json_builder_add_string_value (builder, path);
+  hexz_tool_add_path_value (builder, path);
   json_builder_set_member_name (builder, "id");
   json_builder_add_string_value (builder, hexz_snapshot_get_id (snapshot));
   json_builder_set_member_name (builder, "file_size");
@@ -527,7 +548,7 @@ hexz_tool_add_snapshot_summary (JsonBuilder  *builder,
     {
       json_builder_begin_object (builder);
       json_builder_set_member_name (builder, "path");
-      json_builder_add_string_value (builder, hexz_snapshot_get_parent_path (snapshot));
+      hexz_tool_add_path_value (builder, hexz_snapshot_get_parent_path (snapshot));
       json_builder_set_member_name (builder, "id");
       json_builder_add_string_value (builder, hexz_snapshot_get_parent_id (snapshot));
       json_builder_end_object (builder);

@@ -101,6 +101,8 @@ void            hexz_tool_progress_end              (HexzTool               *too
 
 void            hexz_tool_print_json                (HexzTool               *tool,
                                                      JsonBuilder            *builder);
+void            hexz_tool_add_path_value            (JsonBuilder            *builder,
+                                                     const char             *path);
 double          hexz_tool_elapsed_seconds           (HexzTool               *tool);
 gint64          hexz_tool_elapsed_milliseconds      (HexzTool               *tool);
 
