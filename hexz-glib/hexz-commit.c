@@ -633,6 +633,53 @@ report_disk_progress (guint64   done,
   commit_run_report (user_data, HEXZ_STREAM_DISK, done, total);
 }
 
+/* Compares the files' device and inode numbers, so that two paths of
+ * one file, through links, count as the same. */
+static gboolean
+files_are_same (GFile *a,
+                GFile *b)
+{
+  g_autoptr(GFileInfo) info_a = NULL;
+  g_autoptr(GFileInfo) info_b = NULL;
+  const char *id_a;
+  const char *id_b;
+
+  if (g_file_equal (a, b))
+    return TRUE;
+
+  info_a = g_file_query_info (a, G_FILE_ATTRIBUTE_ID_FILE, G_FILE_QUERY_INFO_NONE, NULL, NULL);
+  info_b = g_file_query_info (b, G_FILE_ATTRIBUTE_ID_FILE, G_FILE_QUERY_INFO_NONE, NULL, NULL);
+  if (info_a == NULL || info_b == NULL)
+    return FALSE;
+
+  id_a = g_file_info_get_attribute_string (info_a, G_FILE_ATTRIBUTE_ID_FILE);
+  id_b = g_file_info_get_attribute_string (info_b, G_FILE_ATTRIBUTE_ID_FILE);
+
+  return id_a != NULL && g_strcmp0 (id_a, id_b) == 0;
+}
+
+/* A thin snapshot written over its own base would refer to itself. A thick
+ * one may replace its base: the base is read to the end before the writer
+ * renames the new file into place. */
+static gboolean
+commit_run_check_output (CommitRun  *run,
+                         GError    **error)
+{
+  GFile *base_file = hexz_snapshot_get_file (run->base);
+  g_autofree char *name = NULL;
+
+  if (!run->thin || !files_are_same (base_file, run->output))
+    return TRUE;
+
+  name = g_file_get_parse_name (run->output);
+  g_set_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT,
+               /* Translators: %s is a file name. */
+               _("A thin snapshot cannot replace its own base “%s”: write it to another "
+                 "file"),
+               name);
+  return FALSE;
+}
+
 static gboolean
 commit_run_check_sizes (CommitRun  *run,
                         guint64    *disk_size,
@@ -780,7 +827,7 @@ commit_run_copy_memory (CommitRun           *run,
         return FALSE;
 
       done += n_read;
-      commit_run_report (run, HEXZ_STREAM_MEMORY, done, MAX (size, done));
+      commit_run_report (run, HEXZ_STREAM_MEMORY, done, size != 0 ? MAX (size, done) : 0);
     }
 
   if (size != 0 && done != size)
@@ -810,7 +857,11 @@ commit_run_execute (CommitRun     *run,
   guint64 memory_size;
   guint64 disk_size;
 
-  if (!commit_run_check_sizes (run, &disk_size, error))
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return FALSE;
+
+  if (!commit_run_check_output (run, error) ||
+      !commit_run_check_sizes (run, &disk_size, error))
     return FALSE;
 
   if (!commit_run_open_memory (run, cancellable, &memory, &memory_size, error))
@@ -1589,6 +1640,10 @@ hexz_commit_get_memory_stream (HexzCommit *self)
  * memory stream. The commit reads it to its end with blocking reads on its
  * worker thread. Set [property@Hexz.Commit:memory-size] too when the size
  * is known, for progress and a length check.
+ *
+ * Cancelling the commit interrupts a read that waits for data only if the
+ * stream honours its cancellable, as a `GUnixInputStream` on a pipe does.
+ * A read of a stalled FIFO opened with g_file_read() keeps waiting.
  *
  * Since: 1.0
  */

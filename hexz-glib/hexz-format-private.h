@@ -74,6 +74,7 @@ typedef struct {
   HexzSectionRef directory;
   guint64        data_offset;
   guint64        data_length;
+  guint64        data_checksum;
 } HexzStreamDesc;
 
 typedef struct {

@@ -44,7 +44,7 @@
 #define STREAM_DIRECTORY         16
 #define STREAM_DATA_OFFSET       40
 #define STREAM_DATA_LENGTH       48
-#define STREAM_RESERVED          56
+#define STREAM_DATA_CHECKSUM     56
 
 /* Index pages are small and written once; a low level keeps close fast. */
 #define PAGE_ZSTD_LEVEL          3
@@ -155,6 +155,7 @@ hexz_header_encode (HexzHeader *header,
       section_encode (&s->directory, p + STREAM_DIRECTORY);
       hexz_put_u64 (p + STREAM_DATA_OFFSET, s->data_offset);
       hexz_put_u64 (p + STREAM_DATA_LENGTH, s->data_length);
+      hexz_put_u64 (p + STREAM_DATA_CHECKSUM, s->data_checksum);
     }
 
   section_encode (&header->dictionary, buffer + HEADER_DICTIONARY);
@@ -273,6 +274,7 @@ hexz_header_decode (const guint8  *buffer,
       section_decode (p + STREAM_DIRECTORY, &s->directory);
       s->data_offset = hexz_get_u64 (p + STREAM_DATA_OFFSET);
       s->data_length = hexz_get_u64 (p + STREAM_DATA_LENGTH);
+      s->data_checksum = hexz_get_u64 (p + STREAM_DATA_CHECKSUM);
     }
 
   section_decode (buffer + HEADER_DICTIONARY, &header->dictionary);
@@ -289,13 +291,8 @@ hexz_header_decode (const guint8  *buffer,
                         HEXZ_HEADER_SIZE - 8 - HEADER_RESERVED);
 
       for (guint i = 0; i < HEXZ_N_STREAMS; i++)
-        {
-          const guint8 *p = buffer + HEADER_STREAMS + i * HEADER_STREAM_DESC_SIZE;
-
-          reserved_ok = reserved_ok &&
-            bytes_are_zero (p + STREAM_RESERVED, 8) &&
-            (header->streams[i].flags & ~HEXZ_STREAM_FLAG_PRESENT) == 0;
-        }
+        reserved_ok = reserved_ok &&
+          (header->streams[i].flags & ~HEXZ_STREAM_FLAG_PRESENT) == 0;
 
       if (!reserved_ok)
         return header_corrupt (error, name,
@@ -519,7 +516,8 @@ hexz_decompress_block (HexzStoredCodec   codec,
     case HEXZ_STORED_RAW:
       if (source_length != logical_length)
         return FALSE;
-      memcpy (destination, source, logical_length);
+      if (destination != source)
+        memcpy (destination, source, logical_length);
       return TRUE;
 
     case HEXZ_STORED_LZ4:

@@ -12,9 +12,9 @@
  * the disk that contains the bytes of every modified 4 KiB page at the page's
  * own offset. Beside it, the `.meta` file lists the numbers of the modified
  * pages as little-endian 64-bit integers, in any order, duplicates allowed.
- * The `.meta` file alone decides which pages are modified: a page it lists
+ * The `.meta` file alone decides which pages are modified. A page it lists
  * is read from the overlay file even where that file has a hole (the guest
- * wrote zeros), and data at a page it does not list is ignored.
+ * wrote zeros). Data at a page it does not list is ignored.
  *
  * The `.meta` file's name is the overlay's name with its last extension
  * replaced by `.meta`, or with `.meta` appended when the name has no
@@ -96,6 +96,15 @@ static GParamSpec *properties[N_PROPS];
 
 G_DEFINE_FINAL_TYPE (HexzOverlay, hexz_overlay, G_TYPE_OBJECT)
 
+/**
+ * hexz_overlay_error_quark:
+ *
+ * Gets the error domain of overlays, %HEXZ_OVERLAY_ERROR.
+ *
+ * Returns: the error domain
+ *
+ * Since: 1.0
+ */
 G_DEFINE_QUARK (hexz-overlay-error-quark, hexz_overlay_error)
 
 static void
@@ -461,9 +470,9 @@ load_meta (HexzOverlay   *self,
  *
  * Opens an existing overlay for reading and loads its `.meta` file.
  *
- * A `.meta` file whose length is not a multiple of 8 bytes, a page number
- * past the end of the disk, and a page that ends past the end of the
- * overlay file are errors in the %HEXZ_OVERLAY_ERROR domain: an overlay
+ * These are errors in the %HEXZ_OVERLAY_ERROR domain: a `.meta` file whose
+ * length is not a multiple of 8 bytes, a page number past the end of the
+ * disk, and a page that ends past the end of the overlay file. An overlay
  * never reads as zeros where its files disagree.
  *
  * Returns: (transfer full): the overlay, or %NULL on error

@@ -104,6 +104,8 @@ typedef struct {
   guint64    logical_size;
   guint64    data_offset;
   guint64    data_length;
+  guint64    data_checksum;
+  XXH3_state_t *data_hash;  /* over the bytes this stream stores first */
   guint64    n_entries;
   GPtrArray *pages;         /* GBytes of compressed pages */
   guint8    *page_buffer;
@@ -792,6 +794,7 @@ retire_block (HexzSnapshotWriter  *self,
   if (!output_append (self, stored, stored_length, error))
     return FALSE;
 
+  XXH3_64bits_update (stream->data_hash, stored, stored_length);
   dedup_insert (self, job->hash, entry.stored_offset, entry.stored_length,
                 entry.codec);
   stream_append_entry (self, stream, &entry);
@@ -1499,6 +1502,8 @@ hexz_snapshot_writer_begin_stream (HexzSnapshotWriter  *self,
   state->data_offset = output_offset (self);
   state->pages = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
   state->page_buffer = g_malloc (HEXZ_ENTRIES_PER_PAGE * HEXZ_ENTRY_SIZE);
+  state->data_hash = XXH3_createState ();
+  XXH3_64bits_reset (state->data_hash);
 
   self->stream_open = TRUE;
   self->current = stream;
@@ -1806,8 +1811,11 @@ hexz_snapshot_writer_end_stream (HexzSnapshotWriter  *self,
 
   state->logical_size = self->position;
   state->data_length = output_offset (self) - state->data_offset;
+  state->data_checksum = state->data_length > 0
+    ? XXH3_64bits_digest (state->data_hash) : 0;
   if (state->data_length == 0)
     state->data_offset = 0;
+  g_clear_pointer (&state->data_hash, XXH3_freeState);
   state->finished = TRUE;
   g_assert (state->n_entries == hexz_block_count (state->logical_size,
                                                   self->block_size));
@@ -2124,6 +2132,7 @@ write_index_and_header (HexzSnapshotWriter  *self,
       desc->page_count = state->pages->len;
       desc->data_offset = state->data_offset;
       desc->data_length = state->data_length;
+      desc->data_checksum = state->data_checksum;
     }
 
   for (guint s = 0; s < HEXZ_N_STREAMS; s++)
@@ -2383,6 +2392,7 @@ hexz_snapshot_writer_finalize (GObject *object)
     {
       g_clear_pointer (&self->streams[s].pages, g_ptr_array_unref);
       g_clear_pointer (&self->streams[s].page_buffer, g_free);
+      g_clear_pointer (&self->streams[s].data_hash, XXH3_freeState);
     }
 
   g_clear_pointer (&self->queue, g_async_queue_unref);

@@ -41,6 +41,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "hexz-snapshot.h"
 #include "hexz-enum-types.h"
 #include "hexz-format-private.h"
@@ -336,7 +338,8 @@ check_stream_desc (HexzSnapshot  *self,
 
   if (desc->page_count != pages ||
       desc->directory.length != pages * HEXZ_PAGE_DESC_SIZE ||
-      (desc->data_length == 0 && desc->data_offset != 0) ||
+      (desc->data_length == 0 &&
+       (desc->data_offset != 0 || desc->data_checksum != 0)) ||
       (pages == 0 && !section_is_empty (&desc->directory)))
     return set_corrupt_printf (self, error,
                                /* Translators: %s is disk or memory. */
@@ -993,47 +996,29 @@ lookup_entry (HexzSnapshot    *self,
 
 /* Blocks */
 
-/* Reads and decodes a data block into @destination, which has room for
- * its logical length. */
+/* Decodes the stored bytes of a data block into @destination, which has
+ * room for its logical length, and checks them. */
 static gboolean
-decode_block (HexzSnapshot          *self,
-              guint                  s,
-              guint64                index,
-              const HexzBlockEntry  *entry,
-              guint8                *destination,
-              GError               **error)
+decode_stored (HexzSnapshot          *self,
+               guint                  s,
+               guint64                index,
+               const HexzBlockEntry  *entry,
+               const guint8          *stored,
+               guint8                *destination,
+               GError               **error)
 {
-  g_autofree guint8 *stored = NULL;
-  const guint8 *source;
-
-  if (entry->codec == HEXZ_STORED_RAW)
-    {
-      stored = NULL;
-      if (!read_exact (self, destination, entry->stored_length,
-                       entry->stored_offset, error))
-        return FALSE;
-    }
-  else
-    {
-      stored = g_malloc (entry->stored_length);
-      if (!read_exact (self, stored, entry->stored_length,
-                       entry->stored_offset, error))
-        return FALSE;
-
-      source = stored;
-      if (!hexz_decompress_block (entry->codec, self->ddict, source,
-                                  entry->stored_length, destination,
-                                  entry->logical_length))
-        return set_corrupt_printf (self, error,
-                                   /* Translators: %s is disk or memory, then
-                                    * come a block number, an offset and a
-                                    * byte count. */
-                                   _("%s block %" G_GUINT64_FORMAT " at offset %"
-                                     G_GUINT64_FORMAT " does not decompress to "
-                                     "its %u bytes"),
-                                   hexz_stream_to_string (s), index,
-                                   entry->stored_offset, entry->logical_length);
-    }
+  if (!hexz_decompress_block (entry->codec, self->ddict, stored,
+                              entry->stored_length, destination,
+                              entry->logical_length))
+    return set_corrupt_printf (self, error,
+                               /* Translators: %s is disk or memory, then
+                                * come a block number, an offset and a
+                                * byte count. */
+                               _("%s block %" G_GUINT64_FORMAT " at offset %"
+                                 G_GUINT64_FORMAT " does not decompress to "
+                                 "its %u bytes"),
+                               hexz_stream_to_string (s), index,
+                               entry->stored_offset, entry->logical_length);
 
   if (hexz_checksum (destination, entry->logical_length) != entry->checksum)
     return set_corrupt_printf (self, error,
@@ -1045,6 +1030,37 @@ decode_block (HexzSnapshot          *self,
                                entry->stored_offset);
 
   return TRUE;
+}
+
+/* Reads and decodes a data block into @destination, which has room for
+ * its logical length. */
+static gboolean
+decode_block (HexzSnapshot          *self,
+              guint                  s,
+              guint64                index,
+              const HexzBlockEntry  *entry,
+              guint8                *destination,
+              GError               **error)
+{
+  g_autofree guint8 *stored = NULL;
+
+  /* A raw block is read in place and checked there. */
+  if (entry->codec == HEXZ_STORED_RAW)
+    {
+      if (!read_exact (self, destination, entry->stored_length,
+                       entry->stored_offset, error))
+        return FALSE;
+
+      return decode_stored (self, s, index, entry, destination, destination,
+                            error);
+    }
+
+  stored = g_malloc (entry->stored_length);
+  if (!read_exact (self, stored, entry->stored_length, entry->stored_offset,
+                   error))
+    return FALSE;
+
+  return decode_stored (self, s, index, entry, stored, destination, error);
 }
 
 static GBytes *
@@ -2002,7 +2018,12 @@ verify_stream (HexzSnapshot  *fresh,
   const char *stream_name = hexz_stream_to_string (s);
   guint64 cursor = stream->desc.data_offset;
   guint64 end = stream->desc.data_offset + stream->desc.data_length;
+  g_autofree guint8 *stored = g_malloc (fresh->header.block_size);
   g_autofree guint8 *decoded = g_malloc (fresh->header.block_size);
+  XXH3_state_t *data_hash = XXH3_createState ();
+  guint64 data_checksum;
+
+  XXH3_64bits_reset (data_hash);
 
   for (guint64 index = 0; index < stream->n_blocks; index++)
     {
@@ -2010,10 +2031,14 @@ verify_stream (HexzSnapshot  *fresh,
 
       if (g_cancellable_set_error_if_cancelled (cancellable, error) ||
           !lookup_entry (fresh, s, index, &entry, error))
-        return FALSE;
+        goto fail;
 
       if (entry.kind == HEXZ_BLOCK_DATA)
         {
+          if (!read_exact (fresh, stored, entry.stored_length,
+                           entry.stored_offset, error))
+            goto fail;
+
           if (stream->desc.data_length > 0 && entry.stored_offset == cursor &&
               entry.stored_length <= end - cursor)
             {
@@ -2021,6 +2046,7 @@ verify_stream (HexzSnapshot  *fresh,
 
               g_array_append_val (extents, extent);
               cursor += entry.stored_length;
+              XXH3_64bits_update (data_hash, stored, entry.stored_length);
             }
           else
             {
@@ -2029,24 +2055,30 @@ verify_stream (HexzSnapshot  *fresh,
                                        sizeof (Extent), compare_extents);
 
               if (found == NULL || found->length != entry.stored_length)
-                return set_corrupt_printf (fresh, error,
-                                           /* Translators: %s is disk or
-                                            * memory, then come a block
-                                            * number and an offset. */
-                                           _("%s block %" G_GUINT64_FORMAT
-                                             " at offset %" G_GUINT64_FORMAT
-                                             " overlaps other stored data"),
-                                           stream_name, index,
-                                           entry.stored_offset);
+                {
+                  set_corrupt_printf (fresh, error,
+                                      /* Translators: %s is disk or memory,
+                                       * then come a block number and an
+                                       * offset. */
+                                      _("%s block %" G_GUINT64_FORMAT
+                                        " at offset %" G_GUINT64_FORMAT
+                                        " overlaps other stored data"),
+                                      stream_name, index,
+                                      entry.stored_offset);
+                  goto fail;
+                }
             }
 
-          if (!decode_block (fresh, s, index, &entry, decoded, error))
-            return FALSE;
+          if (!decode_stored (fresh, s, index, &entry, stored, decoded, error))
+            goto fail;
         }
 
       state->done += entry.logical_length;
       verify_progress (state, FALSE);
     }
+
+  data_checksum = XXH3_64bits_digest (data_hash);
+  XXH3_freeState (data_hash);
 
   if (cursor != end)
     return set_corrupt_printf (fresh, error,
@@ -2055,7 +2087,19 @@ verify_stream (HexzSnapshot  *fresh,
                                  "fill its data range"),
                                stream_name);
 
+  if (stream->desc.data_length > 0 && data_checksum != stream->desc.data_checksum)
+    return set_corrupt_printf (fresh, error,
+                               /* Translators: %s is disk or memory, then
+                                * comes an offset. */
+                               _("the stored bytes of the %s stream at offset %"
+                                 G_GUINT64_FORMAT " fail their checksum"),
+                               stream_name, stream->desc.data_offset);
+
   return TRUE;
+
+fail:
+  XXH3_freeState (data_hash);
+  return FALSE;
 }
 
 static gboolean

@@ -432,6 +432,32 @@ test_commit_overlay_too_large (Fixture       *fixture,
 }
 
 static void
+test_commit_thin_over_base (Fixture       *fixture,
+                            gconstpointer  user_data)
+{
+  g_autoptr(GFile) base_file = g_file_new_for_path (fixture->base_path);
+  g_autoptr(HexzCommit) commit = hexz_commit_new (fixture->base, base_file);
+  g_autoptr(HexzSnapshot) reopened = NULL;
+  g_autoptr(GError) error = NULL;
+
+  hexz_commit_set_overlay (commit, fixture->overlay);
+  hexz_commit_set_thin (commit, TRUE);
+  g_assert_false (hexz_commit_run (commit, NULL, &error));
+  g_assert_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, fixture->base_path));
+  g_clear_error (&error);
+
+  /* A thick commit may replace its base. */
+  hexz_commit_set_thin (commit, FALSE);
+  g_assert_true (hexz_commit_run (commit, NULL, &error));
+  g_assert_no_error (error);
+
+  reopened = hexz_snapshot_open_path (fixture->base_path, NULL, &error);
+  g_assert_no_error (error);
+  assert_stream_equals (reopened, HEXZ_STREAM_DISK, fixture->expected, fixture->expected_size);
+}
+
+static void
 write_old_output (Fixture *fixture)
 {
   g_autoptr(GError) error = NULL;
@@ -449,29 +475,6 @@ assert_old_output (Fixture *fixture)
   g_file_get_contents (fixture->output_path, &contents, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (contents, ==, "old output");
-}
-
-static void
-test_commit_cancel_before (Fixture       *fixture,
-                           gconstpointer  user_data)
-{
-  g_autoptr(HexzCommit) commit = new_commit (fixture);
-  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
-  g_autoptr(GError) error = NULL;
-  guint n_files;
-
-  g_cancellable_cancel (cancellable);
-  g_assert_false (hexz_commit_run (commit, cancellable, &error));
-  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
-  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
-  g_clear_error (&error);
-
-  write_old_output (fixture);
-  n_files = count_files (fixture);
-  g_assert_false (hexz_commit_run (commit, cancellable, &error));
-  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
-  assert_old_output (fixture);
-  g_assert_cmpuint (count_files (fixture), ==, n_files);
 }
 
 typedef struct {
@@ -539,6 +542,37 @@ run_async (HexzCommit  *commit,
   g_signal_handlers_disconnect_by_data (commit, data);
 
   return ret;
+}
+
+static void
+test_commit_cancel_before (Fixture       *fixture,
+                           gconstpointer  user_data)
+{
+  g_autoptr(HexzCommit) commit = new_commit (fixture);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GPtrArray) events = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) error = NULL;
+  AsyncData data = { cancellable, events, NULL, FALSE };
+  guint n_files;
+
+  g_cancellable_cancel (cancellable);
+  g_assert_false (hexz_commit_run (commit, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
+  g_clear_error (&error);
+
+  write_old_output (fixture);
+  n_files = count_files (fixture);
+  g_assert_false (hexz_commit_run (commit, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  assert_old_output (fixture);
+  g_assert_cmpuint (count_files (fixture), ==, n_files);
+  g_clear_error (&error);
+
+  g_assert_false (run_async (commit, &data, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  assert_old_output (fixture);
+  g_assert_cmpuint (count_files (fixture), ==, n_files);
 }
 
 static void
@@ -616,12 +650,16 @@ test_commit_progress (Fixture       *fixture,
         {
           g_assert_true (disk_ended);
           memory_ended = event->done == MEMORY_SIZE;
+          /* The stream's size is unknown until its end. */
+          if (event->total != 0)
+            g_assert_cmpuint (event->total, ==, event->done);
         }
     }
 
   last = g_ptr_array_index (events, events->len - 1);
   g_assert_cmpint (last->stream, ==, HEXZ_STREAM_MEMORY);
   g_assert_cmpuint (last->done, ==, MEMORY_SIZE);
+  g_assert_cmpuint (last->total, ==, MEMORY_SIZE);
   g_assert_true (memory_ended);
 }
 
@@ -690,6 +728,7 @@ main (int   argc,
   ADD ("/commit/memory/stream", NULL, test_commit_memory_stream);
   ADD ("/commit/memory/stream-short", NULL, test_commit_memory_stream_short);
   ADD ("/commit/overlay/too-large", NULL, test_commit_overlay_too_large);
+  ADD ("/commit/output/over-base", NULL, test_commit_thin_over_base);
   ADD ("/commit/cancel/before", NULL, test_commit_cancel_before);
   ADD ("/commit/cancel/during", NULL, test_commit_cancel_during);
   ADD ("/commit/progress", NULL, test_commit_progress);

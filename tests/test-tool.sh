@@ -110,9 +110,13 @@ check "extract without a stream exits 2" run 2 extract "$dir/never.hxz"
 check "usage error is one line naming the command" \
   bash -c "[ \$(wc -l <'$dir/stderr') -eq 1 ] && grep -q 'hexz-snap extract --help' '$dir/stderr'"
 check "usage errors wrote no file" test ! -e "$dir/never.hxz"
+cp "$dir/disk.img" "$dir/same.img"
+check "pack onto its own image exits 1" run 1 pack "$dir/same.img" "$dir/same.img"
+check "pack onto its own image keeps it" cmp "$dir/disk.img" "$dir/same.img"
 
 # pack, info, verify, extract.
 check "pack exits 0" run 0 pack "$dir/disk.img" "$dir/disk.hxz"
+check "pack prints no progress on a pipe" test ! -s "$dir/stderr"
 check "packed snapshot is mode 0600" test "$(mode_of "$dir/disk.hxz")" = 600
 check "info exits 0" run 0 info "$dir/disk.hxz"
 check "info shows the disk size" grep -q "($image_size bytes)" "$dir/stdout"
@@ -170,6 +174,21 @@ check "thick commit with 4K blocks merges the overlay" \
   bash -c "'$HEXZ_SNAP' commit --base '$dir/disk.hxz' --overlay '$dir/vm.overlay' --output '$dir/thick.hxz' --block-size 4K >/dev/null &&
            '$HEXZ_SNAP' extract '$dir/thick.hxz' --disk '$dir/thick.out' && cmp '$dir/expected.img' '$dir/thick.out'"
 check "committed snapshot is mode 0600" test "$(mode_of "$dir/thin.hxz")" = 600
+check "thin commit on a thin snapshot reads the same" \
+  bash -c "'$HEXZ_SNAP' commit --base '$dir/thin.hxz' --output '$dir/chain.hxz' --thin >/dev/null &&
+           '$HEXZ_SNAP' extract '$dir/chain.hxz' --disk '$dir/chain.out' && cmp '$dir/expected.img' '$dir/chain.out'"
+
+# An overlay larger than the base's disk needs --allow-grow.
+cp "$dir/vm.overlay" "$dir/grown.overlay"
+cp "$dir/vm.meta" "$dir/grown.meta"
+truncate -s $((image_size + 8192)) "$dir/grown.overlay"
+check "overlay larger than the base exits 1" \
+  run 1 commit --base "$dir/disk.hxz" --overlay "$dir/grown.overlay" --output "$dir/grown.hxz"
+check "larger overlay error names the base and --allow-grow" \
+  bash -c "grep -qF '$dir/disk.hxz' '$dir/stderr' && grep -qF -- '--allow-grow' '$dir/stderr'"
+check "--allow-grow commits the larger disk" \
+  bash -c "'$HEXZ_SNAP' commit --base '$dir/disk.hxz' --overlay '$dir/grown.overlay' --output '$dir/grown.hxz' --allow-grow --json >'$dir/grown.json' &&
+           [ \"\$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"disk_size\"])' '$dir/grown.json')\" = $((image_size + 8192)) ]"
 
 # Failures: one line naming the file, exit status 1.
 check "info on a missing file exits 1" run 1 info "$dir/missing.hxz"
@@ -193,6 +212,10 @@ with open(sys.argv[1], "r+b") as f:
 EOF
 check "verify of a corrupted file exits 1" run 1 verify "$dir/corrupt.hxz"
 check "corruption error is one line naming the file" one_error_line "$dir/corrupt.hxz"
+check "verify --json reports a truncated file as invalid" \
+  bash -c "head -c 1000 '$dir/full.hxz' >'$dir/short.hxz';
+           ! '$HEXZ_SNAP' verify --json '$dir/short.hxz' >'$dir/short.json' 2>/dev/null &&
+           [ \"\$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"valid\"])' '$dir/short.json')\" = False ]"
 
 # Interrupting: SIGINT during a slow pack leaves no output and no
 # temporary file behind.
@@ -201,7 +224,11 @@ head -c $((48 * 1024 * 1024)) /dev/urandom >"$dir/big.img"
   "$dir/big.img" "$dir/big.hxz" 2>"$dir/sigint.err" &
 pid=$!
 pids+=("$pid")
-sleep 1
+# Interrupt once the temporary output exists, so the pack is under way.
+for _ in $(seq 100); do
+  ls -A "$dir" | grep -qF '.big.hxz.' && break
+  sleep 0.05
+done
 kill -INT "$pid"
 wait "$pid"
 status=$?

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
@@ -204,6 +205,7 @@ pack_thread (GTask        *task,
   PackJob *job = task_data;
   g_autoptr(HexzSnapshotWriter) writer = NULL;
   GError *error = NULL;
+  struct stat st;
   off_t size;
   int fd;
 
@@ -220,6 +222,17 @@ pack_thread (GTask        *task,
       return;
     }
 
+  if (fstat (fd, &st) == 0 && S_ISDIR (st.st_mode))
+    {
+      close (fd);
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY,
+                               /* Translators: %s is a file name. */
+                               _("Disk image “%s” is a folder: give a raw disk image file"),
+                               job->image_path);
+      return;
+    }
+
+  /* lseek() also gives the size of a block device, where fstat() gives 0. */
   size = lseek (fd, 0, SEEK_END);
   if (size < 0)
     {
@@ -304,6 +317,12 @@ hexz_tool_command_pack (HexzTool  *tool,
 
   job->image_path = g_strdup (argv[1]);
   job->output_path = g_strdup (argv[2]);
+
+  if (!hexz_tool_check_distinct_output (tool, job->image_path, job->output_path))
+    {
+      pack_job_free (job);
+      return TRUE;
+    }
 
   task = g_task_new (NULL, tool->cancellable, pack_done, NULL);
   g_task_set_source_tag (task, hexz_tool_command_pack);
@@ -501,19 +520,13 @@ extract_done (GObject      *source_object,
       json_builder_set_member_name (builder, "command");
       json_builder_add_string_value (builder, "extract");
       json_builder_set_member_name (builder, "file");
-      json_builder_add_string_value (builder, job->snapshot_path);
+      hexz_tool_add_path_value (builder, job->snapshot_path);
       json_builder_set_member_name (builder, "disk");
-      if (job->disk_path != NULL)
-        json_builder_add_string_value (builder, job->disk_path);
-      else
-        json_builder_add_null_value (builder);
+      hexz_tool_add_path_value (builder, job->disk_path);
       json_builder_set_member_name (builder, "memory");
-      if (job->memory_path != NULL)
-        json_builder_add_string_value (builder, job->memory_path);
-      else
-        json_builder_add_null_value (builder);
-      json_builder_set_member_name (builder, "seconds");
-      json_builder_add_double_value (builder, hexz_tool_elapsed_seconds (job->tool));
+      hexz_tool_add_path_value (builder, job->memory_path);
+      json_builder_set_member_name (builder, "milliseconds");
+      json_builder_add_int_value (builder, hexz_tool_elapsed_milliseconds (job->tool));
       json_builder_end_object (builder);
       hexz_tool_print_json (job->tool, builder);
     }
@@ -565,6 +578,15 @@ hexz_tool_command_extract (HexzTool  *tool,
     }
 
   job->snapshot_path = g_strdup (argv[1]);
+
+  if ((job->disk_path != NULL &&
+       !hexz_tool_check_distinct_output (tool, job->snapshot_path, job->disk_path)) ||
+      (job->memory_path != NULL &&
+       !hexz_tool_check_distinct_output (tool, job->snapshot_path, job->memory_path)))
+    {
+      extract_job_free (job);
+      return TRUE;
+    }
 
   task = g_task_new (NULL, tool->cancellable, extract_done, NULL);
   g_task_set_source_tag (task, hexz_tool_command_extract);

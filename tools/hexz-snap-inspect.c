@@ -57,8 +57,12 @@ print_size_line (const char *label,
 {
   g_autofree char *text = g_format_size_full (size, G_FORMAT_SIZE_IEC_UNITS);
 
-  /* Translators: a size, as “1.0 GiB (1073741824 bytes)”. */
-  g_print ("%-14s %s (%" G_GUINT64_FORMAT " %s)\n", label, text, size, _("bytes"));
+  /* g_format_size_full() already gives small sizes in bytes. */
+  if (size < 1024)
+    g_print ("%-14s %s\n", label, text);
+  else
+    /* Translators: a size, as “1.0 GiB (1073741824 bytes)”. */
+    g_print ("%-14s %s (%" G_GUINT64_FORMAT " %s)\n", label, text, size, _("bytes"));
 }
 
 static void
@@ -197,18 +201,13 @@ on_verify_progress (HexzSnapshot *snapshot,
   hexz_tool_progress_update (job->tool, done, total);
 }
 
+/* Prints the outcome of verify and ends the command. A file that cannot
+ * be opened is invalid too: its header or layout is damaged. */
 static void
-on_verified (GObject      *source_object,
-             GAsyncResult *result,
-             gpointer      user_data)
+verify_finish (InspectJob   *job,
+               const GError *error)
 {
-  InspectJob *job = user_data;
-  HexzSnapshot *snapshot = HEXZ_SNAPSHOT (source_object);
-  g_autoptr(GError) error = NULL;
-  gboolean valid;
-
-  valid = hexz_snapshot_verify_finish (snapshot, result, &error);
-  g_signal_handlers_disconnect_by_data (snapshot, job);
+  hexz_tool_progress_end (job->tool);
 
   if (job->json)
     {
@@ -218,29 +217,42 @@ on_verified (GObject      *source_object,
       json_builder_set_member_name (builder, "command");
       json_builder_add_string_value (builder, "verify");
       json_builder_set_member_name (builder, "file");
-      json_builder_add_string_value (builder, job->path);
+      hexz_tool_add_path_value (builder, job->path);
       json_builder_set_member_name (builder, "valid");
-      json_builder_add_boolean_value (builder, valid);
+      json_builder_add_boolean_value (builder, error == NULL);
       json_builder_set_member_name (builder, "error");
       if (error != NULL)
         json_builder_add_string_value (builder, error->message);
       else
         json_builder_add_null_value (builder);
-      json_builder_set_member_name (builder, "seconds");
-      json_builder_add_double_value (builder, hexz_tool_elapsed_seconds (job->tool));
+      json_builder_set_member_name (builder, "milliseconds");
+      json_builder_add_int_value (builder, hexz_tool_elapsed_milliseconds (job->tool));
       json_builder_end_object (builder);
-      hexz_tool_progress_end (job->tool);
       hexz_tool_print_json (job->tool, builder);
     }
-  else if (valid)
+  else if (error == NULL)
     {
-      hexz_tool_progress_end (job->tool);
       /* Translators: %s is a file name. */
       g_print (_("%s: valid, every checksum matches\n"), job->path);
     }
 
   hexz_tool_finish (job->tool, error);
   inspect_job_free (job);
+}
+
+static void
+on_verified (GObject      *source_object,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  InspectJob *job = user_data;
+  HexzSnapshot *snapshot = HEXZ_SNAPSHOT (source_object);
+  g_autoptr(GError) error = NULL;
+
+  hexz_snapshot_verify_finish (snapshot, result, &error);
+  g_signal_handlers_disconnect_by_data (snapshot, job);
+
+  verify_finish (job, error);
 }
 
 static void
@@ -255,8 +267,7 @@ on_verify_opened (GObject      *source_object,
   snapshot = hexz_snapshot_open_finish (result, &error);
   if (snapshot == NULL)
     {
-      hexz_tool_finish (job->tool, error);
-      inspect_job_free (job);
+      verify_finish (job, error);
       return;
     }
 

@@ -511,13 +511,40 @@ hexz_tool_print_json (HexzTool    *tool,
   json_generator_set_pretty (generator, TRUE);
   text = json_generator_to_data (generator, NULL);
 
-  g_print ("%s\n", text);
+  /* JSON is UTF-8 whatever the locale; g_print() would convert it. */
+  fputs (text, stdout);
+  fputc ('\n', stdout);
+  fflush (stdout);
+}
+
+/* Adds a file name as a JSON string: JSON holds UTF-8, file names are
+ * bytes, so names that are not UTF-8 get replacement characters. */
+void
+hexz_tool_add_path_value (JsonBuilder *builder,
+                          const char  *path)
+{
+  g_autofree char *display_name = NULL;
+
+  if (path == NULL)
+    {
+      json_builder_add_null_value (builder);
+      return;
+    }
+
+  display_name = g_filename_display_name (path);
+  json_builder_add_string_value (builder, display_name);
 }
 
 double
 hexz_tool_elapsed_seconds (HexzTool *tool)
 {
   return (g_get_monotonic_time () - tool->start_time) / (double) G_USEC_PER_SEC;
+}
+
+gint64
+hexz_tool_elapsed_milliseconds (HexzTool *tool)
+{
+  return (g_get_monotonic_time () - tool->start_time) / 1000;
 }
 
 void
@@ -527,7 +554,7 @@ hexz_tool_add_snapshot_summary (JsonBuilder  *builder,
   g_autofree char *path = g_file_get_path (hexz_snapshot_get_file (snapshot));
 
   json_builder_set_member_name (builder, "file");
-  json_builder_add_string_value (builder, path);
+  hexz_tool_add_path_value (builder, path);
   json_builder_set_member_name (builder, "id");
   json_builder_add_string_value (builder, hexz_snapshot_get_id (snapshot));
   json_builder_set_member_name (builder, "file_size");
@@ -546,7 +573,7 @@ hexz_tool_add_snapshot_summary (JsonBuilder  *builder,
     {
       json_builder_begin_object (builder);
       json_builder_set_member_name (builder, "path");
-      json_builder_add_string_value (builder, hexz_snapshot_get_parent_path (snapshot));
+      hexz_tool_add_path_value (builder, hexz_snapshot_get_parent_path (snapshot));
       json_builder_set_member_name (builder, "id");
       json_builder_add_string_value (builder, hexz_snapshot_get_parent_id (snapshot));
       json_builder_end_object (builder);
@@ -584,8 +611,8 @@ hexz_tool_report_written_snapshot (HexzTool   *tool,
       json_builder_set_member_name (builder, "command");
       json_builder_add_string_value (builder, command);
       hexz_tool_add_snapshot_summary (builder, snapshot);
-      json_builder_set_member_name (builder, "seconds");
-      json_builder_add_double_value (builder, hexz_tool_elapsed_seconds (tool));
+      json_builder_set_member_name (builder, "milliseconds");
+      json_builder_add_int_value (builder, hexz_tool_elapsed_milliseconds (tool));
       json_builder_end_object (builder);
       hexz_tool_print_json (tool, builder);
     }
@@ -644,6 +671,40 @@ hexz_tool_copy_stream_to_writer (HexzTool            *tool,
 }
 
 /* Files */
+
+/* Checks whether two paths name one existing file, links included. */
+gboolean
+hexz_tool_same_file (const char *path_a,
+                     const char *path_b)
+{
+  GStatBuf st_a;
+  GStatBuf st_b;
+
+  if (g_stat (path_a, &st_a) != 0 || g_stat (path_b, &st_b) != 0)
+    return FALSE;
+
+  return st_a.st_dev == st_b.st_dev && st_a.st_ino == st_b.st_ino;
+}
+
+/* Ends the command with an error when @output is the same file as
+ * @input, which the command would replace while reading it. */
+gboolean
+hexz_tool_check_distinct_output (HexzTool   *tool,
+                                 const char *input,
+                                 const char *output)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!hexz_tool_same_file (input, output))
+    return TRUE;
+
+  g_set_error (&error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+               /* Translators: both %s are file names. */
+               _("Output “%s” is the input file “%s”: give another output file"),
+               output, input);
+  hexz_tool_finish (tool, error);
+  return FALSE;
+}
 
 /* Creates an empty file, mode 0600, in the folder of @path, under a hidden
  * name that hexz_tool_replace_file_atomically() later renames to @path. */

@@ -29,7 +29,8 @@ G_BEGIN_DECLS
 typedef struct _HexzTool HexzTool;
 
 /* Parses the subcommand's arguments (argv[0] is the subcommand's name) and
- * starts it. Returns FALSE after a usage error, which it reported. */
+ * starts it. Returns FALSE after a usage error, which it reported, and
+ * TRUE otherwise, also when it already called hexz_tool_finish(). */
 typedef gboolean (*HexzToolStartFunc) (HexzTool  *tool,
                                        int        argc,
                                        char     **argv);
@@ -100,11 +101,19 @@ void            hexz_tool_progress_end              (HexzTool               *too
 
 void            hexz_tool_print_json                (HexzTool               *tool,
                                                      JsonBuilder            *builder);
+void            hexz_tool_add_path_value            (JsonBuilder            *builder,
+                                                     const char             *path);
 double          hexz_tool_elapsed_seconds           (HexzTool               *tool);
+gint64          hexz_tool_elapsed_milliseconds      (HexzTool               *tool);
 
 void            hexz_tool_finish                    (HexzTool               *tool,
                                                      const GError           *error);
 
+gboolean        hexz_tool_same_file                 (const char             *path_a,
+                                                     const char             *path_b);
+gboolean        hexz_tool_check_distinct_output     (HexzTool               *tool,
+                                                     const char             *input,
+                                                     const char             *output);
 gboolean        hexz_tool_replace_file_atomically   (const char             *path,
                                                      const char             *temp_path,
                                                      GError                **error);
