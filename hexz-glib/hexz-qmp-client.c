@@ -602,6 +602,7 @@ typedef struct
   /* The command this line runs; NULL for a command that ended (timed out,
    * cancelled) while its line was being written. Not a reference. */
   PendingCommand *command;
+  gboolean        writing;
 } OutgoingMessage;
 
 /* The I/O state of one connection. It is reference counted because the
@@ -979,7 +980,11 @@ qmp_connection_shut_down (QmpConnection *conn)
   g_cancellable_cancel (conn->cancellable);
 
   while ((message = g_queue_pop_head (&conn->outgoing)) != NULL)
-    outgoing_message_free (message);
+    {
+      if (message->command != NULL)
+        message->command->message = NULL;
+      outgoing_message_free (message);
+    }
 
   /* The peer sees the end of the stream now, even while a read keeps the
    * stream itself open for a moment. */
@@ -1021,16 +1026,16 @@ pending_command_detach (PendingCommand *pc,
 
   if (pc->message != NULL)
     {
-      if (conn != NULL && conn->writing == pc->message)
+      if (pc->message->writing)
         {
+          /* The write under way owns the message and frees it. */
           pc->message->command = NULL;
         }
       else
         {
-          if (conn != NULL)
-            g_queue_remove (&conn->outgoing, pc->message);
+          g_assert (conn != NULL);
+          g_queue_remove (&conn->outgoing, pc->message);
           outgoing_message_free (pc->message);
-          pc->sent = FALSE;
         }
       pc->message = NULL;
     }
@@ -1357,6 +1362,7 @@ connection_flush (QmpConnection *conn)
     return;
 
   conn->writing = message;
+  message->writing = TRUE;
   if (message->command != NULL)
     message->command->sent = TRUE;
 
@@ -1518,7 +1524,7 @@ client_handle_reply (HexzQmpClient *self,
     {
       GError *error = qmp_error_new_from_reply (pc->command, error_node);
 
-      g_debug ("QMP command “%s” (id %s) failed: %s", pc->command, pc->id, error->message);
+      g_debug ("Error reply to id %s: %s", pc->id, error->message);
       pending_command_complete (pc, NULL, error, FALSE);
     }
   else
