@@ -58,10 +58,10 @@
  * protocol error: the client closes the connection, fails every pending
  * command and emits [signal@Hexz.QmpClient::disconnected].
  *
- * QEMU reports JSON parse errors without an `id`. Because QEMU answers
- * commands in the order it receives them (this client never enables
- * out-of-band execution), such an error is given to the oldest command that
- * was sent and has no reply yet, and logged. An id-less error that arrives
+ * QEMU reports JSON parse errors without an `id`. QEMU replies to commands
+ * in the order it receives them, since this client never enables
+ * out-of-band execution. Such an error therefore goes to the oldest command
+ * that was sent and has no reply yet, and is logged. An id-less error that arrives
  * while no command is pending is only logged.
  *
  * All callbacks and signals run on the thread-default main context of the
@@ -88,6 +88,9 @@
 /* Bytes requested from the stream per read. The input buffer grows by this
  * much for each read and shrinks again once whole lines are consumed. */
 #define READ_CHUNK_SIZE (64 * 1024)
+
+/* Consumed bytes after which an empty input buffer is reallocated. */
+#define SHRINK_THRESHOLD (1024 * 1024)
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define DEFAULT_COMMAND_TIMEOUT_MS 30000
@@ -121,6 +124,15 @@ hexz_qmp_error_private_clear (HexzQmpErrorPrivate *priv)
   g_clear_pointer (&priv->qmp_class, g_free);
 }
 
+/**
+ * hexz_qmp_error_quark:
+ *
+ * Gets the error domain of the QMP client.
+ *
+ * Returns: the quark of %HEXZ_QMP_ERROR
+ *
+ * Since: 1.0
+ */
 G_DEFINE_EXTENDED_ERROR (HexzQmpError, hexz_qmp_error)
 
 static const struct
@@ -296,8 +308,8 @@ hexz_migration_status_to_string (HexzMigrationStatus status)
  * @status: a migration status
  *
  * Checks whether a migration in this status may still change status by
- * itself. Only `none`, `completed`, `failed` and `cancelled` are final; a
- * status this library does not know counts as running, so that a caller
+ * itself. Only `none`, `completed`, `failed` and `cancelled` are final.
+ * A status this library does not know counts as running, so that a caller
  * polling for the end keeps waiting instead of taking it for a result.
  *
  * Returns: %TRUE unless @status is final
@@ -639,6 +651,7 @@ struct _PendingCommand
   GSource         *timeout_source;
   GSource         *cancel_source;
   OutgoingMessage *message;  /* until its line is written */
+  guint            timeout_ms;
   gboolean         sent;
 };
 
@@ -986,8 +999,8 @@ qmp_connection_shut_down (QmpConnection *conn)
       outgoing_message_free (message);
     }
 
-  /* The peer sees the end of the stream now, even while a read keeps the
-   * stream itself open for a moment. */
+  /* The peer reads the end of the stream now, even while a pending read
+   * keeps the stream itself open for a moment. */
   if (conn->socket != NULL)
     g_socket_shutdown (conn->socket, TRUE, TRUE, NULL);
 
@@ -1044,8 +1057,8 @@ pending_command_detach (PendingCommand *pc,
     g_hash_table_add (self->abandoned_ids, g_strdup (pc->id));
 }
 
-/* Ends @pc with @result or @error (one of them, owned). @abandon says that
- * QEMU may still reply. The task's callback may run at once and drop the
+/* Ends @pc with @result or @error (one of them, owned). @abandon is TRUE
+ * when QEMU may still reply. The task's callback may run at once and drop the
  * last reference on the client. */
 static void
 pending_command_complete (PendingCommand *pc,
@@ -1073,15 +1086,16 @@ on_command_timeout (gpointer user_data)
   g_clear_pointer (&pc->timeout_source, g_source_unref);
 
   g_debug ("QMP command “%s” (id %s) timed out after %u ms",
-           pc->command, pc->id, self->command_timeout_ms);
+           pc->command, pc->id, pc->timeout_ms);
 
   pending_command_complete (pc, NULL,
                             g_error_new (HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_TIMED_OUT,
                                          /* Translators: the first placeholder is a
                                           * QMP command name, the second the QMP
-                                          * socket or address. */
-                                         _("QMP command “%s” timed out: %s sent no reply"),
-                                         pc->command, self->peer_name),
+                                          * socket or address, the third a duration
+                                          * in milliseconds. */
+                                         _("QMP command “%s” timed out: %s sent no reply within %u ms"),
+                                         pc->command, self->peer_name, pc->timeout_ms),
                             TRUE);
 
   return G_SOURCE_REMOVE;
@@ -1182,6 +1196,7 @@ command_send (HexzQmpClient *self,
   pc->id = g_strdup_printf ("hexz-%" G_GUINT64_FORMAT, ++self->last_id);
   pc->command = g_strdup (command);
   pc->task = task;
+  pc->timeout_ms = timeout_ms;
 
   message = g_new0 (OutgoingMessage, 1);
   message->bytes = command_serialize (command, arguments, pc->id);
@@ -1289,8 +1304,9 @@ on_socket_writable (GSocket      *socket,
 }
 
 /* Sends the head of the line with the file descriptors attached, so that
- * they arrive with the bytes of the command that uses them: QEMU takes
- * descriptors that come with other bytes for a stray message. */
+ * they arrive with the bytes of the command that uses them. QEMU 7.2
+ * rejects descriptors sent with a lone byte before the command as a
+ * stray message, with an error that has no id. */
 static void
 connection_send_with_fds (QmpConnection *conn)
 {
@@ -1473,7 +1489,7 @@ client_handle_reply (HexzQmpClient *self,
           return;
         }
 
-      /* QEMU sends parse errors without an id. It answers commands in
+      /* QEMU sends parse errors without an id. It replies to commands in
        * order, so the error belongs to the oldest command it received. */
       for (GList *l = self->pending_order.head; l != NULL; l = l->next)
         {
@@ -1720,6 +1736,14 @@ connection_process_input (QmpConnection *conn)
 
   g_byte_array_remove_range (buffer, 0, (guint) line_start);
   conn->scan_offset -= line_start;
+
+  /* GByteArray keeps its allocation; after a large message such as the
+   * QMP schema, start over with a small one. */
+  if (buffer->len == 0 && line_start > SHRINK_THRESHOLD)
+    {
+      g_byte_array_unref (conn->buffer);
+      conn->buffer = buffer = g_byte_array_new ();
+    }
 
   /* One byte more than the limit is allowed for a '\r' before the '\n'. */
   if (buffer->len > (gsize) HEXZ_QMP_MAX_MESSAGE_SIZE + 1)
@@ -2132,12 +2156,15 @@ hexz_qmp_client_connect_to_stream_async (HexzQmpClient       *self,
                                          GAsyncReadyCallback  callback,
                                          gpointer             user_data)
 {
+  g_autofree char *peer_name = NULL;
+
   g_return_if_fail (HEXZ_IS_QMP_CLIENT (self));
   g_return_if_fail (G_IS_IO_STREAM (stream));
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
   g_return_if_fail (self->state == STATE_NEW);
 
-  if (!client_begin_connect (self, _("the QMP stream"), cancellable, callback, user_data,
+  peer_name = g_strdup_printf ("%s %p", G_OBJECT_TYPE_NAME (stream), stream);
+  if (!client_begin_connect (self, peer_name, cancellable, callback, user_data,
                              hexz_qmp_client_connect_to_stream_async))
     return;
 
@@ -2240,8 +2267,8 @@ client_close_with_error (HexzQmpClient *self,
       pending_command_complete (pc, NULL,
                                 g_error_new (HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_DISCONNECTED,
                                              /* Translators: the first placeholder is a
-                                              * QMP command name, the second says why the
-                                              * connection was closed. */
+                                              * QMP command name, the second the reason
+                                              * the connection was closed. */
                                              _("No reply to QMP command “%s”: %s"),
                                              pc->command, reason->message),
                                 FALSE);
@@ -2252,7 +2279,7 @@ client_close_with_error (HexzQmpClient *self,
       event_waiter_complete (waiter, NULL,
                              g_error_new (HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_DISCONNECTED,
                                           /* Translators: the first placeholder is a QMP
-                                           * event name, the second says why the
+                                           * event name, the second the reason the
                                            * connection was closed. */
                                           _("Stopped waiting for QMP event %s: %s"),
                                           waiter->name, reason->message));
@@ -2308,8 +2335,8 @@ hexz_qmp_client_close (HexzQmpClient *self)
  * order of the calls, and any number may be in flight.
  *
  * The descriptors of @fd_list travel in the same socket message as the
- * first bytes of the command, which is where QEMU looks for them; this
- * works only over a unix socket and fails with
+ * first bytes of the command, which is where QEMU looks for them. This
+ * works only over a unix socket, and fails with
  * %HEXZ_QMP_ERROR_NOT_SUPPORTED on other streams.
  *
  * The command fails with %HEXZ_QMP_ERROR_TIMED_OUT after
@@ -2550,12 +2577,12 @@ client_take_from_backlog (HexzQmpClient         *self,
  *
  * Waits for an event named @name that @predicate accepts.
  *
- * The client keeps the last %HEXZ_QMP_EVENT_BACKLOG_PER_NAME events of each
- * name that no waiter took. The wait first takes the oldest matching event
- * of that backlog, so an event that arrived between a command's reply and
- * this call is not lost; otherwise it takes the next matching event. Each
- * event in the backlog goes to one waiter only, while a live event goes to
- * every waiter that accepts it.
+ * The client keeps the last 16 events of each name that no waiter took.
+ * The wait first takes the oldest matching event of that backlog, so that
+ * an event that arrived between a command's reply and this call is not
+ * lost. Without one, it takes the next matching event. Each event in the
+ * backlog goes to one waiter only, while a live event goes to every waiter
+ * that accepts it.
  *
  * The wait starts within this call. To wait for an event caused by a
  * command, without taking an older event of the same name, call
@@ -2565,6 +2592,9 @@ client_take_from_backlog (HexzQmpClient         *self,
  *
  * The wait fails with %HEXZ_QMP_ERROR_TIMED_OUT, %G_IO_ERROR_CANCELLED, or
  * %HEXZ_QMP_ERROR_DISCONNECTED when the connection closes first.
+ *
+ * From Python, pass @predicate_data as a tuple, possibly empty: PyGObject
+ * passes its members to @predicate as extra arguments.
  *
  * Since: 1.0
  */

@@ -4,7 +4,7 @@
  *
  * Each test starts a mock server on a unix socket in a temporary folder.
  * The server runs a script in its own thread with blocking socket calls, so
- * that a script reads like the conversation it plays; the client runs on
+ * that a script reads like the conversation it plays. The client runs on
  * the test's main context. The two sides meet through `go` tokens (test to
  * server) and a stage counter (server to test).
  */
@@ -642,7 +642,7 @@ script_oversized_line (Mock *mock)
   sent = mock_try_send (mock, line, OVERSIZED_LINE_SIZE);
 
   /* The client closes the connection: either the send already failed, or
-   * the next read sees the end of the stream. */
+   * the next read returns the end of the stream. */
   if (sent)
     mock_expect_eof (mock);
   mock_set_stage (mock, 1);
@@ -1412,7 +1412,7 @@ test_events_wait (void)
   g_assert_error (again.error, HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_TIMED_OUT);
   g_assert_null (again.data);
 
-  /* A predicate sees every MIGRATION event until it accepts one. */
+  /* A predicate receives every MIGRATION event until it accepts one. */
   hexz_qmp_client_wait_event_async (client, "MIGRATION", is_migration_completed,
                                     &predicate_calls, NULL, 2000, NULL,
                                     on_wait_event_done, &migration);
@@ -1432,7 +1432,7 @@ test_events_wait (void)
   g_assert_cmpstr (json_object_get_string_member (migration.data, "status"), ==, "completed");
   g_assert_cmpuint (predicate_calls, ==, 2);
 
-  /* The RESUME event that nobody awaited is in the backlog. */
+  /* The RESUME event that no waiter took is in the backlog. */
   event_result_clear (&cancelled);
   hexz_qmp_client_wait_event_async (client, "RESUME", NULL, NULL, NULL, 1000, NULL,
                                     on_wait_event_done, &cancelled);

@@ -298,7 +298,7 @@ test_getfd (Fixture       *fixture,
   g_assert_no_error (result.error);
   result_clear (&result);
 
-  /* QEMU holds the descriptor under that name until closefd. */
+  /* QEMU keeps the descriptor under that name until closefd. */
   hexz_qmp_client_execute_async (fixture->client, "closefd", arguments, NULL, NULL,
                                  on_execute_done, &result);
   HEXZ_TEST_RUN_UNTIL (result.done, QEMU_TEST_TIMEOUT_MS);

@@ -101,7 +101,7 @@ def serve():
         server.close()
 
 def run_until(loop, results, count):
-    """Runs `loop` until `results` holds `count` entries."""
+    """Runs `loop` until `results` contains `count` entries."""
     timed_out = []
 
     def check():
