@@ -652,7 +652,6 @@ struct _PendingCommand
   GSource         *cancel_source;
   OutgoingMessage *message;  /* until its line is written */
   guint            timeout_ms;
-  gboolean         sent;
 };
 
 typedef struct
@@ -695,7 +694,9 @@ struct _HexzQmpClient
 
   GHashTable     *pending;         /* id → PendingCommand */
   GQueue          pending_order;   /* PendingCommand, oldest first */
-  GHashTable     *abandoned_ids;   /* ids of sent commands that ended early */
+  /* Ids of the commands sent and not answered yet, oldest first,
+   * including commands that timed out or were cancelled meanwhile. */
+  GQueue          unanswered_ids;
   guint64         last_id;
 
   GQueue          waiters;         /* EventWaiter, oldest first */
@@ -1022,12 +1023,11 @@ pending_command_free (PendingCommand *pc)
   g_free (pc);
 }
 
-/* Removes @pc from the client and from the write queue. A command whose
- * line was sent and that ends without a reply leaves its id behind, so
- * that a late reply is recognized and dropped quietly. */
+/* Removes @pc from the client and from the write queue. The id of a
+ * command already sent stays in unanswered_ids until QEMU replies, so that
+ * a late reply is recognized and dropped quietly. */
 static void
-pending_command_detach (PendingCommand *pc,
-                        gboolean        abandon)
+pending_command_detach (PendingCommand *pc)
 {
   HexzQmpClient *self = pc->client;
   QmpConnection *conn = self->connection;
@@ -1052,23 +1052,18 @@ pending_command_detach (PendingCommand *pc,
         }
       pc->message = NULL;
     }
-
-  if (abandon && pc->sent && self->state != STATE_CLOSED)
-    g_hash_table_add (self->abandoned_ids, g_strdup (pc->id));
 }
 
-/* Ends @pc with @result or @error (one of them, owned). @abandon is TRUE
- * when QEMU may still reply. The task's callback may run at once and drop the
- * last reference on the client. */
+/* Ends @pc with @result or @error (one of them, owned). The task's
+ * callback may run at once and drop the last reference on the client. */
 static void
 pending_command_complete (PendingCommand *pc,
                           JsonNode       *result,
-                          GError         *error,
-                          gboolean        abandon)
+                          GError         *error)
 {
   g_autoptr(GTask) task = g_steal_pointer (&pc->task);
 
-  pending_command_detach (pc, abandon);
+  pending_command_detach (pc);
   pending_command_free (pc);
 
   if (error != NULL)
@@ -1095,8 +1090,7 @@ on_command_timeout (gpointer user_data)
                                           * socket or address, the third a duration
                                           * in milliseconds. */
                                          _("QMP command “%s” timed out: %s sent no reply within %u ms"),
-                                         pc->command, self->peer_name, pc->timeout_ms),
-                            TRUE);
+                                         pc->command, self->peer_name, pc->timeout_ms));
 
   return G_SOURCE_REMOVE;
 }
@@ -1113,8 +1107,7 @@ on_command_cancelled (GCancellable *cancellable,
 
   pending_command_complete (pc, NULL,
                             g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
-                                                 _("Operation was cancelled")),
-                            TRUE);
+                                                 _("Operation was cancelled")));
 
   return G_SOURCE_REMOVE;
 }
@@ -1380,7 +1373,7 @@ connection_flush (QmpConnection *conn)
   conn->writing = message;
   message->writing = TRUE;
   if (message->command != NULL)
-    message->command->sent = TRUE;
+    g_queue_push_tail (&conn->client->unanswered_ids, g_strdup (message->command->id));
 
   data = g_bytes_get_data (message->bytes, &size);
   log_traffic ("→", data, size - 1);
@@ -1473,6 +1466,52 @@ client_handle_event (HexzQmpClient *self,
     }
 }
 
+/* Removes @id from the unanswered ids; returns FALSE when it is not there. */
+static gboolean
+client_forget_id (HexzQmpClient *self,
+                  const char    *id)
+{
+  GList *link = g_queue_find_custom (&self->unanswered_ids, id, (GCompareFunc) strcmp);
+
+  if (link == NULL)
+    return FALSE;
+
+  g_free (link->data);
+  g_queue_delete_link (&self->unanswered_ids, link);
+  return TRUE;
+}
+
+/* Finds the command of an error reply without an id. QEMU sends parse
+ * errors without an id. It replies to commands in order, so the error
+ * belongs to the oldest command that it received and has not answered. */
+static PendingCommand *
+client_take_idless_error_owner (HexzQmpClient *self,
+                                JsonNode      *error_node)
+{
+  g_autofree char *text = json_to_string (error_node, FALSE);
+  g_autofree char *id = g_queue_pop_head (&self->unanswered_ids);
+  PendingCommand *pc;
+
+  if (id == NULL)
+    {
+      g_message ("Dropping a QMP error without an id from %s while no command is pending: %s",
+                 self->peer_name, text);
+      return NULL;
+    }
+
+  pc = g_hash_table_lookup (self->pending, id);
+  if (pc == NULL)
+    {
+      g_message ("Dropping a QMP error without an id from %s: it belongs to the cancelled or timed-out command with id %s: %s",
+                 self->peer_name, id, text);
+      return NULL;
+    }
+
+  g_message ("QMP server %s sent an error without an id; giving it to the oldest unanswered command “%s” (id %s)",
+             self->peer_name, pc->command, pc->id);
+  return pc;
+}
+
 static void
 client_handle_reply (HexzQmpClient *self,
                      JsonObject    *object)
@@ -1481,54 +1520,37 @@ client_handle_reply (HexzQmpClient *self,
   JsonNode *error_node = json_object_get_member (object, "error");
   PendingCommand *pc = NULL;
 
+  if (id_node == NULL && error_node == NULL)
+    {
+      g_message ("Dropping a QMP reply without an id from %s", self->peer_name);
+      return;
+    }
+
   if (id_node == NULL)
     {
-      if (error_node == NULL)
-        {
-          g_message ("Dropping a QMP reply without an id from %s", self->peer_name);
-          return;
-        }
-
-      /* QEMU sends parse errors without an id. It replies to commands in
-       * order, so the error belongs to the oldest command it received. */
-      for (GList *l = self->pending_order.head; l != NULL; l = l->next)
-        {
-          PendingCommand *candidate = l->data;
-
-          if (candidate->sent)
-            {
-              pc = candidate;
-              break;
-            }
-        }
-
+      pc = client_take_idless_error_owner (self, error_node);
       if (pc == NULL)
-        {
-          g_autofree char *text = json_to_string (error_node, FALSE);
-
-          g_message ("Dropping a QMP error without an id from %s while no command is pending: %s",
-                     self->peer_name, text);
-          return;
-        }
-
-      g_message ("QMP server %s sent an error without an id; giving it to the oldest pending command “%s” (id %s)",
-                 self->peer_name, pc->command, pc->id);
+        return;
     }
   else
     {
       const char *id = NULL;
+      gboolean unanswered = FALSE;
 
       if (JSON_NODE_HOLDS_VALUE (id_node) && json_node_get_value_type (id_node) == G_TYPE_STRING)
         id = json_node_get_string (id_node);
 
       if (id != NULL)
-        pc = g_hash_table_lookup (self->pending, id);
+        {
+          unanswered = client_forget_id (self, id);
+          pc = g_hash_table_lookup (self->pending, id);
+        }
 
       if (pc == NULL)
         {
           g_autofree char *text = json_to_string (id_node, FALSE);
 
-          if (id != NULL && g_hash_table_remove (self->abandoned_ids, id))
+          if (unanswered)
             g_debug ("Discarding the late QMP reply to cancelled or timed-out id %s", id);
           else
             g_message ("Dropping a QMP reply with unknown id %s from %s", text, self->peer_name);
@@ -1541,11 +1563,11 @@ client_handle_reply (HexzQmpClient *self,
       GError *error = qmp_error_new_from_reply (pc->command, error_node);
 
       g_debug ("Error reply to id %s: %s", pc->id, error->message);
-      pending_command_complete (pc, NULL, error, FALSE);
+      pending_command_complete (pc, NULL, error);
     }
   else
     {
-      pending_command_complete (pc, json_object_dup_member (object, "return"), NULL, FALSE);
+      pending_command_complete (pc, json_object_dup_member (object, "return"), NULL);
     }
 }
 
@@ -2258,7 +2280,7 @@ client_close_with_error (HexzQmpClient *self,
       qmp_connection_shut_down (self->connection);
       g_clear_pointer (&self->connection, qmp_connection_unref);
     }
-  g_hash_table_remove_all (self->abandoned_ids);
+  g_queue_clear_full (&self->unanswered_ids, g_free);
 
   client_complete_connect (self, g_error_copy (reason));
 
@@ -2270,8 +2292,7 @@ client_close_with_error (HexzQmpClient *self,
                                               * QMP command name, the second the reason
                                               * the connection was closed. */
                                              _("No reply to QMP command “%s”: %s"),
-                                             pc->command, reason->message),
-                                FALSE);
+                                             pc->command, reason->message));
     }
 
   while ((waiter = g_queue_peek_head (&self->waiters)) != NULL)
@@ -3349,7 +3370,7 @@ hexz_qmp_client_finalize (GObject *object)
   g_assert (g_queue_is_empty (&self->waiters));
 
   g_hash_table_unref (self->pending);
-  g_hash_table_unref (self->abandoned_ids);
+  g_queue_clear_full (&self->unanswered_ids, g_free);
   g_hash_table_unref (self->backlog);
   g_free (self->peer_name);
   g_free (self->qemu_version);
@@ -3500,7 +3521,7 @@ hexz_qmp_client_init (HexzQmpClient *self)
   self->state = STATE_NEW;
   self->pending = g_hash_table_new (g_str_hash, g_str_equal);
   g_queue_init (&self->pending_order);
-  self->abandoned_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_queue_init (&self->unanswered_ids);
   g_queue_init (&self->waiters);
   self->backlog = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                          (GDestroyNotify) backlog_queue_free);

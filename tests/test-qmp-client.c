@@ -1109,7 +1109,7 @@ test_errors_without_id (void)
   CommandResult third = { 0 };
 
   g_test_expect_message ("Hexz", G_LOG_LEVEL_MESSAGE, "*without an id*while no command is pending*");
-  g_test_expect_message ("Hexz", G_LOG_LEVEL_MESSAGE, "*without an id*oldest pending command “getfd”*");
+  g_test_expect_message ("Hexz", G_LOG_LEVEL_MESSAGE, "*without an id*oldest unanswered command “getfd”*");
   client = connect_client (mock);
   execute (client, "getfd", &first);
   execute (client, "query-status", &second);
@@ -1127,6 +1127,52 @@ test_errors_without_id (void)
   command_result_clear (&first);
   command_result_clear (&second);
   command_result_clear (&third);
+  g_clear_object (&client);
+  mock_free (mock);
+}
+
+static void
+script_error_without_id_cancelled (Mock *mock)
+{
+  g_autoptr(JsonObject) cancelled = NULL;
+  g_autoptr(JsonObject) next = NULL;
+
+  mock_handshake (mock);
+  cancelled = mock_expect (mock, "query-cancelled");
+  mock_set_stage (mock, 1);
+  next = mock_expect (mock, "query-next");
+
+  /* The id-less error answers the cancelled command, the oldest one this
+   * server received, so it must not fail the next command. */
+  mock_send (mock, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\n");
+  mock_reply (mock, next, "{}");
+  mock_expect_eof (mock);
+}
+
+static void
+test_errors_without_id_cancelled (void)
+{
+  Mock *mock = mock_new (script_error_without_id_cancelled);
+  g_autoptr(HexzQmpClient) client = connect_client (mock);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  CommandResult cancelled = { 0 };
+  CommandResult next = { 0 };
+
+  hexz_qmp_client_execute_async (client, "query-cancelled", NULL, NULL, cancellable,
+                                 on_execute_done, &cancelled);
+  RUN_UNTIL (mock_get_stage (mock) == 1);
+  g_cancellable_cancel (cancellable);
+  RUN_UNTIL (cancelled.done);
+  g_assert_error (cancelled.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+
+  g_test_expect_message ("Hexz", G_LOG_LEVEL_MESSAGE, "*without an id*cancelled or timed-out command*");
+  execute (client, "query-next", &next);
+  RUN_UNTIL (next.done);
+  g_test_assert_expected_messages ();
+  g_assert_no_error (next.error);
+
+  command_result_clear (&cancelled);
+  command_result_clear (&next);
   g_clear_object (&client);
   mock_free (mock);
 }
@@ -1981,6 +2027,7 @@ main (int   argc,
   g_test_add_func ("/qmp-client/replies/unknown-id", test_replies_unknown_id);
   g_test_add_func ("/qmp-client/errors/reply", test_errors_reply);
   g_test_add_func ("/qmp-client/errors/without-id", test_errors_without_id);
+  g_test_add_func ("/qmp-client/errors/without-id-cancelled", test_errors_without_id_cancelled);
   g_test_add_func ("/qmp-client/disconnect/pending", test_disconnect_pending);
   g_test_add_func ("/qmp-client/cancel/command", test_cancel_command);
   g_test_add_func ("/qmp-client/timeout/command", test_timeout_command);
