@@ -73,6 +73,24 @@ process_has_exited (GSubprocess *process)
   return g_subprocess_get_identifier (process) == NULL;
 }
 
+static gboolean
+qmp_socket_accepts (const char *path)
+{
+  g_autoptr(GSocket) socket = NULL;
+  g_autoptr(GSocketAddress) address = NULL;
+
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    return FALSE;
+
+  socket = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM,
+                         G_SOCKET_PROTOCOL_DEFAULT, NULL);
+  if (socket == NULL)
+    return FALSE;
+
+  address = g_unix_socket_address_new (path);
+  return g_socket_connect (socket, address, NULL, NULL);
+}
+
 /* Starts QEMU with @extra_args (such as `-machine pc -m 64`) plus the
  * accelerator and a QMP socket, and waits for the socket. Returns NULL
  * after g_test_skip() when QEMU is not installed; fails the test when QEMU
@@ -124,15 +142,17 @@ hexz_test_qemu_start (const char * const *extra_args)
   g_test_message ("Started QEMU (pid %s, %s) in %s",
                   g_subprocess_get_identifier (qemu->process), qemu->accel, qemu->dir);
 
+  /* QEMU creates the socket file before it listens on it, so wait until a
+   * connection succeeds. QEMU drops this probe client at once. */
   deadline = g_get_monotonic_time () + HEXZ_TEST_QEMU_START_TIMEOUT_MS * 1000;
-  while (!g_file_test (qemu->qmp_path, G_FILE_TEST_EXISTS))
+  while (!qmp_socket_accepts (qemu->qmp_path))
     {
       if (process_has_exited (qemu->process) || g_get_monotonic_time () > deadline)
         {
           g_autofree char *log = hexz_test_qemu_read_log (qemu);
 
           g_test_message ("QEMU output:\n%s", log);
-          g_error ("QEMU did not create its QMP socket %s: %s", qemu->qmp_path,
+          g_error ("QEMU did not listen on its QMP socket %s: %s", qemu->qmp_path,
                    process_has_exited (qemu->process) ? "it exited" : "timed out");
         }
       g_usleep (5000);
