@@ -694,7 +694,7 @@ struct _HexzQmpClient
 
   GHashTable     *pending;         /* id → PendingCommand */
   GQueue          pending_order;   /* PendingCommand, oldest first */
-  /* Ids of the commands sent and not answered yet, oldest first,
+  /* Ids of the commands sent and still without a reply, oldest first,
    * including commands that timed out or were cancelled meanwhile. */
   GQueue          unanswered_ids;
   guint64         last_id;
@@ -1483,7 +1483,7 @@ client_forget_id (HexzQmpClient *self,
 
 /* Finds the command of an error reply without an id. QEMU sends parse
  * errors without an id. It replies to commands in order, so the error
- * belongs to the oldest command that it received and has not answered. */
+ * belongs to the oldest command that it received and has not replied to. */
 static PendingCommand *
 client_take_idless_error_owner (HexzQmpClient *self,
                                 JsonNode      *error_node)
@@ -2606,9 +2606,9 @@ client_take_from_backlog (HexzQmpClient         *self,
  * that accepts it.
  *
  * The wait starts within this call. To wait for an event caused by a
- * command, without taking an older event of the same name, call
+ * command without taking an older event of the same name, call
  * [method@Hexz.QmpClient.discard_events] and this function before sending
- * the command: for example, discard `MIGRATION` events, wait for a
+ * the command. For example, discard `MIGRATION` events, wait for a
  * `MIGRATION` event whose `status` is `completed`, then send `migrate`.
  *
  * The wait fails with %HEXZ_QMP_ERROR_TIMED_OUT, %G_IO_ERROR_CANCELLED, or

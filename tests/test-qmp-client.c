@@ -1142,8 +1142,8 @@ script_error_without_id_cancelled (Mock *mock)
   mock_set_stage (mock, 1);
   next = mock_expect (mock, "query-next");
 
-  /* The id-less error answers the cancelled command, the oldest one this
-   * server received, so it must not fail the next command. */
+  /* The id-less error is the reply to the cancelled command, the oldest
+   * one this server received, so it must not fail the next command. */
   mock_send (mock, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\n");
   mock_reply (mock, next, "{}");
   mock_expect_eof (mock);
