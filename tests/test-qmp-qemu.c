@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <glib-unix.h>
+#include <gio/gunixinputstream.h>
 
 #include "hexz-qmp-client.h"
 #include "hexz-test-qemu.h"
@@ -342,6 +343,127 @@ test_large_reply (Fixture       *fixture,
 }
 
 static void
+on_splice_done (GObject      *source,
+                GAsyncResult *async_result,
+                gpointer      user_data)
+{
+  Result *result = user_data;
+
+  g_output_stream_splice_finish (G_OUTPUT_STREAM (source), async_result, &result->error);
+  result->done = TRUE;
+}
+
+static gboolean
+is_migration_finished (const char *name,
+                       JsonObject *data,
+                       gpointer    user_data)
+{
+  const char *status = json_object_get_string_member_with_default (data, "status", "");
+
+  return !hexz_migration_status_is_running (hexz_migration_status_from_string (status));
+}
+
+static void
+execute_json (HexzQmpClient *client,
+              const char    *command,
+              const char    *arguments_json)
+{
+  g_autoptr(JsonNode) arguments = json_from_string (arguments_json, NULL);
+  Result result = { 0 };
+
+  hexz_qmp_client_execute_async (client, command, json_node_get_object (arguments), NULL, NULL,
+                                 on_execute_done, &result);
+  HEXZ_TEST_RUN_UNTIL (result.done, QEMU_TEST_TIMEOUT_MS);
+  g_assert_no_error (result.error);
+  result_clear (&result);
+}
+
+/* Runs the sequence a live snapshot uses: the waiter for the end of the
+ * migration is armed before `migrate`, and the stream leaves through a
+ * pipe passed with getfd. */
+static void
+test_migrate_to_pipe (Fixture       *fixture,
+                      gconstpointer  data)
+{
+  g_autoptr(GUnixFDList) fd_list = g_unix_fd_list_new ();
+  g_autoptr(GInputStream) pipe_input = NULL;
+  g_autoptr(GOutputStream) memory = g_memory_output_stream_new_resizable ();
+  g_autoptr(GError) error = NULL;
+  Result command = { 0 };
+  Result event = { 0 };
+  Result splice = { 0 };
+  HexzRunState state;
+  gboolean running = TRUE;
+  const guint8 *stream_data;
+  gsize stream_size;
+  gint pipe_fds[2];
+
+  if (fixture->qemu == NULL)
+    return;
+
+  g_unix_open_pipe (pipe_fds, FD_CLOEXEC, &error);
+  g_assert_no_error (error);
+  g_unix_fd_list_append (fd_list, pipe_fds[1], &error);
+  g_assert_no_error (error);
+  close (pipe_fds[1]);
+  pipe_input = g_unix_input_stream_new (pipe_fds[0], TRUE);
+  g_output_stream_splice_async (memory, pipe_input,
+                                G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE | G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
+                                G_PRIORITY_DEFAULT, NULL, on_splice_done, &splice);
+
+  hexz_qmp_client_execute_json_async (fixture->client, "getfd", "{\"fdname\": \"migration\"}",
+                                      fd_list, NULL, NULL, NULL);
+  /* The list keeps a duplicate of the write end. The pipe reaches its end
+   * only once QEMU and this list have closed theirs. */
+  g_clear_object (&fd_list);
+  /* QEMU emits MIGRATION events only with the `events` capability. */
+  execute_json (fixture->client, "migrate-set-capabilities",
+                "{\"capabilities\": [{\"capability\": \"events\", \"state\": true}]}");
+
+  hexz_qmp_client_discard_events (fixture->client, "MIGRATION");
+  hexz_qmp_client_wait_event_async (fixture->client, "MIGRATION", is_migration_finished, NULL, NULL,
+                                    QEMU_TEST_TIMEOUT_MS, NULL, on_event_done, &event);
+  execute_json (fixture->client, "migrate", "{\"uri\": \"fd:migration\"}");
+
+  HEXZ_TEST_RUN_UNTIL (event.done && splice.done, QEMU_TEST_TIMEOUT_MS);
+  g_assert_no_error (event.error);
+  g_assert_cmpstr (json_object_get_string_member (event.event, "status"), ==, "completed");
+  g_assert_no_error (splice.error);
+
+  /* A QEMU migration stream starts with the magic "QEVM". */
+  stream_data = g_memory_output_stream_get_data (G_MEMORY_OUTPUT_STREAM (memory));
+  stream_size = g_memory_output_stream_get_data_size (G_MEMORY_OUTPUT_STREAM (memory));
+  g_test_message ("Migration stream of %" G_GSIZE_FORMAT " bytes", stream_size);
+  g_assert_cmpuint (stream_size, >, 4);
+  g_assert_cmpmem (stream_data, 4, "QEVM", 4);
+
+  hexz_qmp_client_query_migrate_async (fixture->client, NULL, on_migrate_done, &command);
+  HEXZ_TEST_RUN_UNTIL (command.done, QEMU_TEST_TIMEOUT_MS);
+  g_assert_no_error (command.error);
+  g_assert_cmpint (hexz_migration_info_get_status (command.info), ==, HEXZ_MIGRATION_STATUS_COMPLETED);
+  g_assert_cmpuint (hexz_migration_info_get_ram_total (command.info), >=, 64 * 1024 * 1024);
+  g_assert_cmpuint (hexz_migration_info_get_ram_transferred (command.info), >, 0);
+  result_clear (&command);
+
+  /* QEMU stops the VM at the end of a pre-copy migration; wait out
+   * finish-migrate, where it rejects cont. */
+  do
+    state = query_status (fixture->client, &running);
+  while (state == HEXZ_RUN_STATE_FINISH_MIGRATE);
+  g_assert_cmpint (state, ==, HEXZ_RUN_STATE_POSTMIGRATE);
+  g_assert_false (running);
+
+  hexz_qmp_client_cont_async (fixture->client, NULL, on_cont_done, &command);
+  HEXZ_TEST_RUN_UNTIL (command.done, QEMU_TEST_TIMEOUT_MS);
+  g_assert_no_error (command.error);
+  result_clear (&command);
+  g_assert_cmpint (query_status (fixture->client, &running), ==, HEXZ_RUN_STATE_RUNNING);
+
+  result_clear (&event);
+  result_clear (&splice);
+}
+
+static void
 test_second_client_busy (Fixture       *fixture,
                          gconstpointer  data)
 {
@@ -375,6 +497,8 @@ main (int   argc,
               test_command_not_found, fixture_tear_down);
   g_test_add ("/qmp-qemu/getfd", Fixture, NULL, fixture_set_up, test_getfd, fixture_tear_down);
   g_test_add ("/qmp-qemu/large-reply", Fixture, NULL, fixture_set_up, test_large_reply,
+              fixture_tear_down);
+  g_test_add ("/qmp-qemu/migrate-to-pipe", Fixture, NULL, fixture_set_up, test_migrate_to_pipe,
               fixture_tear_down);
   g_test_add ("/qmp-qemu/second-client-busy", Fixture, NULL, fixture_set_up,
               test_second_client_busy, fixture_tear_down);
