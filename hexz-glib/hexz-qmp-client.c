@@ -2610,6 +2610,8 @@ client_take_from_backlog (HexzQmpClient         *self,
  * [method@Hexz.QmpClient.discard_events] and this function before sending
  * the command. For example, discard `MIGRATION` events, wait for a
  * `MIGRATION` event whose `status` is `completed`, then send `migrate`.
+ * QEMU emits `MIGRATION` events only once the `events` migration
+ * capability is on (`migrate-set-capabilities`).
  *
  * The wait fails with %HEXZ_QMP_ERROR_TIMED_OUT, %G_IO_ERROR_CANCELLED, or
  * %HEXZ_QMP_ERROR_DISCONNECTED when the connection closes first.

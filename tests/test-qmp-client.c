@@ -622,6 +622,70 @@ test_framing_large_reply (void)
   mock_free (mock);
 }
 
+#define RANDOM_SPLIT_EVENTS 200
+
+static void
+script_random_splits (Mock *mock)
+{
+  g_autoptr(JsonObject) command = NULL;
+  g_autoptr(GString) text = g_string_new (NULL);
+  gsize offset = 0;
+
+  mock_handshake (mock);
+  command = mock_expect (mock, "query-events");
+
+  /* Events with both line terminators, then the reply, sent in pieces of
+   * random size that cut lines, terminators and UTF-8 sequences anywhere. */
+  for (guint i = 0; i < RANDOM_SPLIT_EVENTS; i++)
+    g_string_append_printf (text, "{\"event\": \"E%u\", \"data\": {\"text\": \"\u00e9t\u00e9 %u\"}}%s",
+                            i, i, i % 2 == 0 ? "\r\n" : "\n");
+  g_string_append_printf (text, "{\"return\": {\"count\": %u}, \"id\": \"%s\"}\n",
+                          RANDOM_SPLIT_EVENTS, json_object_get_string_member (command, "id"));
+
+  while (offset < text->len)
+    {
+      gsize piece = MIN ((gsize) g_test_rand_int_range (1, 97), text->len - offset);
+
+      g_assert_true (mock_try_send (mock, text->str + offset, piece));
+      offset += piece;
+      if (g_test_rand_int_range (0, 8) == 0)
+        g_usleep (100);
+    }
+  mock_expect_eof (mock);
+}
+
+static void
+test_framing_random_splits (void)
+{
+  Mock *mock = mock_new (script_random_splits);
+  g_autoptr(HexzQmpClient) client = connect_client (mock);
+  CommandResult result = { 0 };
+  Recorder recorder;
+
+  recorder_init (&recorder, client);
+  execute (client, "query-events", &result);
+  RUN_UNTIL (result.done);
+  g_assert_no_error (result.error);
+  g_assert_cmpint (json_object_get_int_member (json_node_get_object (result.node), "count"),
+                   ==, RANDOM_SPLIT_EVENTS);
+
+  g_assert_cmpuint (recorder.names->len, ==, RANDOM_SPLIT_EVENTS);
+  for (guint i = 0; i < RANDOM_SPLIT_EVENTS; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("E%u", i);
+      g_autofree char *expected = g_strdup_printf ("été %u", i);
+
+      g_assert_cmpstr (g_ptr_array_index (recorder.names, i), ==, name);
+      g_assert_cmpstr (json_object_get_string_member (g_ptr_array_index (recorder.data, i), "text"),
+                       ==, expected);
+    }
+
+  command_result_clear (&result);
+  recorder_clear (&recorder);
+  g_clear_object (&client);
+  mock_free (mock);
+}
+
 #define OVERSIZED_LINE_SIZE (17 * 1024 * 1024)
 
 static void
@@ -2020,6 +2084,7 @@ main (int   argc,
   g_test_add_func ("/qmp-client/framing/reply-and-event", test_framing_reply_and_event);
   g_test_add_func ("/qmp-client/framing/byte-at-a-time", test_framing_byte_at_a_time);
   g_test_add_func ("/qmp-client/framing/large-reply", test_framing_large_reply);
+  g_test_add_func ("/qmp-client/framing/random-splits", test_framing_random_splits);
   g_test_add_func ("/qmp-client/framing/oversized", test_framing_oversized);
   g_test_add_func ("/qmp-client/framing/eof-mid-line", test_framing_eof_mid_line);
   g_test_add_func ("/qmp-client/replies/event-before-reply", test_events_between_command_and_reply);
