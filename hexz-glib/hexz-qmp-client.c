@@ -58,10 +58,10 @@
  * protocol error: the client closes the connection, fails every pending
  * command and emits [signal@Hexz.QmpClient::disconnected].
  *
- * QEMU reports JSON parse errors without an `id`. Because QEMU answers
- * commands in the order it receives them (this client never enables
- * out-of-band execution), such an error is given to the oldest command that
- * was sent and has no reply yet, and logged. An id-less error that arrives
+ * QEMU reports JSON parse errors without an `id`. QEMU replies to commands
+ * in the order it receives them, since this client never enables
+ * out-of-band execution. Such an error therefore goes to the oldest command
+ * that was sent and has no reply yet, and is logged. An id-less error that arrives
  * while no command is pending is only logged.
  *
  * All callbacks and signals run on the thread-default main context of the
@@ -88,6 +88,9 @@
 /* Bytes requested from the stream per read. The input buffer grows by this
  * much for each read and shrinks again once whole lines are consumed. */
 #define READ_CHUNK_SIZE (64 * 1024)
+
+/* Consumed bytes after which an empty input buffer is reallocated. */
+#define SHRINK_THRESHOLD (1024 * 1024)
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define DEFAULT_COMMAND_TIMEOUT_MS 30000
@@ -121,6 +124,15 @@ hexz_qmp_error_private_clear (HexzQmpErrorPrivate *priv)
   g_clear_pointer (&priv->qmp_class, g_free);
 }
 
+/**
+ * hexz_qmp_error_quark:
+ *
+ * Gets the error domain of the QMP client.
+ *
+ * Returns: the quark of %HEXZ_QMP_ERROR
+ *
+ * Since: 1.0
+ */
 G_DEFINE_EXTENDED_ERROR (HexzQmpError, hexz_qmp_error)
 
 static const struct
@@ -296,8 +308,8 @@ hexz_migration_status_to_string (HexzMigrationStatus status)
  * @status: a migration status
  *
  * Checks whether a migration in this status may still change status by
- * itself. Only `none`, `completed`, `failed` and `cancelled` are final; a
- * status this library does not know counts as running, so that a caller
+ * itself. Only `none`, `completed`, `failed` and `cancelled` are final.
+ * A status this library does not know counts as running, so that a caller
  * polling for the end keeps waiting instead of taking it for a result.
  *
  * Returns: %TRUE unless @status is final
@@ -602,6 +614,7 @@ typedef struct
   /* The command this line runs; NULL for a command that ended (timed out,
    * cancelled) while its line was being written. Not a reference. */
   PendingCommand *command;
+  gboolean        writing;
 } OutgoingMessage;
 
 /* The I/O state of one connection. It is reference counted because the
@@ -638,7 +651,7 @@ struct _PendingCommand
   GSource         *timeout_source;
   GSource         *cancel_source;
   OutgoingMessage *message;  /* until its line is written */
-  gboolean         sent;
+  guint            timeout_ms;
 };
 
 typedef struct
@@ -681,7 +694,9 @@ struct _HexzQmpClient
 
   GHashTable     *pending;         /* id → PendingCommand */
   GQueue          pending_order;   /* PendingCommand, oldest first */
-  GHashTable     *abandoned_ids;   /* ids of sent commands that ended early */
+  /* Ids of the commands sent and still without a reply, oldest first,
+   * including commands that timed out or were cancelled meanwhile. */
+  GQueue          unanswered_ids;
   guint64         last_id;
 
   GQueue          waiters;         /* EventWaiter, oldest first */
@@ -979,10 +994,14 @@ qmp_connection_shut_down (QmpConnection *conn)
   g_cancellable_cancel (conn->cancellable);
 
   while ((message = g_queue_pop_head (&conn->outgoing)) != NULL)
-    outgoing_message_free (message);
+    {
+      if (message->command != NULL)
+        message->command->message = NULL;
+      outgoing_message_free (message);
+    }
 
-  /* The peer sees the end of the stream now, even while a read keeps the
-   * stream itself open for a moment. */
+  /* The peer reads the end of the stream now, even while a pending read
+   * keeps the stream itself open for a moment. */
   if (conn->socket != NULL)
     g_socket_shutdown (conn->socket, TRUE, TRUE, NULL);
 
@@ -1004,12 +1023,11 @@ pending_command_free (PendingCommand *pc)
   g_free (pc);
 }
 
-/* Removes @pc from the client and from the write queue. A command whose
- * line was sent and that ends without a reply leaves its id behind, so
- * that a late reply is recognized and dropped quietly. */
+/* Removes @pc from the client and from the write queue. The id of a
+ * command already sent stays in unanswered_ids until QEMU replies, so that
+ * a late reply is recognized and dropped quietly. */
 static void
-pending_command_detach (PendingCommand *pc,
-                        gboolean        abandon)
+pending_command_detach (PendingCommand *pc)
 {
   HexzQmpClient *self = pc->client;
   QmpConnection *conn = self->connection;
@@ -1021,36 +1039,31 @@ pending_command_detach (PendingCommand *pc,
 
   if (pc->message != NULL)
     {
-      if (conn != NULL && conn->writing == pc->message)
+      if (pc->message->writing)
         {
+          /* The write under way owns the message and frees it. */
           pc->message->command = NULL;
         }
       else
         {
-          if (conn != NULL)
-            g_queue_remove (&conn->outgoing, pc->message);
+          g_assert (conn != NULL);
+          g_queue_remove (&conn->outgoing, pc->message);
           outgoing_message_free (pc->message);
-          pc->sent = FALSE;
         }
       pc->message = NULL;
     }
-
-  if (abandon && pc->sent && self->state != STATE_CLOSED)
-    g_hash_table_add (self->abandoned_ids, g_strdup (pc->id));
 }
 
-/* Ends @pc with @result or @error (one of them, owned). @abandon says that
- * QEMU may still reply. The task's callback may run at once and drop the
- * last reference on the client. */
+/* Ends @pc with @result or @error (one of them, owned). The task's
+ * callback may run at once and drop the last reference on the client. */
 static void
 pending_command_complete (PendingCommand *pc,
                           JsonNode       *result,
-                          GError         *error,
-                          gboolean        abandon)
+                          GError         *error)
 {
   g_autoptr(GTask) task = g_steal_pointer (&pc->task);
 
-  pending_command_detach (pc, abandon);
+  pending_command_detach (pc);
   pending_command_free (pc);
 
   if (error != NULL)
@@ -1068,16 +1081,16 @@ on_command_timeout (gpointer user_data)
   g_clear_pointer (&pc->timeout_source, g_source_unref);
 
   g_debug ("QMP command “%s” (id %s) timed out after %u ms",
-           pc->command, pc->id, self->command_timeout_ms);
+           pc->command, pc->id, pc->timeout_ms);
 
   pending_command_complete (pc, NULL,
                             g_error_new (HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_TIMED_OUT,
                                          /* Translators: the first placeholder is a
                                           * QMP command name, the second the QMP
-                                          * socket or address. */
-                                         _("QMP command “%s” timed out: %s sent no reply"),
-                                         pc->command, self->peer_name),
-                            TRUE);
+                                          * socket or address, the third a duration
+                                          * in milliseconds. */
+                                         _("QMP command “%s” timed out: %s sent no reply within %u ms"),
+                                         pc->command, self->peer_name, pc->timeout_ms));
 
   return G_SOURCE_REMOVE;
 }
@@ -1094,8 +1107,7 @@ on_command_cancelled (GCancellable *cancellable,
 
   pending_command_complete (pc, NULL,
                             g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
-                                                 _("Operation was cancelled")),
-                            TRUE);
+                                                 _("Operation was cancelled")));
 
   return G_SOURCE_REMOVE;
 }
@@ -1177,6 +1189,7 @@ command_send (HexzQmpClient *self,
   pc->id = g_strdup_printf ("hexz-%" G_GUINT64_FORMAT, ++self->last_id);
   pc->command = g_strdup (command);
   pc->task = task;
+  pc->timeout_ms = timeout_ms;
 
   message = g_new0 (OutgoingMessage, 1);
   message->bytes = command_serialize (command, arguments, pc->id);
@@ -1284,8 +1297,9 @@ on_socket_writable (GSocket      *socket,
 }
 
 /* Sends the head of the line with the file descriptors attached, so that
- * they arrive with the bytes of the command that uses them: QEMU takes
- * descriptors that come with other bytes for a stray message. */
+ * they arrive with the bytes of the command that uses them. QEMU 7.2
+ * rejects descriptors sent with a lone byte before the command as a
+ * stray message, with an error that has no id. */
 static void
 connection_send_with_fds (QmpConnection *conn)
 {
@@ -1357,8 +1371,9 @@ connection_flush (QmpConnection *conn)
     return;
 
   conn->writing = message;
+  message->writing = TRUE;
   if (message->command != NULL)
-    message->command->sent = TRUE;
+    g_queue_push_tail (&conn->client->unanswered_ids, g_strdup (message->command->id));
 
   data = g_bytes_get_data (message->bytes, &size);
   log_traffic ("→", data, size - 1);
@@ -1451,6 +1466,52 @@ client_handle_event (HexzQmpClient *self,
     }
 }
 
+/* Removes @id from the unanswered ids; returns FALSE when it is not there. */
+static gboolean
+client_forget_id (HexzQmpClient *self,
+                  const char    *id)
+{
+  GList *link = g_queue_find_custom (&self->unanswered_ids, id, (GCompareFunc) strcmp);
+
+  if (link == NULL)
+    return FALSE;
+
+  g_free (link->data);
+  g_queue_delete_link (&self->unanswered_ids, link);
+  return TRUE;
+}
+
+/* Finds the command of an error reply without an id. QEMU sends parse
+ * errors without an id. It replies to commands in order, so the error
+ * belongs to the oldest command that it received and has not replied to. */
+static PendingCommand *
+client_take_idless_error_owner (HexzQmpClient *self,
+                                JsonNode      *error_node)
+{
+  g_autofree char *text = json_to_string (error_node, FALSE);
+  g_autofree char *id = g_queue_pop_head (&self->unanswered_ids);
+  PendingCommand *pc;
+
+  if (id == NULL)
+    {
+      g_message ("Dropping a QMP error without an id from %s while no command is pending: %s",
+                 self->peer_name, text);
+      return NULL;
+    }
+
+  pc = g_hash_table_lookup (self->pending, id);
+  if (pc == NULL)
+    {
+      g_message ("Dropping a QMP error without an id from %s: it belongs to the cancelled or timed-out command with id %s: %s",
+                 self->peer_name, id, text);
+      return NULL;
+    }
+
+  g_message ("QMP server %s sent an error without an id; giving it to the oldest unanswered command “%s” (id %s)",
+             self->peer_name, pc->command, pc->id);
+  return pc;
+}
+
 static void
 client_handle_reply (HexzQmpClient *self,
                      JsonObject    *object)
@@ -1459,54 +1520,37 @@ client_handle_reply (HexzQmpClient *self,
   JsonNode *error_node = json_object_get_member (object, "error");
   PendingCommand *pc = NULL;
 
+  if (id_node == NULL && error_node == NULL)
+    {
+      g_message ("Dropping a QMP reply without an id from %s", self->peer_name);
+      return;
+    }
+
   if (id_node == NULL)
     {
-      if (error_node == NULL)
-        {
-          g_message ("Dropping a QMP reply without an id from %s", self->peer_name);
-          return;
-        }
-
-      /* QEMU sends parse errors without an id. It answers commands in
-       * order, so the error belongs to the oldest command it received. */
-      for (GList *l = self->pending_order.head; l != NULL; l = l->next)
-        {
-          PendingCommand *candidate = l->data;
-
-          if (candidate->sent)
-            {
-              pc = candidate;
-              break;
-            }
-        }
-
+      pc = client_take_idless_error_owner (self, error_node);
       if (pc == NULL)
-        {
-          g_autofree char *text = json_to_string (error_node, FALSE);
-
-          g_message ("Dropping a QMP error without an id from %s while no command is pending: %s",
-                     self->peer_name, text);
-          return;
-        }
-
-      g_message ("QMP server %s sent an error without an id; giving it to the oldest pending command “%s” (id %s)",
-                 self->peer_name, pc->command, pc->id);
+        return;
     }
   else
     {
       const char *id = NULL;
+      gboolean unanswered = FALSE;
 
       if (JSON_NODE_HOLDS_VALUE (id_node) && json_node_get_value_type (id_node) == G_TYPE_STRING)
         id = json_node_get_string (id_node);
 
       if (id != NULL)
-        pc = g_hash_table_lookup (self->pending, id);
+        {
+          unanswered = client_forget_id (self, id);
+          pc = g_hash_table_lookup (self->pending, id);
+        }
 
       if (pc == NULL)
         {
           g_autofree char *text = json_to_string (id_node, FALSE);
 
-          if (id != NULL && g_hash_table_remove (self->abandoned_ids, id))
+          if (unanswered)
             g_debug ("Discarding the late QMP reply to cancelled or timed-out id %s", id);
           else
             g_message ("Dropping a QMP reply with unknown id %s from %s", text, self->peer_name);
@@ -1518,12 +1562,12 @@ client_handle_reply (HexzQmpClient *self,
     {
       GError *error = qmp_error_new_from_reply (pc->command, error_node);
 
-      g_debug ("QMP command “%s” (id %s) failed: %s", pc->command, pc->id, error->message);
-      pending_command_complete (pc, NULL, error, FALSE);
+      g_debug ("Error reply to id %s: %s", pc->id, error->message);
+      pending_command_complete (pc, NULL, error);
     }
   else
     {
-      pending_command_complete (pc, json_object_dup_member (object, "return"), NULL, FALSE);
+      pending_command_complete (pc, json_object_dup_member (object, "return"), NULL);
     }
 }
 
@@ -1714,6 +1758,14 @@ connection_process_input (QmpConnection *conn)
 
   g_byte_array_remove_range (buffer, 0, (guint) line_start);
   conn->scan_offset -= line_start;
+
+  /* GByteArray keeps its allocation; after a large message such as the
+   * QMP schema, start over with a small one. */
+  if (buffer->len == 0 && line_start > SHRINK_THRESHOLD)
+    {
+      g_byte_array_unref (conn->buffer);
+      conn->buffer = buffer = g_byte_array_new ();
+    }
 
   /* One byte more than the limit is allowed for a '\r' before the '\n'. */
   if (buffer->len > (gsize) HEXZ_QMP_MAX_MESSAGE_SIZE + 1)
@@ -2126,12 +2178,15 @@ hexz_qmp_client_connect_to_stream_async (HexzQmpClient       *self,
                                          GAsyncReadyCallback  callback,
                                          gpointer             user_data)
 {
+  g_autofree char *peer_name = NULL;
+
   g_return_if_fail (HEXZ_IS_QMP_CLIENT (self));
   g_return_if_fail (G_IS_IO_STREAM (stream));
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
   g_return_if_fail (self->state == STATE_NEW);
 
-  if (!client_begin_connect (self, _("the QMP stream"), cancellable, callback, user_data,
+  peer_name = g_strdup_printf ("%s %p", G_OBJECT_TYPE_NAME (stream), stream);
+  if (!client_begin_connect (self, peer_name, cancellable, callback, user_data,
                              hexz_qmp_client_connect_to_stream_async))
     return;
 
@@ -2225,7 +2280,7 @@ client_close_with_error (HexzQmpClient *self,
       qmp_connection_shut_down (self->connection);
       g_clear_pointer (&self->connection, qmp_connection_unref);
     }
-  g_hash_table_remove_all (self->abandoned_ids);
+  g_queue_clear_full (&self->unanswered_ids, g_free);
 
   client_complete_connect (self, g_error_copy (reason));
 
@@ -2234,11 +2289,10 @@ client_close_with_error (HexzQmpClient *self,
       pending_command_complete (pc, NULL,
                                 g_error_new (HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_DISCONNECTED,
                                              /* Translators: the first placeholder is a
-                                              * QMP command name, the second says why the
-                                              * connection was closed. */
+                                              * QMP command name, the second the reason
+                                              * the connection was closed. */
                                              _("No reply to QMP command “%s”: %s"),
-                                             pc->command, reason->message),
-                                FALSE);
+                                             pc->command, reason->message));
     }
 
   while ((waiter = g_queue_peek_head (&self->waiters)) != NULL)
@@ -2246,7 +2300,7 @@ client_close_with_error (HexzQmpClient *self,
       event_waiter_complete (waiter, NULL,
                              g_error_new (HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_DISCONNECTED,
                                           /* Translators: the first placeholder is a QMP
-                                           * event name, the second says why the
+                                           * event name, the second the reason the
                                            * connection was closed. */
                                           _("Stopped waiting for QMP event %s: %s"),
                                           waiter->name, reason->message));
@@ -2302,8 +2356,8 @@ hexz_qmp_client_close (HexzQmpClient *self)
  * order of the calls, and any number may be in flight.
  *
  * The descriptors of @fd_list travel in the same socket message as the
- * first bytes of the command, which is where QEMU looks for them; this
- * works only over a unix socket and fails with
+ * first bytes of the command, which is where QEMU looks for them. This
+ * works only over a unix socket, and fails with
  * %HEXZ_QMP_ERROR_NOT_SUPPORTED on other streams.
  *
  * The command fails with %HEXZ_QMP_ERROR_TIMED_OUT after
@@ -2544,21 +2598,26 @@ client_take_from_backlog (HexzQmpClient         *self,
  *
  * Waits for an event named @name that @predicate accepts.
  *
- * The client keeps the last %HEXZ_QMP_EVENT_BACKLOG_PER_NAME events of each
- * name that no waiter took. The wait first takes the oldest matching event
- * of that backlog, so an event that arrived between a command's reply and
- * this call is not lost; otherwise it takes the next matching event. Each
- * event in the backlog goes to one waiter only, while a live event goes to
- * every waiter that accepts it.
+ * The client keeps the last 16 events of each name that no waiter took.
+ * The wait first takes the oldest matching event of that backlog, so that
+ * an event that arrived between a command's reply and this call is not
+ * lost. Without one, it takes the next matching event. Each event in the
+ * backlog goes to one waiter only, while a live event goes to every waiter
+ * that accepts it.
  *
  * The wait starts within this call. To wait for an event caused by a
- * command, without taking an older event of the same name, call
+ * command without taking an older event of the same name, call
  * [method@Hexz.QmpClient.discard_events] and this function before sending
- * the command: for example, discard `MIGRATION` events, wait for a
+ * the command. For example, discard `MIGRATION` events, wait for a
  * `MIGRATION` event whose `status` is `completed`, then send `migrate`.
+ * QEMU emits `MIGRATION` events only once the `events` migration
+ * capability is on (`migrate-set-capabilities`).
  *
  * The wait fails with %HEXZ_QMP_ERROR_TIMED_OUT, %G_IO_ERROR_CANCELLED, or
  * %HEXZ_QMP_ERROR_DISCONNECTED when the connection closes first.
+ *
+ * From Python, pass @predicate_data as a tuple, possibly empty: PyGObject
+ * passes its members to @predicate as extra arguments.
  *
  * Since: 1.0
  */
@@ -3313,7 +3372,7 @@ hexz_qmp_client_finalize (GObject *object)
   g_assert (g_queue_is_empty (&self->waiters));
 
   g_hash_table_unref (self->pending);
-  g_hash_table_unref (self->abandoned_ids);
+  g_queue_clear_full (&self->unanswered_ids, g_free);
   g_hash_table_unref (self->backlog);
   g_free (self->peer_name);
   g_free (self->qemu_version);
@@ -3464,7 +3523,7 @@ hexz_qmp_client_init (HexzQmpClient *self)
   self->state = STATE_NEW;
   self->pending = g_hash_table_new (g_str_hash, g_str_equal);
   g_queue_init (&self->pending_order);
-  self->abandoned_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_queue_init (&self->unanswered_ids);
   g_queue_init (&self->waiters);
   self->backlog = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                          (GDestroyNotify) backlog_queue_free);
