@@ -219,6 +219,11 @@ struct _CaptureState
 
   CaptureStep settings_next;
 
+  /* A worker thread (page copy or merge) uses the writer and the copied
+   * pages, so the cleanup waits for it before dropping them. */
+  gboolean worker_running;
+  gboolean cleanup_waits_for_worker;
+
   gint64 cleanup_deadline;
   gboolean failing;
   gboolean connection_lost;
@@ -917,6 +922,12 @@ capture_cleanup_finish (CaptureState *state)
   GError *error = state->error;
   gboolean may_be_paused;
 
+  if (state->worker_running)
+    {
+      state->cleanup_waits_for_worker = TRUE;
+      return;
+    }
+
   if (state->writer != NULL)
     hexz_snapshot_writer_abort (state->writer);
   g_clear_object (&state->disk_copy);
@@ -986,6 +997,14 @@ static gboolean
 capture_on_user_cancelled_idle (gpointer user_data)
 {
   CaptureState *state = user_data;
+
+  /* Once the file is being closed the snapshot is as good as written, so
+   * a cancellation that arrives then is ignored. */
+  if (state->self->phase == HEXZ_CAPTURE_PHASE_FINALIZE)
+    {
+      g_debug ("Capture: cancellation ignored while closing the file");
+      return G_SOURCE_REMOVE;
+    }
 
   if (state->task != NULL && !state->failing)
     capture_fail (state, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
@@ -1113,14 +1132,19 @@ capture_on_disk_merged (GObject      *source,
   g_autoptr(CaptureState) state = user_data;
   g_autoptr(GError) error = NULL;
 
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
+  state->worker_running = FALSE;
+  if (!g_task_propagate_boolean (G_TASK (result), &error) && !state->failing)
     {
       capture_fail (state, g_steal_pointer (&error));
       return;
     }
 
   if (state->failing)
-    return;
+    {
+      if (state->cleanup_waits_for_worker)
+        capture_cleanup_finish (state);
+      return;
+    }
 
   g_clear_object (&state->disk_copy);
   capture_finalize (state);
@@ -1139,6 +1163,7 @@ capture_merge_disk (CaptureState *state)
   task = g_task_new (NULL, state->cancellable, capture_on_disk_merged, capture_state_ref (state));
   g_task_set_source_tag (task, capture_merge_disk);
   g_task_set_task_data (task, capture_state_ref (state), (GDestroyNotify) capture_state_unref);
+  state->worker_running = TRUE;
   g_task_run_in_thread (task, capture_merge_thread);
 }
 
@@ -1262,14 +1287,19 @@ capture_on_disk_copied (GObject      *source,
   g_autoptr(CaptureState) state = user_data;
   g_autoptr(GError) error = NULL;
 
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
+  state->worker_running = FALSE;
+  if (!g_task_propagate_boolean (G_TASK (result), &error) && !state->failing)
     {
       capture_fail (state, g_steal_pointer (&error));
       return;
     }
 
   if (state->failing)
-    return;
+    {
+      if (state->cleanup_waits_for_worker)
+        capture_cleanup_finish (state);
+      return;
+    }
 
   if (state->mode == HEXZ_CAPTURE_MODE_LIVE)
     capture_resume (state);
@@ -1287,6 +1317,7 @@ capture_copy_disk (CaptureState *state)
   task = g_task_new (NULL, state->cancellable, capture_on_disk_copied, capture_state_ref (state));
   g_task_set_source_tag (task, capture_copy_disk);
   g_task_set_task_data (task, capture_state_ref (state), (GDestroyNotify) capture_state_unref);
+  state->worker_running = TRUE;
   g_task_run_in_thread (task, capture_copy_thread);
 }
 
@@ -2321,7 +2352,9 @@ capture_preflight (CaptureState *state)
  * Cancelling @cancellable runs the same cleanup as any failure: the
  * migration is cancelled, the machine resumed if it ran before, the
  * migration settings restored and the partial file removed. The cleanup
- * runs to its end before @callback is called.
+ * runs to its end before @callback is called. A cancellation that arrives
+ * while the file is being closed ([enum@Hexz.CapturePhase.FINALIZE]) is
+ * ignored, and the snapshot completes.
  *
  * Only one run may be under way at a time.
  *
