@@ -1267,7 +1267,7 @@ test_qemu_migrate (void)
   source = test_vm_start (guest, "fill=1M dirty=1M", TRUE);
   wait_running (source, 2, &source_status);
 
-  /* The target shares the disk image; QEMU activates it there only when
+  /* The target shares the disk image, which QEMU activates there only when
    * the migration completes. */
   uri = g_strconcat ("unix:", source->tmpdir, "/migrate.sock", NULL);
   target = test_vm_start_full (guest, "fill=1M dirty=1M", TEST_DISK_SHARED, source, uri);
