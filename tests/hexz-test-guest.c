@@ -536,6 +536,119 @@ hexz_test_guest_verify_pattern_file (const char  *dump_path,
 }
 
 /**
+ * hexz_test_guest_check_ram:
+ * @ram: (array length=size): guest RAM from physical address 0, such as a
+ *   QMP `pmemsave` from 0 or the RAM a snapshot restored
+ * @size: bytes at @ram
+ * @status: (out caller-allocates) (optional): the decoded status area
+ * @bad_address: (out) (optional): the address of the first wrong pattern word
+ * @error: return location for a #GError
+ *
+ * Decodes the status area inside a flat image of guest RAM, then checks
+ * that the guest is running and that its whole pattern region is intact.
+ *
+ * Returns: %TRUE if the status area is valid and the pattern intact
+ */
+gboolean
+hexz_test_guest_check_ram (const guint8         *ram,
+                           gsize                 size,
+                           HexzTestGuestStatus  *status,
+                           guint32              *bad_address,
+                           GError              **error)
+{
+  HexzTestGuestStatus local_status;
+  guint32 expected_checksum;
+
+  g_return_val_if_fail (ram != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (status == NULL)
+    status = &local_status;
+
+  if (size < (gsize) HEXZ_GUEST_STATUS_ADDR + HEXZ_GUEST_STATUS_SIZE)
+    {
+      g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_INVALID,
+                   "Guest RAM image is %" G_GSIZE_FORMAT " bytes, too small to contain "
+                   "the status area at 0x%08x",
+                   size, HEXZ_GUEST_STATUS_ADDR);
+      return FALSE;
+    }
+
+  if (!hexz_test_guest_parse_status (ram + HEXZ_GUEST_STATUS_ADDR, HEXZ_GUEST_STATUS_SIZE,
+                                     status, error))
+    return FALSE;
+
+  if (status->state != HEXZ_GUEST_STATE_RUNNING)
+    {
+      g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_STATE,
+                   "Guest is %s, not running, so its pattern is not complete",
+                   hexz_test_guest_state_to_string (status->state));
+      return FALSE;
+    }
+
+  if ((guint64) status->fill_base + status->fill_size > size)
+    {
+      g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_INVALID,
+                   "Guest RAM image is %" G_GSIZE_FORMAT " bytes, too small to contain "
+                   "the pattern at 0x%08x+0x%x",
+                   size, status->fill_base, status->fill_size);
+      return FALSE;
+    }
+
+  expected_checksum = hexz_test_guest_pattern_checksum (status->fill_base, status->fill_size,
+                                                        status->seed);
+  if (status->pattern_checksum != expected_checksum)
+    {
+      g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_PATTERN,
+                   "Guest read back pattern checksum 0x%08x, expected 0x%08x for seed "
+                   "0x%08x",
+                   status->pattern_checksum, expected_checksum, status->seed);
+      return FALSE;
+    }
+
+  return hexz_test_guest_verify_pattern (ram + status->fill_base, status->fill_size,
+                                         status->fill_base, status->seed, bad_address, error);
+}
+
+/**
+ * hexz_test_guest_check_ram_file:
+ * @ram_path: a flat image of guest RAM from physical address 0
+ * @status: (out caller-allocates) (optional): the decoded status area
+ * @bad_address: (out) (optional): the address of the first wrong pattern word
+ * @error: return location for a #GError
+ *
+ * Runs hexz_test_guest_check_ram() on a file.
+ *
+ * Returns: %TRUE if the status area is valid and the pattern intact
+ */
+gboolean
+hexz_test_guest_check_ram_file (const char           *ram_path,
+                                HexzTestGuestStatus  *status,
+                                guint32              *bad_address,
+                                GError              **error)
+{
+  g_autoptr(GMappedFile) mapped = NULL;
+  g_autoptr(GError) local_error = NULL;
+
+  g_return_val_if_fail (ram_path != NULL, FALSE);
+
+  mapped = g_mapped_file_new (ram_path, FALSE, error);
+  if (mapped == NULL)
+    return FALSE;
+
+  if (!hexz_test_guest_check_ram ((const guint8 *) g_mapped_file_get_contents (mapped),
+                                  g_mapped_file_get_length (mapped), status, bad_address,
+                                  &local_error))
+    {
+      g_set_error (error, local_error->domain, local_error->code,
+                   "%s: %s", ram_path, local_error->message);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/**
  * hexz_test_guest_parse_disk_sector:
  * @sector: (array length=size): the disk sector at HEXZ_GUEST_RECORD_OFFSET
  * @size: bytes at @sector, HEXZ_GUEST_SECTOR_SIZE

@@ -166,6 +166,16 @@ gboolean     hexz_test_guest_verify_pattern_file      (const char               
                                                        guint32                   *bad_address,
                                                        GError                   **error);
 
+gboolean     hexz_test_guest_check_ram                (const guint8              *ram,
+                                                       gsize                      size,
+                                                       HexzTestGuestStatus       *status,
+                                                       guint32                   *bad_address,
+                                                       GError                   **error);
+gboolean     hexz_test_guest_check_ram_file           (const char                *ram_path,
+                                                       HexzTestGuestStatus       *status,
+                                                       guint32                   *bad_address,
+                                                       GError                   **error);
+
 gboolean     hexz_test_guest_parse_disk_sector        (const guint8              *sector,
                                                        gsize                      size,
                                                        HexzTestGuestRecord       *record,

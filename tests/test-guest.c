@@ -1116,6 +1116,62 @@ test_qemu_corrupt_dump (void)
 }
 
 static void
+test_qemu_ram_image (void)
+{
+  const char *guest = guest_or_skip ();
+  const guint32 ram_size = HEXZ_GUEST_FILL_BASE + (2u << 20);
+  const guint32 bad_offset = HEXZ_GUEST_FILL_BASE + 5 * 4096 + 8;
+  g_autofree char *ram_path = NULL;
+  g_autofree char *contents = NULL;
+  g_autoptr(GError) error = NULL;
+  HexzTestGuestStatus running, checked;
+  guint32 bad_address = 0;
+  gsize length;
+  TestVm *vm;
+
+  if (guest == NULL)
+    return;
+
+  vm = test_vm_start (guest, "fill=2M", TRUE);
+  wait_running (vm, 0, &running);
+  qmp_execute_simple (vm, "stop");
+
+  ram_path = g_build_filename (vm->tmpdir, "ram.bin", NULL);
+  qmp_pmemsave (vm, 0, ram_size, ram_path);
+  g_assert_true (hexz_test_guest_check_ram_file (ram_path, &checked, &bad_address, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (checked.fill_size, ==, 2u << 20);
+  g_assert_cmpuint (checked.counter, >=, running.counter);
+
+  /* One changed byte in the pattern. */
+  g_assert_true (g_file_get_contents (ram_path, &contents, &length, &error));
+  g_assert_no_error (error);
+  contents[bad_offset] ^= 0x01;
+  g_assert_false (hexz_test_guest_check_ram ((const guint8 *) contents, length, NULL,
+                                             &bad_address, &error));
+  g_assert_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_PATTERN);
+  g_assert_cmphex (bad_address, ==, bad_offset);
+  g_clear_error (&error);
+  contents[bad_offset] ^= 0x01;
+
+  /* An image that ends inside the pattern region. */
+  g_assert_false (hexz_test_guest_check_ram ((const guint8 *) contents, length - 4096, NULL,
+                                             &bad_address, &error));
+  g_assert_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_INVALID);
+  g_clear_error (&error);
+
+  /* A status area that was overwritten. */
+  contents[HEXZ_GUEST_STATUS_ADDR] ^= 0xff;
+  g_assert_false (hexz_test_guest_check_ram ((const guint8 *) contents, length, NULL,
+                                             &bad_address, &error));
+  g_assert_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_INVALID);
+  g_test_message ("Expected error: %s", error->message);
+
+  g_unlink (ram_path);
+  test_vm_stop (vm);
+}
+
+static void
 test_qemu_xp (void)
 {
   const char *guest = guest_or_skip ();
@@ -1331,6 +1387,7 @@ main (int   argc,
   g_test_add_func ("/guest/checker/xp", test_checker_xp);
   g_test_add_func ("/guest/qemu/run", test_qemu_run);
   g_test_add_func ("/guest/qemu/corrupt-dump", test_qemu_corrupt_dump);
+  g_test_add_func ("/guest/qemu/ram-image", test_qemu_ram_image);
   g_test_add_func ("/guest/qemu/xp", test_qemu_xp);
   g_test_add_func ("/guest/qemu/no-disk", test_qemu_no_disk);
   g_test_add_func ("/guest/qemu/migrate", test_qemu_migrate);
