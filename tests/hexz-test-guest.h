@@ -14,7 +14,9 @@
  * (`val` = address, `size`, `filename`) or with the HMP command `xp`, and
  * raw disk images. They do not talk to QEMU themselves.
  *
- * A typical check of a paused guest:
+ * Start it with hexz_test_qemu_start (args) where args come from
+ * hexz_test_guest_qemu_args() and the disk from
+ * hexz_test_guest_create_disk(). A typical check of a paused guest:
  *
  * |[<!-- language="C" -->
  * // QMP: stop, then pmemsave val=HEXZ_GUEST_STATUS_ADDR size=256
@@ -129,6 +131,15 @@ typedef struct {
 } HexzTestGuestStatus;
 
 GQuark       hexz_test_guest_error_quark              (void);
+
+/* Size of the raw disk image hexz_test_guest_create_disk() creates. */
+#define HEXZ_TEST_GUEST_DISK_SIZE (4u << 20)
+
+const char  *hexz_test_guest_get_path                 (void);
+GStrv        hexz_test_guest_qemu_args                (const char                *append,
+                                                       const char                *disk_path);
+gboolean     hexz_test_guest_create_disk              (const char                *path,
+                                                       GError                   **error);
 
 const char  *hexz_test_guest_state_to_string          (guint32                    state);
 

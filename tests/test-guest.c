@@ -27,7 +27,7 @@
 #define QMP_TIMEOUT_S    30
 
 /* Size of the disk the QEMU tests give the guest. */
-#define TEST_DISK_SIZE   (4u << 20)
+#define TEST_DISK_SIZE   HEXZ_TEST_GUEST_DISK_SIZE
 
 /* Building blocks for hand-made guest memory. */
 
@@ -185,10 +185,22 @@ test_checker_disk_image (void)
   image = g_build_filename (tmpdir, "disk.img", NULL);
   small_image = g_build_filename (tmpdir, "small.img", NULL);
 
+  g_assert_true (hexz_test_guest_create_disk (image, &error));
+  g_assert_no_error (error);
+
+  /* A new disk has no record yet. */
+  g_assert_true (hexz_test_guest_read_disk_record (image, &record, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (record.sequence, ==, 0);
+
+  /* The image is never overwritten. */
+  g_assert_false (hexz_test_guest_create_disk (image, &error));
+  g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_EXIST);
+  g_clear_error (&error);
+
   make_record (&raw, 9, 9000, 0x77);
-  fd = g_open (image, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  fd = g_open (image, O_RDWR | O_CLOEXEC, 0);
   g_assert_cmpint (fd, >=, 0);
-  g_assert_cmpint (ftruncate (fd, TEST_DISK_SIZE), ==, 0);
   g_assert_cmpint (pwrite (fd, &raw, sizeof raw, HEXZ_GUEST_RECORD_OFFSET), ==, sizeof raw);
   g_assert_true (g_close (fd, NULL));
 
@@ -496,10 +508,10 @@ typedef struct {
 static const char *
 guest_or_skip (void)
 {
-  const char *guest = g_getenv ("HEXZ_TEST_GUEST");
+  const char *guest = hexz_test_guest_get_path ();
   g_autofree char *qemu = NULL;
 
-  if (guest == NULL || *guest == '\0')
+  if (guest == NULL)
     {
       g_test_skip ("HEXZ_TEST_GUEST is not set: the test guest was not built");
       return NULL;
@@ -617,13 +629,13 @@ typedef enum {
 } TestDiskMode;
 
 static TestVm *
-test_vm_start_full (const char   *guest,
-                    const char   *append,
+test_vm_start_full (const char   *append,
                     TestDiskMode  disk_mode,
                     TestVm       *other_vm,
                     const char   *incoming)
 {
   g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func (g_free);
+  g_auto(GStrv) guest_args = NULL;
   g_autoptr(GError) error = NULL;
   TestVm *vm = g_new0 (TestVm, 1);
 
@@ -636,36 +648,20 @@ test_vm_start_full (const char   *guest,
   vm->owns_disk = disk_mode == TEST_DISK_NEW;
   vm->debug_path = g_build_filename (vm->tmpdir, "debug.log", NULL);
 
-  g_ptr_array_add (args, g_strdup ("-nodefaults"));
-  g_ptr_array_add (args, g_strdup ("-no-reboot"));
-  g_ptr_array_add (args, g_strdup ("-machine"));
-  g_ptr_array_add (args, g_strdup ("pc"));
-  g_ptr_array_add (args, g_strdup ("-m"));
-  g_ptr_array_add (args, g_strdup ("64"));
-  g_ptr_array_add (args, g_strdup ("-display"));
-  g_ptr_array_add (args, g_strdup ("none"));
-  g_ptr_array_add (args, g_strdup ("-kernel"));
-  g_ptr_array_add (args, g_strdup (guest));
-  g_ptr_array_add (args, g_strdup ("-append"));
-  g_ptr_array_add (args, g_strdup (append));
-  g_ptr_array_add (args, g_strdup ("-debugcon"));
-  g_ptr_array_add (args, g_strconcat ("file:", vm->debug_path, NULL));
-
   if (disk_mode == TEST_DISK_NEW)
     {
-      int fd = g_open (vm->disk_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-
-      g_assert_cmpint (fd, >=, 0);
-      g_assert_cmpint (ftruncate (fd, TEST_DISK_SIZE), ==, 0);
-      g_assert_true (g_close (fd, NULL));
+      g_assert_true (hexz_test_guest_create_disk (vm->disk_path, &error));
+      g_assert_no_error (error);
     }
 
-  if (disk_mode != TEST_DISK_NONE)
-    {
-      g_ptr_array_add (args, g_strdup ("-drive"));
-      g_ptr_array_add (args, g_strconcat ("file=", vm->disk_path,
-                                          ",format=raw,if=ide,cache=writethrough", NULL));
-    }
+  guest_args = hexz_test_guest_qemu_args (append,
+                                          disk_mode != TEST_DISK_NONE ? vm->disk_path : NULL);
+  g_assert_nonnull (guest_args);
+  for (guint i = 0; guest_args[i] != NULL; i++)
+    g_ptr_array_add (args, g_strdup (guest_args[i]));
+
+  g_ptr_array_add (args, g_strdup ("-debugcon"));
+  g_ptr_array_add (args, g_strconcat ("file:", vm->debug_path, NULL));
 
   if (incoming != NULL)
     {
@@ -683,11 +679,10 @@ test_vm_start_full (const char   *guest,
 }
 
 static TestVm *
-test_vm_start (const char *guest,
-               const char *append,
+test_vm_start (const char *append,
                gboolean    with_disk)
 {
-  return test_vm_start_full (guest, append, with_disk ? TEST_DISK_NEW : TEST_DISK_NONE,
+  return test_vm_start_full (append, with_disk ? TEST_DISK_NEW : TEST_DISK_NONE,
                              NULL, NULL);
 }
 
@@ -818,7 +813,7 @@ test_qemu_run (void)
     return;
 
   append = g_strdup_printf ("fill=%uK", test_fill_size () / 1024);
-  vm = test_vm_start (guest, append, TRUE);
+  vm = test_vm_start (append, TRUE);
 
   wait_running (vm, 1, &first);
   g_assert_cmpuint (first.flags, ==, 0);
@@ -896,7 +891,7 @@ test_qemu_corrupt_dump (void)
   if (guest == NULL)
     return;
 
-  vm = test_vm_start (guest, "fill=1M seed=0x1234", TRUE);
+  vm = test_vm_start ("fill=1M seed=0x1234", TRUE);
   wait_running (vm, 0, &status);
   g_assert_cmphex (status.seed, ==, 0x1234);
   g_assert_cmpuint (status.fill_size, ==, 1 << 20);
@@ -949,7 +944,7 @@ test_qemu_ram_image (void)
   if (guest == NULL)
     return;
 
-  vm = test_vm_start (guest, "fill=2M", TRUE);
+  vm = test_vm_start ("fill=2M", TRUE);
   wait_running (vm, 0, &running);
   qmp_execute_simple (vm, "stop");
 
@@ -1005,7 +1000,7 @@ test_qemu_xp (void)
   if (guest == NULL)
     return;
 
-  vm = test_vm_start (guest, "fill=1M interval=50", TRUE);
+  vm = test_vm_start ("fill=1M interval=50", TRUE);
   wait_running (vm, 1, &status);
   g_assert_cmpuint (status.interval_ms, ==, 50);
   qmp_execute_simple (vm, "stop");
@@ -1073,7 +1068,7 @@ test_qemu_no_disk (void)
   if (guest == NULL)
     return;
 
-  vm = test_vm_start (guest, "fill=1M dirty=256K", FALSE);
+  vm = test_vm_start ("fill=1M dirty=256K", FALSE);
   wait_running (vm, 0, &first);
   g_assert_cmpuint (first.flags & HEXZ_GUEST_FLAG_NO_DISK, !=, 0);
   g_assert_cmphex (first.dirty_base, ==, HEXZ_GUEST_DIRTY_BASE);
@@ -1137,13 +1132,13 @@ test_qemu_migrate (void)
   if (guest == NULL)
     return;
 
-  source = test_vm_start (guest, "fill=1M dirty=1M", TRUE);
+  source = test_vm_start ("fill=1M dirty=1M", TRUE);
   wait_running (source, 2, &source_status);
 
   /* The target shares the disk image, which QEMU activates there only when
    * the migration completes. */
   uri = g_strconcat ("unix:", source->tmpdir, "/migrate.sock", NULL);
-  target = test_vm_start_full (guest, "fill=1M dirty=1M", TEST_DISK_SHARED, source, uri);
+  target = test_vm_start_full ("fill=1M dirty=1M", TEST_DISK_SHARED, source, uri);
 
   json_object_set_string_member (arguments, "uri", uri);
   result = qmp_execute (source, "migrate", arguments, &error);
@@ -1194,7 +1189,7 @@ main (int   argc,
 
   /* hexz-test-qemu picks KVM when /dev/kvm opens. Under nested KVM this
    * guest runs about a thousand times slower than under TCG, so these
-   * tests use TCG unless HEXZ_TEST_ACCEL asks otherwise. */
+   * tests use TCG unless HEXZ_TEST_ACCEL is set. */
   g_setenv ("HEXZ_TEST_ACCEL", "tcg", FALSE);
 
   g_test_add_func ("/guest/checker/record", test_checker_record);
