@@ -1239,6 +1239,9 @@ test_not_a_snapshot (Fixture       *fixture,
   g_assert_nonnull (error);
 }
 
+/* Test data of the round-trip cases, freed after the run. */
+static GPtrArray *roundtrips;
+
 static void
 add_roundtrip (const char *name,
                void      (*func) (Fixture *, gconstpointer),
@@ -1250,6 +1253,7 @@ add_roundtrip (const char *name,
   g_autofree char *path = NULL;
 
   *rt = (RoundTrip) { codec, block_size, dictionary };
+  g_ptr_array_add (roundtrips, rt);
   path = g_strdup_printf ("/snapshot/roundtrip/%s/%s/%uk%s", name,
                           hexz_codec_to_string (codec), block_size / 1024,
                           dictionary ? "/dictionary" : "");
@@ -1266,7 +1270,10 @@ main (int   argc,
   static const HexzCodec codecs[] = { HEXZ_CODEC_RAW, HEXZ_CODEC_LZ4, HEXZ_CODEC_ZSTD };
   static const guint block_sizes[] = { 4096, 64 * 1024, 1024 * 1024 };
 
+  g_autoptr(GPtrArray) cases = g_ptr_array_new_with_free_func (g_free);
+
   g_test_init (&argc, &argv, NULL);
+  roundtrips = cases;
 
   for (guint c = 0; c < G_N_ELEMENTS (codecs); c++)
     for (guint b = 0; b < G_N_ELEMENTS (block_sizes); b++)
