@@ -842,6 +842,33 @@ test_thin_partial_tail (Fixture       *fixture,
   assert_stream_equals (snapshot, HEXZ_STREAM_DISK, disk, sizeof disk);
 }
 
+/* A chain of 64 snapshots opens; one more is rejected. */
+static void
+test_thin_depth_limit (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  g_autofree char *previous = g_build_filename (fixture->dir, "0.hxz", NULL);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+
+  write_small_parent (previous, 96);
+
+  for (guint i = 1; i < 65; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%u.hxz", i);
+      g_autofree char *path = g_build_filename (fixture->dir, name, NULL);
+
+      write_small_child (path, previous);
+      g_free (previous);
+      previous = g_steal_pointer (&path);
+    }
+
+  snapshot = hexz_snapshot_open_path (previous, NULL, &error);
+  g_assert_null (snapshot);
+  g_assert_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_TOO_LARGE);
+  g_assert_nonnull (strstr (error->message, "64.hxz"));
+}
+
 /* Writer behaviour */
 
 static void
@@ -1303,6 +1330,7 @@ main (int   argc,
   ADD ("/snapshot/thin/missing-parent", test_thin_missing_parent);
   ADD ("/snapshot/thin/invalid-parent-writes", test_thin_invalid_parent_writes);
   ADD ("/snapshot/thin/partial-tail", test_thin_partial_tail);
+  ADD ("/snapshot/thin/depth-limit", test_thin_depth_limit);
   ADD ("/snapshot/writer/progress", test_writer_progress);
   ADD ("/snapshot/writer/invalid-settings", test_writer_invalid_settings);
   ADD ("/snapshot/writer/abort", test_writer_abort);
