@@ -38,6 +38,114 @@ read_le32 (const guint8 *data,
   read_le32 ((data), G_STRUCT_OFFSET (type, field))
 
 /**
+ * hexz_test_guest_get_path:
+ *
+ * Returns the path of the built guest, from the HEXZ_TEST_GUEST environment
+ * variable that the test suite sets.
+ *
+ * Returns: (nullable): the path of hexz-test-guest.elf, or %NULL when the
+ *   guest was not built (the compiler cannot produce 32-bit x86 code) or
+ *   the test runs outside `meson test`
+ */
+const char *
+hexz_test_guest_get_path (void)
+{
+  const char *path = g_getenv ("HEXZ_TEST_GUEST");
+
+  if (path == NULL || *path == '\0')
+    return NULL;
+
+  return path;
+}
+
+/**
+ * hexz_test_guest_qemu_args:
+ * @append: the guest's command line, such as "fill=8M dirty=1M"
+ * @disk_path: (nullable): a raw image for IDE primary master, or %NULL to
+ *   run the guest without a disk
+ *
+ * Builds the QEMU arguments that boot the guest on the `pc` machine with
+ * 64 MiB of RAM and no other devices, without accelerator and QMP options,
+ * as hexz_test_qemu_start() takes them. The disk uses
+ * `cache=writethrough`, so every record the guest flushes is in the image
+ * file at once.
+ *
+ * Returns: (transfer full) (nullable): the arguments, or %NULL when
+ *   hexz_test_guest_get_path() returns %NULL
+ */
+GStrv
+hexz_test_guest_qemu_args (const char *append,
+                           const char *disk_path)
+{
+  const char *guest = hexz_test_guest_get_path ();
+  g_autoptr(GStrvBuilder) builder = NULL;
+
+  g_return_val_if_fail (append != NULL, NULL);
+
+  if (guest == NULL)
+    return NULL;
+
+  builder = g_strv_builder_new ();
+  g_strv_builder_add_many (builder,
+                           "-nodefaults", "-no-reboot",
+                           "-machine", "pc", "-m", "64", "-display", "none",
+                           "-kernel", guest, "-append", append,
+                           NULL);
+
+  if (disk_path != NULL)
+    {
+      g_autofree char *drive = g_strconcat ("file=", disk_path,
+                                            ",format=raw,if=ide,cache=writethrough", NULL);
+
+      g_strv_builder_add_many (builder, "-drive", drive, NULL);
+    }
+
+  return g_strv_builder_end (builder);
+}
+
+/**
+ * hexz_test_guest_create_disk:
+ * @path: where to create the image; the file must not exist
+ * @error: return location for a #GError
+ *
+ * Creates a sparse raw disk image of HEXZ_TEST_GUEST_DISK_SIZE bytes with
+ * mode 0600, large enough for the guest's record sector.
+ *
+ * Returns: %TRUE if the image was created
+ */
+gboolean
+hexz_test_guest_create_disk (const char  *path,
+                             GError     **error)
+{
+  int saved_errno;
+  int fd;
+
+  g_return_val_if_fail (path != NULL, FALSE);
+
+  fd = g_open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    {
+      saved_errno = errno;
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved_errno),
+                   "Could not create disk image %s: %s", path, g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  if (ftruncate (fd, HEXZ_TEST_GUEST_DISK_SIZE) != 0)
+    {
+      saved_errno = errno;
+      g_close (fd, NULL);
+      g_unlink (path);
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved_errno),
+                   "Could not resize disk image %s to %u bytes: %s",
+                   path, HEXZ_TEST_GUEST_DISK_SIZE, g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  return g_close (fd, error);
+}
+
+/**
  * hexz_test_guest_state_to_string:
  * @state: a HEXZ_GUEST_STATE_* value
  *
@@ -529,6 +637,119 @@ hexz_test_guest_verify_pattern_file (const char  *dump_path,
     {
       g_set_error (error, local_error->domain, local_error->code,
                    "%s: %s", dump_path, local_error->message);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/**
+ * hexz_test_guest_check_ram:
+ * @ram: (array length=size): guest RAM from physical address 0, such as a
+ *   QMP `pmemsave` from 0 or the RAM a snapshot restored
+ * @size: bytes at @ram
+ * @status: (out caller-allocates) (optional): the decoded status area
+ * @bad_address: (out) (optional): the address of the first wrong pattern word
+ * @error: return location for a #GError
+ *
+ * Decodes the status area inside a flat image of guest RAM, then checks
+ * that the guest is running and that its whole pattern region is intact.
+ *
+ * Returns: %TRUE if the status area is valid and the pattern intact
+ */
+gboolean
+hexz_test_guest_check_ram (const guint8         *ram,
+                           gsize                 size,
+                           HexzTestGuestStatus  *status,
+                           guint32              *bad_address,
+                           GError              **error)
+{
+  HexzTestGuestStatus local_status;
+  guint32 expected_checksum;
+
+  g_return_val_if_fail (ram != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (status == NULL)
+    status = &local_status;
+
+  if (size < (gsize) HEXZ_GUEST_STATUS_ADDR + HEXZ_GUEST_STATUS_SIZE)
+    {
+      g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_INVALID,
+                   "Guest RAM image is %" G_GSIZE_FORMAT " bytes, too small to contain "
+                   "the status area at 0x%08x",
+                   size, HEXZ_GUEST_STATUS_ADDR);
+      return FALSE;
+    }
+
+  if (!hexz_test_guest_parse_status (ram + HEXZ_GUEST_STATUS_ADDR, HEXZ_GUEST_STATUS_SIZE,
+                                     status, error))
+    return FALSE;
+
+  if (status->state != HEXZ_GUEST_STATE_RUNNING)
+    {
+      g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_STATE,
+                   "Guest is %s, not running, so its pattern is not complete",
+                   hexz_test_guest_state_to_string (status->state));
+      return FALSE;
+    }
+
+  if ((guint64) status->fill_base + status->fill_size > size)
+    {
+      g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_INVALID,
+                   "Guest RAM image is %" G_GSIZE_FORMAT " bytes, too small to contain "
+                   "the pattern at 0x%08x+0x%x",
+                   size, status->fill_base, status->fill_size);
+      return FALSE;
+    }
+
+  expected_checksum = hexz_test_guest_pattern_checksum (status->fill_base, status->fill_size,
+                                                        status->seed);
+  if (status->pattern_checksum != expected_checksum)
+    {
+      g_set_error (error, HEXZ_TEST_GUEST_ERROR, HEXZ_TEST_GUEST_ERROR_PATTERN,
+                   "Guest read back pattern checksum 0x%08x, expected 0x%08x for seed "
+                   "0x%08x",
+                   status->pattern_checksum, expected_checksum, status->seed);
+      return FALSE;
+    }
+
+  return hexz_test_guest_verify_pattern (ram + status->fill_base, status->fill_size,
+                                         status->fill_base, status->seed, bad_address, error);
+}
+
+/**
+ * hexz_test_guest_check_ram_file:
+ * @ram_path: a flat image of guest RAM from physical address 0
+ * @status: (out caller-allocates) (optional): the decoded status area
+ * @bad_address: (out) (optional): the address of the first wrong pattern word
+ * @error: return location for a #GError
+ *
+ * Runs hexz_test_guest_check_ram() on a file.
+ *
+ * Returns: %TRUE if the status area is valid and the pattern intact
+ */
+gboolean
+hexz_test_guest_check_ram_file (const char           *ram_path,
+                                HexzTestGuestStatus  *status,
+                                guint32              *bad_address,
+                                GError              **error)
+{
+  g_autoptr(GMappedFile) mapped = NULL;
+  g_autoptr(GError) local_error = NULL;
+
+  g_return_val_if_fail (ram_path != NULL, FALSE);
+
+  mapped = g_mapped_file_new (ram_path, FALSE, error);
+  if (mapped == NULL)
+    return FALSE;
+
+  if (!hexz_test_guest_check_ram ((const guint8 *) g_mapped_file_get_contents (mapped),
+                                  g_mapped_file_get_length (mapped), status, bad_address,
+                                  &local_error))
+    {
+      g_set_error (error, local_error->domain, local_error->code,
+                   "%s: %s", ram_path, local_error->message);
       return FALSE;
     }
 

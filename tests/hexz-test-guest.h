@@ -14,7 +14,9 @@
  * (`val` = address, `size`, `filename`) or with the HMP command `xp`, and
  * raw disk images. They do not talk to QEMU themselves.
  *
- * A typical check of a paused guest:
+ * Start it with hexz_test_qemu_start (args) where args come from
+ * hexz_test_guest_qemu_args() and the disk from
+ * hexz_test_guest_create_disk(). A typical check of a paused guest:
  *
  * |[<!-- language="C" -->
  * // QMP: stop, then pmemsave val=HEXZ_GUEST_STATUS_ADDR size=256
@@ -130,6 +132,15 @@ typedef struct {
 
 GQuark       hexz_test_guest_error_quark              (void);
 
+/* Size of the raw disk image hexz_test_guest_create_disk() creates. */
+#define HEXZ_TEST_GUEST_DISK_SIZE (4u << 20)
+
+const char  *hexz_test_guest_get_path                 (void);
+GStrv        hexz_test_guest_qemu_args                (const char                *append,
+                                                       const char                *disk_path);
+gboolean     hexz_test_guest_create_disk              (const char                *path,
+                                                       GError                   **error);
+
 const char  *hexz_test_guest_state_to_string          (guint32                    state);
 
 gboolean     hexz_test_guest_parse_record             (const guint8              *data,
@@ -163,6 +174,16 @@ gboolean     hexz_test_guest_verify_pattern           (const guint8             
 gboolean     hexz_test_guest_verify_pattern_file      (const char                *dump_path,
                                                        guint32                    address,
                                                        guint32                    seed,
+                                                       guint32                   *bad_address,
+                                                       GError                   **error);
+
+gboolean     hexz_test_guest_check_ram                (const guint8              *ram,
+                                                       gsize                      size,
+                                                       HexzTestGuestStatus       *status,
+                                                       guint32                   *bad_address,
+                                                       GError                   **error);
+gboolean     hexz_test_guest_check_ram_file           (const char                *ram_path,
+                                                       HexzTestGuestStatus       *status,
                                                        guint32                   *bad_address,
                                                        GError                   **error);
 
