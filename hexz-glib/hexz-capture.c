@@ -1676,13 +1676,6 @@ capture_start_memory (CaptureState *state)
 
   state->memory_input = g_unix_input_stream_new (fds[0], TRUE);
 
-  if (!hexz_snapshot_writer_begin_stream (state->writer, HEXZ_STREAM_MEMORY,
-                                          state->ram_size, &error))
-    {
-      capture_fail (state, g_steal_pointer (&error));
-      return;
-    }
-
   state->splice_running = TRUE;
   hexz_snapshot_writer_splice_async (state->writer, state->memory_input, state->cancellable,
                                      capture_on_memory_spliced, capture_state_ref (state));
@@ -1755,6 +1748,18 @@ capture_start (CaptureState *state)
   if (self->thin)
     hexz_snapshot_writer_set_parent (state->writer, state->base);
 
+  /* Opening the stream creates the file, which is better done and checked
+   * before the machine is paused. */
+  if (!hexz_snapshot_writer_begin_stream (state->writer, HEXZ_STREAM_MEMORY,
+                                          state->ram_size, &error))
+    {
+      capture_fail (state, g_steal_pointer (&error));
+      return;
+    }
+
+  /* NOTE: a guest that dirties memory faster than it can be copied never
+   * lets a live migration converge; the stall timeout does not catch that,
+   * because bytes keep moving. Such a run ends only by cancellation. */
   if (state->mode == HEXZ_CAPTURE_MODE_LIVE)
     capture_start_memory (state);
   else
