@@ -101,6 +101,7 @@ struct _HexzCapture
   gboolean check_free_space;
   guint poll_interval;
   guint cleanup_timeout;
+  guint connect_timeout;
 
   HexzCapturePhase phase;
   HexzCaptureMode chosen_mode;
@@ -2338,6 +2339,8 @@ capture_preflight (CaptureState *state)
 
   state->client = hexz_qmp_client_new ();
   state->own_client = TRUE;
+  if (self->connect_timeout != 0)
+    hexz_qmp_client_set_connect_timeout (state->client, self->connect_timeout);
   hexz_qmp_client_connect_to_path_async (state->client, self->socket_path,
                                          state->user_cancellable, capture_on_connected,
                                          capture_state_ref (state));
@@ -3672,6 +3675,15 @@ hexz_capture_set_poll_interval (HexzCapture *self,
   g_return_if_fail (interval_ms > 0);
 
   self->poll_interval = interval_ms;
+}
+
+void
+hexz_capture_set_connect_timeout (HexzCapture *self,
+                                  guint        timeout_ms)
+{
+  g_return_if_fail (HEXZ_IS_CAPTURE (self));
+
+  self->connect_timeout = timeout_ms;
 }
 
 void
