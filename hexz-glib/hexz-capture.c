@@ -17,10 +17,10 @@
  * writes the disk stream from the base and the copied pages while the
  * machine runs.
  *
- * Three modes get the memory (see [enum@Hexz.CaptureMode]): paused keeps
- * the machine paused during the whole memory dump; background lets QEMU
+ * Three modes get the memory (see [enum@Hexz.CaptureMode]). Paused keeps
+ * the machine paused during the whole memory dump. Background lets QEMU
  * resume the guest right after saving the device state and stream the
- * memory as it was at the pause; live copies the memory while the guest
+ * memory as it was at the pause. Live copies the memory while the guest
  * runs and lets QEMU pause it once the copy converges.
  *
  * From the moment the machine is paused, every failure (an error reply, a
@@ -863,8 +863,8 @@ capture_on_closefd (GObject      *source,
 }
 
 /* A `migrate` that QEMU rejected leaves the passed descriptor in QEMU's
- * table; a migration that started has taken it already, and then QEMU
- * rejects this closefd, which is fine. */
+ * table. A migration that started has taken it already, so QEMU then
+ * rejects this closefd, which does no harm. */
 static void
 capture_cleanup_fd (CaptureState *state)
 {
@@ -1759,8 +1759,8 @@ capture_start (CaptureState *state)
     }
 
   /* NOTE: a guest that dirties memory faster than it can be copied never
-   * lets a live migration converge; the stall timeout does not catch that,
-   * because bytes keep moving. Such a run ends only by cancellation. */
+   * lets a live migration converge. The stall timeout does not catch that
+   * because bytes keep moving, so such a run ends only by cancellation. */
   if (state->mode == HEXZ_CAPTURE_MODE_LIVE)
     capture_start_memory (state);
   else
@@ -2354,8 +2354,9 @@ capture_preflight (CaptureState *state)
  *   written or the capture failed
  * @user_data: the data to pass to @callback
  *
- * Takes the snapshot: checks the inputs, pauses the machine as the mode
- * asks, writes its memory and disk into the output file, and resumes it.
+ * Takes the snapshot. The run checks the inputs, pauses the machine as the
+ * mode requires, writes its memory and disk into the output file and
+ * resumes it.
  *
  * Cancelling @cancellable runs the same cleanup as any failure: the
  * migration is cancelled, the machine resumed if it ran before, the
