@@ -540,6 +540,24 @@ restore_and_check (Fixture *fixture)
   g_assert_no_error (error);
 }
 
+/* Checks that the guest's counter moves: a run state of "running" alone
+ * does not show that its vCPUs execute. */
+static void
+assert_guest_runs (TestVm *vm)
+{
+  g_autoptr(GError) error = NULL;
+  HexzTestGuestStatus before;
+  HexzTestGuestStatus after;
+
+  g_assert_true (read_status (vm, &before, &error));
+  g_assert_no_error (error);
+  g_usleep (200 * 1000);
+  g_assert_true (read_status (vm, &after, &error));
+  g_assert_no_error (error);
+  hexz_test_guest_check_progress (&before, &after, &error);
+  g_assert_no_error (error);
+}
+
 static void
 start_guest (Fixture  *fixture,
              gboolean  sandbox)
@@ -588,6 +606,7 @@ test_snapshot_restore (Fixture       *fixture,
   g_assert_true (running);
   g_assert_cmpint (hexz_capture_get_pause_time (capture), >=, 0);
   assert_settings_restored (fixture->vm);
+  assert_guest_runs (fixture->vm);
 
   snapshot = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
   g_assert_no_error (error);
@@ -675,8 +694,27 @@ test_cancel (Fixture       *fixture,
   g_usleep (200 * 1000);
   g_assert_true (read_status (fixture->vm, &after, &error));
   g_assert_no_error (error);
-  g_assert_true (hexz_test_guest_check_progress (&before, &after, &error));
-  g_assert_no_error (error);
+  if (!hexz_test_guest_check_progress (&before, &after, &error))
+    {
+      g_test_message ("EXPERIMENT stuck: %s", error->message);
+      g_clear_error (&error);
+      g_usleep (2000 * 1000);
+      read_status (fixture->vm, &after, NULL);
+      g_test_message ("EXPERIMENT after 2s: %" G_GUINT64_FORMAT, after.counter);
+      qmp_simple (fixture->vm, "stop");
+      qmp_simple (fixture->vm, "cont");
+      g_usleep (500 * 1000);
+      read_status (fixture->vm, &after, NULL);
+      g_test_message ("EXPERIMENT after stop/cont: %" G_GUINT64_FORMAT, after.counter);
+      {
+        g_autoptr(JsonObject) a = json_object_new ();
+        g_autoptr(JsonNode) r = NULL;
+        json_object_set_string_member (a, "command-line", "info registers");
+        r = qmp_call (fixture->vm, "human-monitor-command", a, NULL);
+        if (r) g_test_message ("EXPERIMENT regs: %.300s", json_node_get_string (r));
+      }
+      g_assert_not_reached ();
+    }
 }
 
 static void
