@@ -1102,8 +1102,10 @@ capture_on_user_cancelled (GCancellable *cancellable,
 
   GSource *source = g_idle_source_new ();
 
-  /* Always deferred, even from the context's own thread: the cancellable
-   * may be cancelled already when the run connects to it. */
+  /* Always deferred, even from the context's own thread, because the
+   * cancellable may be cancelled already when the run connects to it. The
+   * high priority puts it before the completion of a running step. */
+  g_source_set_priority (source, G_PRIORITY_HIGH);
   g_source_set_callback (source, capture_on_user_cancelled_idle,
                          capture_state_ref (state), (GDestroyNotify) capture_state_unref);
   g_source_attach (source, state->context);
