@@ -10,10 +10,10 @@
  * doc/nbd.md explains why that order is safe when the server is killed.
  *
  * Locking: one mutex guards the set of listed pages and the `.meta` append,
- * a stripe of mutexes serializes read-modify-write on each page, and one
- * mutex guards the snapshot reader. The overlay and `.meta` files are only
- * accessed with pread and pwrite, so their file offsets are never shared
- * state.
+ * and a stripe of mutexes serializes read-modify-write on each page. The
+ * snapshot is read through HexzPluginCache, which has its own mutex. The
+ * overlay and `.meta` files are only accessed with pread and pwrite, so
+ * their file offsets are never shared state.
  */
 
 #include "config.h"
@@ -26,6 +26,7 @@
 
 #include "hexz.h"
 #include "hexz-i18n-private.h"
+#include "hexz-plugin-cache.h"
 #include "hexz-plugin-disk.h"
 
 #define PAGE_SIZE HEXZ_PLUGIN_PAGE_SIZE
@@ -60,9 +61,7 @@ struct _HexzPluginDisk
   char *overlay_path;
   char *meta_path;
 
-  /* HexzSnapshot documents no thread safety, so reads are serialized. */
-  GMutex snapshot_lock;
-  HexzSnapshot *snapshot;
+  HexzPluginCache *snapshot;
   guint64 size;
   guint64 n_pages;
   guint64 snapshot_block_size;
@@ -283,10 +282,7 @@ snapshot_read (HexzPluginDisk  *disk,
                guint64          offset,
                GError         **error)
 {
-  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&disk->snapshot_lock);
-
-  return hexz_snapshot_read (disk->snapshot, HEXZ_STREAM_DISK, offset,
-                             buffer, count, NULL, error);
+  return hexz_plugin_cache_read (disk->snapshot, buffer, count, offset, error);
 }
 
 /* Sets *is_zero to whether the snapshot's disk bytes [offset, offset +
@@ -298,18 +294,7 @@ snapshot_is_zero (HexzPluginDisk  *disk,
                   gboolean        *is_zero,
                   GError         **error)
 {
-  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&disk->snapshot_lock);
-  GError *local_error = NULL;
-
-  *is_zero = hexz_snapshot_is_zero (disk->snapshot, HEXZ_STREAM_DISK,
-                                    offset, count, &local_error);
-  if (local_error != NULL)
-    {
-      g_propagate_error (error, local_error);
-      return FALSE;
-    }
-
-  return TRUE;
+  return hexz_plugin_cache_is_zero (disk->snapshot, offset, count, is_zero, error);
 }
 
 static gboolean
@@ -633,11 +618,11 @@ open_snapshot (HexzPluginDisk  *disk,
       return FALSE;
     }
 
-  g_clear_object (&disk->snapshot);
-  disk->snapshot = g_steal_pointer (&snapshot);
+  g_clear_pointer (&disk->snapshot, hexz_plugin_cache_free);
+  disk->snapshot = hexz_plugin_cache_new (snapshot);
   disk->size = size;
   disk->n_pages = (size + PAGE_SIZE - 1) / PAGE_SIZE;
-  disk->snapshot_block_size = MAX (hexz_snapshot_get_block_size (disk->snapshot), 1);
+  disk->snapshot_block_size = MAX (hexz_snapshot_get_block_size (snapshot), 1);
   return TRUE;
 }
 
@@ -663,7 +648,6 @@ hexz_plugin_disk_open (const char  *snapshot_path,
 {
   g_autoptr(HexzPluginDisk) disk = g_new0 (HexzPluginDisk, 1);
 
-  g_mutex_init (&disk->snapshot_lock);
   g_mutex_init (&disk->meta_lock);
   for (guint i = 0; i < N_PAGE_LOCKS; i++)
     g_mutex_init (&disk->page_locks[i]);
@@ -686,7 +670,8 @@ hexz_plugin_disk_open (const char  *snapshot_path,
  * @error: return location for a #GError
  *
  * Opens the snapshot again, for a process that forked after opening it:
- * the reader's state may not survive a fork.
+ * the reader's state may not survive a fork. Call it before serving
+ * requests: it swaps the reader without a lock.
  *
  * Returns: %TRUE on success
  */
@@ -694,9 +679,6 @@ gboolean
 hexz_plugin_disk_reopen_snapshot (HexzPluginDisk  *disk,
                                   GError         **error)
 {
-  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&disk->snapshot_lock);
-
-  /* open_snapshot takes no lock itself. */
   return open_snapshot (disk, error);
 }
 
@@ -713,9 +695,8 @@ hexz_plugin_disk_free (HexzPluginDisk *disk)
     close (disk->meta_fd);
 
   page_map_clear (&disk->listed);
-  g_clear_object (&disk->snapshot);
+  g_clear_pointer (&disk->snapshot, hexz_plugin_cache_free);
 
-  g_mutex_clear (&disk->snapshot_lock);
   g_mutex_clear (&disk->meta_lock);
   for (guint i = 0; i < N_PAGE_LOCKS; i++)
     g_mutex_clear (&disk->page_locks[i]);

@@ -69,6 +69,40 @@ report_error (GError *error)
   return errno_value;
 }
 
+/* Sends GLib's log messages to nbdkit's log: debug and info messages appear
+ * with nbdkit -v, and the others as errors. GLib's default handler would
+ * write debug messages to stdout, which nbdkit may have closed. */
+static GLogWriterOutput
+write_log (GLogLevelFlags   log_level,
+           const GLogField *fields,
+           gsize            n_fields,
+           gpointer         user_data)
+{
+  const char *domain = "GLib";
+  const char *message = "";
+
+  for (gsize i = 0; i < n_fields; i++)
+    {
+      if (g_str_equal (fields[i].key, "GLIB_DOMAIN") && fields[i].length < 0)
+        domain = fields[i].value;
+      else if (g_str_equal (fields[i].key, "MESSAGE") && fields[i].length < 0)
+        message = fields[i].value;
+    }
+
+  if (log_level & (G_LOG_LEVEL_DEBUG | G_LOG_LEVEL_INFO))
+    nbdkit_debug ("%s: %s", domain, message);
+  else
+    nbdkit_error ("%s: %s", domain, message);
+
+  return G_LOG_WRITER_HANDLED;
+}
+
+static void
+hexz_plugin_load (void)
+{
+  g_log_set_writer_func (write_log, NULL, NULL);
+}
+
 static void
 hexz_plugin_unload (void)
 {
@@ -385,6 +419,7 @@ static struct nbdkit_plugin plugin = {
     "create=true|false  Create a missing overlay (mode 0600) and page list\n"
     "                   (default: false).",
   .magic_config_key = "snapshot",
+  .load = hexz_plugin_load,
   .unload = hexz_plugin_unload,
   .config = hexz_plugin_config,
   .config_complete = hexz_plugin_config_complete,
