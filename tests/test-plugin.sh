@@ -302,6 +302,18 @@ cp "$tmp/meta.saved" "$meta"
 reject_meta "page list entry past the disk rejected" "but the disk has"
 cp "$tmp/meta.saved" "$meta"
 
+# create=true must not pair a new, empty overlay with an old page list that
+# lists pages, and must leave no overlay behind when it fails.
+"$python" -c 'import struct, sys; open(sys.argv[1], "wb").write(struct.pack("<Q", 3))' \
+  "$tmp/orphan.meta"
+if nbdkit --unix "$tmp/orphan.sock" --foreground "$plugin" snapshot="$snapshot" \
+     overlay="$tmp/orphan.ovl" create=true >"$tmp/orphan.log" 2>&1; then
+  not_ok "orphan page list rejected"
+else
+  check "orphan page list rejected" grep -q "lists modified pages" "$tmp/orphan.log"
+fi
+check "failed start leaves no overlay" test ! -e "$tmp/orphan.ovl"
+
 # Crash safety: SIGKILL nbdkit while asynchronous writes are in flight.
 # Writes are disjoint and at least one page apart, so each page's expected
 # content is known whichever writes completed: every listed page must hold

@@ -461,6 +461,7 @@ static gboolean
 open_meta (HexzPluginDisk  *disk,
            gboolean         overlay_created,
            gboolean         create_overlay,
+           gboolean        *meta_created,
            GError         **error)
 {
   struct stat st;
@@ -504,36 +505,29 @@ open_meta (HexzPluginDisk  *disk,
     return set_error_from_errno (error, errno, _("Failed to create page list “%s”"),
                                  disk->meta_path);
 
+  *meta_created = TRUE;
   g_debug ("Created empty page list %s", disk->meta_path);
   return TRUE;
 }
 
+/* Opens, creates when asked, locks and validates the overlay and its page
+ * list, and reports in *overlay_created and *meta_created which files it
+ * created. */
 static gboolean
-open_overlay (HexzPluginDisk  *disk,
-              const char      *overlay_path,
-              gboolean         create_overlay,
-              GError         **error)
+open_overlay_files (HexzPluginDisk  *disk,
+                    const char      *overlay_path,
+                    gboolean         create_overlay,
+                    gboolean        *overlay_created,
+                    gboolean        *meta_created,
+                    GError         **error)
 {
   gboolean created = FALSE;
   struct stat st;
 
-  disk->overlay_path = g_strdup (overlay_path);
-  disk->meta_path = hexz_plugin_disk_get_meta_path (overlay_path);
-
-  if (strcmp (disk->meta_path, disk->overlay_path) == 0)
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_FILENAME,
-                   /* Translators: the placeholder is a file name. */
-                   _("Overlay “%s” ends in “.meta”, the name of its own page list. "
-                     "Give the overlay another extension"),
-                   overlay_path);
-      return FALSE;
-    }
-
   if (create_overlay)
     {
       disk->overlay_fd = open (overlay_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-      created = disk->overlay_fd >= 0;
+      created = *overlay_created = disk->overlay_fd >= 0;
     }
   if (disk->overlay_fd < 0)
     disk->overlay_fd = open (overlay_path, O_RDWR | O_CLOEXEC);
@@ -574,7 +568,7 @@ open_overlay (HexzPluginDisk  *disk,
       return FALSE;
     }
 
-  if (!open_meta (disk, created, create_overlay, error))
+  if (!open_meta (disk, created, create_overlay, meta_created, error))
     return FALSE;
 
   if (!load_meta (disk, error))
@@ -586,6 +580,42 @@ open_overlay (HexzPluginDisk  *disk,
   g_debug ("Overlay %s%s: %" G_GUINT64_FORMAT " modified pages listed in %s",
            overlay_path, created ? " (created)" : "", disk->listed.n_set, disk->meta_path);
   return TRUE;
+}
+
+static gboolean
+open_overlay (HexzPluginDisk  *disk,
+              const char      *overlay_path,
+              gboolean         create_overlay,
+              GError         **error)
+{
+  gboolean overlay_created = FALSE;
+  gboolean meta_created = FALSE;
+
+  disk->overlay_path = g_strdup (overlay_path);
+  disk->meta_path = hexz_plugin_disk_get_meta_path (overlay_path);
+
+  if (strcmp (disk->meta_path, disk->overlay_path) == 0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_FILENAME,
+                   /* Translators: the placeholder is a file name. */
+                   _("Overlay “%s” ends in “.meta”, the name of its own page list. "
+                     "Give the overlay another extension"),
+                   overlay_path);
+      return FALSE;
+    }
+
+  if (open_overlay_files (disk, overlay_path, create_overlay, &overlay_created,
+                          &meta_created, error))
+    return TRUE;
+
+  /* Leave no file created by a failed start behind: a later start would
+   * take an empty overlay for a valid one. The lock is still held here. */
+  if (overlay_created)
+    unlink (overlay_path);
+  if (meta_created)
+    unlink (disk->meta_path);
+
+  return FALSE;
 }
 
 static gboolean
