@@ -10,9 +10,10 @@
  * doc/nbd.md explains why that order is safe when the server is killed.
  *
  * Locking: one mutex guards the set of listed pages and the `.meta` append,
- * and a stripe of mutexes serializes read-modify-write on each page. The
- * snapshot is read through HexzPluginCache, which has its own mutex. The
- * overlay and `.meta` files are only accessed with pread and pwrite, so
+ * and a stripe of mutexes serializes read-modify-write on each page.
+ * HexzSnapshot reads are thread-safe and cache the decoded blocks that a
+ * read covers only in part, so the plugin adds no lock or cache of its own.
+ * The overlay and `.meta` files are only accessed with pread and pwrite, so
  * their file offsets are never shared state.
  */
 
@@ -26,7 +27,6 @@
 
 #include "hexz.h"
 #include "hexz-i18n-private.h"
-#include "hexz-plugin-cache.h"
 #include "hexz-plugin-disk.h"
 
 #define PAGE_SIZE HEXZ_PLUGIN_PAGE_SIZE
@@ -61,7 +61,7 @@ struct _HexzPluginDisk
   char *overlay_path;
   char *meta_path;
 
-  HexzPluginCache *snapshot;
+  HexzSnapshot *snapshot;
   guint64 size;
   guint64 n_pages;
   guint64 snapshot_block_size;
@@ -282,7 +282,8 @@ snapshot_read (HexzPluginDisk  *disk,
                guint64          offset,
                GError         **error)
 {
-  return hexz_plugin_cache_read (disk->snapshot, buffer, count, offset, error);
+  return hexz_snapshot_read (disk->snapshot, HEXZ_STREAM_DISK, offset, buffer, count,
+                             NULL, error);
 }
 
 /* Sets *is_zero to whether the snapshot's disk bytes [offset, offset +
@@ -294,7 +295,17 @@ snapshot_is_zero (HexzPluginDisk  *disk,
                   gboolean        *is_zero,
                   GError         **error)
 {
-  return hexz_plugin_cache_is_zero (disk->snapshot, offset, count, is_zero, error);
+  GError *local_error = NULL;
+
+  *is_zero = hexz_snapshot_is_zero (disk->snapshot, HEXZ_STREAM_DISK, offset, count,
+                                    &local_error);
+  if (local_error != NULL)
+    {
+      g_propagate_error (error, local_error);
+      return FALSE;
+    }
+
+  return TRUE;
 }
 
 static gboolean
@@ -648,11 +659,11 @@ open_snapshot (HexzPluginDisk  *disk,
       return FALSE;
     }
 
-  g_clear_pointer (&disk->snapshot, hexz_plugin_cache_free);
-  disk->snapshot = hexz_plugin_cache_new (snapshot);
+  g_clear_object (&disk->snapshot);
+  disk->snapshot = g_steal_pointer (&snapshot);
   disk->size = size;
   disk->n_pages = (size + PAGE_SIZE - 1) / PAGE_SIZE;
-  disk->snapshot_block_size = MAX (hexz_snapshot_get_block_size (snapshot), 1);
+  disk->snapshot_block_size = MAX (hexz_snapshot_get_block_size (disk->snapshot), 1);
   return TRUE;
 }
 
@@ -725,7 +736,7 @@ hexz_plugin_disk_free (HexzPluginDisk *disk)
     close (disk->meta_fd);
 
   page_map_clear (&disk->listed);
-  g_clear_pointer (&disk->snapshot, hexz_plugin_cache_free);
+  g_clear_object (&disk->snapshot);
 
   g_mutex_clear (&disk->meta_lock);
   for (guint i = 0; i < N_PAGE_LOCKS; i++)
