@@ -82,7 +82,7 @@ export_uri="nbd+unix:///?socket=$socket"
 start_server () {
   rm -f "$socket"
   nbdkit --unix "$socket" --foreground --exit-with-parent \
-    "$plugin" "$@" 2>>"$tmp/nbdkit.log" &
+    "$plugin" "$@" 2>"$tmp/nbdkit.log" &
   server_pid=$!
   for _ in $(seq 100); do
     [ -S "$socket" ] && return 0
