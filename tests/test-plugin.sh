@@ -284,6 +284,16 @@ check "extract the committed disk" \
   "$HEXZ_SNAP" extract "$tmp/committed.hxz" --disk "$tmp/committed.raw"
 check "committed disk equals the expected image" cmp "$tmp/expected.raw" "$tmp/committed.raw"
 
+# The committed snapshot (thin when commit writes parent references) serves
+# the expected disk.
+if start_server snapshot="$tmp/committed.hxz"; then
+  check "committed snapshot serves the expected disk" \
+    qemu-img compare -f raw -F raw "$tmp/expected.raw" "$export_uri"
+  stop_server
+else
+  not_ok "committed snapshot serves the expected disk"
+fi
+
 # Invalid page lists are rejected at start.
 cp "$meta" "$tmp/meta.saved"
 # reject_meta NAME MESSAGE: the server must fail to start and log MESSAGE.
