@@ -9,6 +9,7 @@
 # private temporary folders.
 
 import array
+import collections
 import json
 import os
 import re
@@ -219,7 +220,7 @@ def bare_dump(qmp_path, path, keep=False, resume=True):
         qmp.close()
     if not keep:
         os.unlink(path)
-    return {"pause": pause, "total": total, "size": size, "rss": None}
+    return {"pause": pause, "total": total, "size": size, "rss": None, "cpu": None}
 
 
 def feed(path, write_fd):
@@ -333,9 +334,13 @@ def make_base_disk(build, folder):
     return raw, base, overlay
 
 
+ToolRun = collections.namedtuple("ToolRun", "stdout wall rss cpu")
+
+
 def run_tool(build, args, timed=False, timeout=600):
-    """Runs hexz-snap; with timed, under /usr/bin/time -v. Returns
-    (stdout, wall seconds, max RSS in KiB or None)."""
+    """Runs hexz-snap and returns a ToolRun: its output, wall seconds and,
+    with TIMED, its peak memory in KiB and processor seconds (user and
+    system) as /usr/bin/time -v measures them, else None."""
     tool = os.path.join(build, "tools", "hexz-snap")
     argv = [tool] + args
     time_out = None
@@ -351,12 +356,15 @@ def run_tool(build, args, timed=False, timeout=600):
         if result.returncode != 0:
             raise RuntimeError("hexz-snap %s failed (%d): %s"
                                % (args[0], result.returncode, result.stderr.decode().strip()))
-        rss = None
+        rss = cpu = None
         if time_out is not None:
             with open(time_out) as f:
-                match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", f.read())
+                report = f.read()
+            match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", report)
             rss = int(match.group(1)) if match else None
-        return result.stdout.decode(), wall, rss
+            times = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", report)
+            cpu = sum(float(t) for t in times) if len(times) == 2 else None
+        return ToolRun(result.stdout.decode(), wall, rss, cpu)
     finally:
         if time_out is not None:
             os.unlink(time_out)
