@@ -63,8 +63,10 @@ save_file (const char *path,
 {
   g_autoptr(GError) error = NULL;
 
-  g_assert_true (g_file_set_contents (path, (const char *) bytes->data,
-                                      bytes->len, &error));
+  /* No fsync: the exhaustive tests save thousands of copies. */
+  g_assert_true (g_file_set_contents_full (path, (const char *) bytes->data,
+                                           bytes->len, G_FILE_SET_CONTENTS_NONE,
+                                           0600, &error));
   g_assert_no_error (error);
 }
 
