@@ -12,7 +12,7 @@
  *
  * The file is built under a temporary name (`.NAME.XXXXXX.tmp`, mode 0600)
  * in the output's folder and renamed into place by
- * [method@Hexz.SnapshotWriter.close], so that the output path holds either
+ * [method@Hexz.SnapshotWriter.close], so that the output path contains either
  * its former content or a complete snapshot. Any error, a cancellation,
  * [method@Hexz.SnapshotWriter.abort] or dropping the last reference before
  * closing removes the temporary file, and the writer then fails every
@@ -542,7 +542,7 @@ output_sync (HexzSnapshotWriter  *self,
 }
 
 /* Appends @length bytes at the end of the file, through the write buffer
- * so that the file sees few, large writes. */
+ * so that the file receives few, large writes. */
 static gboolean
 output_append (HexzSnapshotWriter  *self,
                const guint8        *data,
@@ -1182,6 +1182,7 @@ append_data (HexzSnapshotWriter  *self,
         {
           submit_block (self, self->filling, self->block_size);
           self->filling = NULL;
+          maybe_emit_progress (self, FALSE);
         }
     }
 
@@ -1806,7 +1807,7 @@ hexz_snapshot_writer_write_zeros (HexzSnapshotWriter  *self,
  * @error: return location for a #GError
  *
  * Appends @count bytes that are the same as the parent's bytes at the same
- * offsets of the same stream; they take no room in the file. The stream
+ * offsets of the same stream. They take no room in the file. The stream
  * position must be a multiple of the block size, and @count a multiple of
  * the block size or reach exactly the end of the parent's stream (the
  * stream cannot grow after that). Fails with
@@ -2144,6 +2145,9 @@ build_parent_section (HexzSnapshotWriter *self)
   g_assert (path != NULL);
 
   path_length = strlen (path);
+  if (path_length > HEXZ_MAX_PARENT_PATH)
+    return NULL;
+
   section = g_malloc0 (HEXZ_PARENT_FIXED_SIZE + path_length);
   memcpy (section, hexz_snapshot_get_id_bytes (self->parent), 16);
   hexz_put_u64 (section + 16, hexz_snapshot_get_seal (self->parent));
@@ -2241,6 +2245,22 @@ write_index_and_header (HexzSnapshotWriter  *self,
   if (self->parent != NULL)
     {
       g_autoptr(GBytes) parent = build_parent_section (self);
+
+      if (parent == NULL)
+        {
+          g_autofree char *name = writer_display_name (self);
+          GError *local_error;
+
+          local_error = g_error_new (HEXZ_SNAPSHOT_ERROR,
+                                     HEXZ_SNAPSHOT_ERROR_TOO_LARGE,
+                                     /* Translators: %s is a file name, %d a
+                                      * byte count. */
+                                     _("The path of the parent of snapshot "
+                                       "“%s” is longer than %d bytes; move "
+                                       "the parent to a shorter path."),
+                                     name, HEXZ_MAX_PARENT_PATH);
+          return writer_fail (self, error, local_error);
+        }
 
       if (!append_section (self, parent, &header.parent, error))
         return FALSE;
