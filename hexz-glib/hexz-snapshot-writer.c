@@ -661,6 +661,19 @@ writer_start (HexzSnapshotWriter  *self,
   if (!validate_settings (self, error))
     return FALSE;
 
+  if (self->parent != NULL &&
+      g_file_equal (hexz_snapshot_get_file (self->parent), self->file))
+    {
+      g_autofree char *name = writer_display_name (self);
+
+      g_set_error (error, HEXZ_SNAPSHOT_ERROR,
+                   HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                   /* Translators: %s is a file name. */
+                   _("Cannot write snapshot “%s” over its own parent; "
+                     "choose another file name."), name);
+      return FALSE;
+    }
+
   folder = g_file_get_parent (self->file);
   folder_path = folder != NULL ? g_file_get_path (folder) : NULL;
   basename = g_file_get_basename (self->file);

@@ -797,7 +797,9 @@ open_snapshot (GFile         *file,
       return NULL;
     }
 
-  self->fd = open (path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK keeps open() from waiting for a writer when the path is a
+   * FIFO; the check for a regular file follows. */
+  self->fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (self->fd < 0)
     {
       int saved_errno = errno;

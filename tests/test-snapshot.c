@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gio/gunixinputstream.h>
@@ -771,6 +772,16 @@ test_thin_invalid_parent_writes (Fixture       *fixture,
   write_small_parent (parent_path, 94);
   parent = open_ok (parent_path);
 
+  /* Over its own parent. */
+  {
+    g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (parent_path);
+
+    hexz_snapshot_writer_set_parent (writer, parent);
+    g_assert_false (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK, 0, &error));
+    g_assert_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT);
+    g_clear_error (&error);
+  }
+
   /* Without a parent. */
   {
     g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (fixture->path);
@@ -1264,6 +1275,14 @@ test_not_a_snapshot (Fixture       *fixture,
   snapshot = hexz_snapshot_open_path (fixture->dir, NULL, &error);
   g_assert_null (snapshot);
   g_assert_nonnull (error);
+  g_clear_error (&error);
+
+  /* A FIFO with no writer must not block. */
+  g_assert_cmpint (g_remove (fixture->path), ==, 0);
+  g_assert_cmpint (mkfifo (fixture->path, 0600), ==, 0);
+  snapshot = hexz_snapshot_open_path (fixture->path, NULL, &error);
+  g_assert_null (snapshot);
+  g_assert_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_NOT_A_SNAPSHOT);
 }
 
 /* Test data of the round-trip cases, freed after the run. */
