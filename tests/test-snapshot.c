@@ -385,6 +385,55 @@ test_dedup_same_prefix (Fixture       *fixture,
   g_assert_cmpuint (b.stored_offset, !=, c.stored_offset);
 }
 
+/* With a hash over the first 16 bytes only, blocks that agree there
+ * collide; the byte compare must keep them apart and still share the
+ * block that really repeats. */
+static void
+test_dedup_collision (Fixture       *fixture,
+                      gconstpointer  data)
+{
+  g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (fixture->path);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  guint block_size = 4096;
+  gsize size = 4 * block_size;
+  g_autofree guint8 *disk = g_malloc (size);
+  HexzBlockEntry entries[4];
+
+  test_fill_random (disk, block_size, 33);
+  for (guint i = 1; i < 4; i++)
+    memcpy (disk + i * block_size, disk, block_size);
+  disk[block_size + 100] ^= 1;
+  disk[2 * block_size + 4095] ^= 1;
+
+  hexz_snapshot_writer_set_weak_hash_for_testing (writer, TRUE);
+  hexz_snapshot_writer_set_block_size (writer, block_size);
+  hexz_snapshot_writer_set_codec (writer, HEXZ_CODEC_LZ4);
+  g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK, size, &error));
+  g_assert_true (hexz_snapshot_writer_write (writer, disk, size, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_close (writer, NULL, &error));
+  g_assert_no_error (error);
+
+  snapshot = open_ok (fixture->path);
+  assert_stream_equals (snapshot, HEXZ_STREAM_DISK, disk, size);
+  for (guint i = 0; i < 4; i++)
+    {
+      g_assert_true (hexz_snapshot_get_block_entry (snapshot, HEXZ_STREAM_DISK,
+                                                    i, &entries[i], &error));
+      g_assert_no_error (error);
+    }
+
+  g_assert_cmpuint (entries[1].stored_offset, !=, entries[0].stored_offset);
+  g_assert_cmpuint (entries[2].stored_offset, !=, entries[0].stored_offset);
+  g_assert_cmpuint (entries[2].stored_offset, !=, entries[1].stored_offset);
+  g_assert_cmpuint (entries[3].stored_offset, ==, entries[0].stored_offset);
+  g_assert_cmpuint (test_file_size (fixture->path), >=, 3 * block_size);
+  g_assert_cmpuint (test_file_size (fixture->path), <, 4 * block_size);
+
+  g_assert_true (hexz_snapshot_verify (snapshot, NULL, &error));
+  g_assert_no_error (error);
+}
+
 static void
 test_is_zero (Fixture       *fixture,
               gconstpointer  data)
@@ -1336,6 +1385,7 @@ main (int   argc,
   ADD ("/snapshot/roundtrip/mixed-writes", test_roundtrip_mixed_writes);
   ADD ("/snapshot/dedup/stored-once", test_dedup_stored_once);
   ADD ("/snapshot/dedup/same-prefix", test_dedup_same_prefix);
+  ADD ("/snapshot/dedup/hash-collision", test_dedup_collision);
   ADD ("/snapshot/read/is-zero", test_is_zero);
   ADD ("/snapshot/read/past-end", test_read_past_end);
   ADD ("/snapshot/read/input-stream-seek", test_input_stream_seek);
