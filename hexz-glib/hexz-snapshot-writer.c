@@ -2448,7 +2448,12 @@ close_thread (GTask        *task,
   HexzSnapshotWriter *self = source_object;
   GError *error = NULL;
 
-  if (hexz_snapshot_writer_close (self, cancellable, &error))
+  gboolean closed = hexz_snapshot_writer_close (self, cancellable, &error);
+
+  self->busy = FALSE;
+  g_clear_pointer (&self->progress_context, g_main_context_unref);
+
+  if (closed)
     g_task_return_boolean (task, TRUE);
   else
     g_task_return_error (task, error);
@@ -2462,7 +2467,9 @@ close_thread (GTask        *task,
  * @user_data: data for @callback
  *
  * Closes the writer in a worker thread, like
- * [method@Hexz.SnapshotWriter.close].
+ * [method@Hexz.SnapshotWriter.close]. Do not call other methods of @self
+ * until @callback runs. The last progress signal of an open stream is
+ * emitted in the thread-default main context of the caller.
  *
  * Since: 1.0
  */
@@ -2479,6 +2486,9 @@ hexz_snapshot_writer_close_async (HexzSnapshotWriter  *self,
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, hexz_snapshot_writer_close_async);
+
+  self->busy = TRUE;
+  self->progress_context = g_main_context_ref_thread_default ();
   g_task_run_in_thread (task, close_thread);
 }
 
@@ -2768,9 +2778,10 @@ hexz_snapshot_writer_class_init (HexzSnapshotWriterClass *klass)
    *
    * Emitted while a stream is written, at most every 16 MiB or every
    * 100 ms, and once when it ends. It is emitted on the thread that calls
-   * the appending function; during
-   * [method@Hexz.SnapshotWriter.splice_async] it is emitted in the
-   * thread-default main context of the thread that started the splice.
+   * the appending function or [method@Hexz.SnapshotWriter.end_stream].
+   * During [method@Hexz.SnapshotWriter.splice_async] and
+   * [method@Hexz.SnapshotWriter.close_async] it is emitted in the
+   * thread-default main context of the thread that started them.
    *
    * Since: 1.0
    */

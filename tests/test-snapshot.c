@@ -1094,10 +1094,33 @@ wait_for_result (AsyncWait *wait)
   return wait->result;
 }
 
+typedef struct {
+  GThread *thread;
+  guint64  done;
+  guint    count;
+} SpliceProgress;
+
+static void
+on_splice_progress (HexzSnapshotWriter *writer,
+                    HexzStream          stream,
+                    guint64             done,
+                    guint64             expected,
+                    gpointer            user_data)
+{
+  SpliceProgress *progress = user_data;
+
+  g_assert_true (g_thread_self () == progress->thread);
+  g_assert_cmpint (stream, ==, HEXZ_STREAM_MEMORY);
+  g_assert_cmpuint (done, >=, progress->done);
+  progress->done = done;
+  progress->count++;
+}
+
 static void
 test_writer_splice (Fixture       *fixture,
                     gconstpointer  data)
 {
+  SpliceProgress progress = { g_thread_self (), 0, 0 };
   g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (fixture->path);
   gsize size = 7 * 1024 * 1024 + 17;
   g_autofree guint8 *memory = g_malloc (size);
@@ -1110,6 +1133,7 @@ test_writer_splice (Fixture       *fixture,
   test_fill_text (memory, size, 111);
   input = g_memory_input_stream_new_from_data (memory, size, NULL);
 
+  g_signal_connect (writer, "progress", G_CALLBACK (on_splice_progress), &progress);
   g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_MEMORY, 0, &error));
   hexz_snapshot_writer_splice_async (writer, input, NULL, on_async_done, &wait);
   result = wait_for_result (&wait);
@@ -1122,6 +1146,10 @@ test_writer_splice (Fixture       *fixture,
   result = wait_for_result (&wait);
   g_assert_true (hexz_snapshot_writer_close_finish (writer, result, &error));
   g_assert_no_error (error);
+
+  /* Reports posted to this context run before the callback. */
+  g_assert_cmpuint (progress.count, >, 0);
+  g_assert_cmpuint (progress.done, ==, size);
 
   snapshot = open_ok (fixture->path);
   assert_stream_equals (snapshot, HEXZ_STREAM_MEMORY, memory, size);
