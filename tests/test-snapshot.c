@@ -613,6 +613,14 @@ test_metadata (Fixture       *fixture,
   g_assert_true (hexz_snapshot_writer_close (writer, NULL, &error));
   g_assert_no_error (error);
 
+  /* Snapshots may hold guest memory: only the owner may read them. */
+  {
+    GStatBuf st;
+
+    g_assert_cmpint (g_stat (fixture->path, &st), ==, 0);
+    g_assert_cmpint (st.st_mode & 0777, ==, 0600);
+  }
+
   snapshot = open_ok (fixture->path);
   metadata = hexz_snapshot_get_metadata (snapshot);
   g_assert_nonnull (metadata);
