@@ -311,7 +311,7 @@ append_section (GByteArray     *out,
   g_byte_array_append (out, data, length);
 }
 
-/* Lays the image out again as doc/format.md says and seals every
+/* Lays the image out again as doc/format.md describes and seals every
  * checksum. When the data area changed size, the one stream that stores
  * data takes the whole area. */
 static void
@@ -927,8 +927,8 @@ replace_only_block (const char   *path,
   image_save (image, path);
 }
 
-/* The logical bytes of the block, then a stored form of one byte fewer or
- * more than the entry says. */
+/* Writes a one-block snapshot, then replaces the stored block with one
+ * that decodes to one byte fewer or more than the entry's logical length. */
 static void
 test_decompress_length (Fixture       *fixture,
                         gconstpointer  data)

@@ -386,7 +386,7 @@ test_dedup_same_prefix (Fixture       *fixture,
 }
 
 /* With a hash over the first 16 bytes only, blocks that agree there
- * collide; the byte compare must keep them apart and still share the
+ * collide. The byte compare must keep them apart and still share the
  * block that really repeats. */
 static void
 test_dedup_collision (Fixture       *fixture,
