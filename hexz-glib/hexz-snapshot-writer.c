@@ -56,12 +56,10 @@
  * JOBS_PER_THREAD * threads * (block_size + compress bound of a block),
  * plus two write buffers of WRITE_BUFFER_SIZE, and TRAIN_SIZE while a
  * dictionary is trained: about 9 MiB at 64 KiB blocks with 2 threads.
- * Two parts grow with the image. The deduplication table takes 32 to 64
- * bytes per distinct stored block, up to DEDUP_MAX_ENTRIES. The compressed
- * index pages take at most 32 bytes per block, and a few bytes for runs of
- * zero and parent blocks.
- * FIXME: spill finished index pages to a temporary file so that a huge
- * image does not keep its whole index in memory until close. */
+ * Two parts grow with the image, both bounded. The deduplication table
+ * takes 32 to 64 bytes per distinct stored block, up to DEDUP_MAX_ENTRIES.
+ * Finished index pages go to an unlinked temporary file, and only 24
+ * bytes per page of 4096 blocks stay in memory. */
 #define JOBS_PER_THREAD     4
 #define WRITE_BUFFER_SIZE   (4 * 1024 * 1024)
 #define TRAIN_SIZE          (8 * 1024 * 1024)
@@ -105,6 +103,13 @@ typedef struct {
   guint8  used;
 } DedupSlot;
 
+/* A compressed index page, kept in the spill file until close. */
+typedef struct {
+  guint64 spill_offset;
+  guint32 length;
+  guint64 checksum;
+} SpilledPage;
+
 typedef struct {
   gboolean   present;
   gboolean   finished;
@@ -114,7 +119,7 @@ typedef struct {
   guint64    data_checksum;
   XXH3_state_t *data_hash;  /* over the bytes this stream stores first */
   guint64    n_entries;
-  GPtrArray *pages;         /* GBytes of compressed pages */
+  GArray    *pages;         /* SpilledPage */
   guint8    *page_buffer;
   guint      page_fill;
 } StreamState;
@@ -173,6 +178,10 @@ struct _HexzSnapshotWriter
   GThread     **workers;
   guint         n_workers;
   guint8       *scratch;              /* decoded bytes for dedup compares */
+
+  /* Index pages wait in an unlinked temporary file until close. */
+  int           spill_fd;
+  guint64       spill_end;
 
   /* Dictionary */
   gboolean      training;
@@ -295,6 +304,12 @@ discard_output (HexzSnapshotWriter *self)
     {
       close (self->fd);
       self->fd = -1;
+    }
+
+  if (self->spill_fd >= 0)
+    {
+      close (self->spill_fd);
+      self->spill_fd = -1;
     }
 
   if (self->temp_path != NULL)
@@ -707,6 +722,29 @@ writer_start (HexzSnapshotWriter  *self,
     }
 
   self->temp_path = g_steal_pointer (&template);
+
+  /* The spill file lives in the output's folder, which has room for the
+   * index anyway, and disappears with the process. */
+  self->spill_fd = open (folder_path, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (self->spill_fd < 0)
+    {
+      g_autofree char *spill = g_strdup_printf ("%s/.%s.XXXXXX.index", folder_path,
+                                                basename);
+
+      self->spill_fd = g_mkstemp_full (spill, O_RDWR | O_CLOEXEC, 0600);
+      if (self->spill_fd >= 0)
+        g_unlink (spill);
+    }
+  if (self->spill_fd < 0)
+    {
+      saved_errno = errno;
+      /* Translators: the first %s is a file name, the second the
+       * system's reason. */
+      return writer_fail_errno (self, error, saved_errno,
+                                _("Creating a temporary file for snapshot "
+                                  "“%s” failed: %s"));
+    }
+
   self->started = TRUE;
   self->write_buffer = g_malloc (WRITE_BUFFER_SIZE);
   self->output_buffer = g_malloc (WRITE_BUFFER_SIZE);
@@ -810,10 +848,45 @@ dedup_insert (HexzSnapshotWriter *self,
 
 /* Index */
 
-static void
-stream_append_entry (HexzSnapshotWriter   *self,
-                     StreamState          *stream,
-                     const HexzBlockEntry *entry)
+/* Compresses the filled part of the stream's page buffer and moves it to
+ * the spill file. */
+static gboolean
+spill_page (HexzSnapshotWriter  *self,
+            StreamState         *stream,
+            GError             **error)
+{
+  g_autoptr(GBytes) page = NULL;
+  SpilledPage spilled;
+  const guint8 *data;
+  gsize size;
+  int saved_errno;
+
+  page = hexz_compress_page (stream->page_buffer,
+                             stream->page_fill * HEXZ_ENTRY_SIZE);
+  data = g_bytes_get_data (page, &size);
+
+  if (!pwrite_all (self->spill_fd, data, size, self->spill_end, &saved_errno))
+    /* Translators: the first %s is a file name, the second the
+     * system's reason. */
+    return writer_fail_errno (self, error, saved_errno,
+                              _("Writing the index of snapshot “%s” to a "
+                                "temporary file failed: %s"));
+
+  spilled.spill_offset = self->spill_end;
+  spilled.length = size;
+  spilled.checksum = hexz_checksum (data, size);
+  g_array_append_val (stream->pages, spilled);
+  self->spill_end += size;
+  stream->page_fill = 0;
+
+  return TRUE;
+}
+
+static gboolean
+stream_append_entry (HexzSnapshotWriter    *self,
+                     StreamState           *stream,
+                     const HexzBlockEntry  *entry,
+                     GError               **error)
 {
   hexz_block_entry_encode (entry,
                            stream->page_buffer + stream->page_fill * HEXZ_ENTRY_SIZE);
@@ -821,12 +894,9 @@ stream_append_entry (HexzSnapshotWriter   *self,
   stream->n_entries++;
 
   if (stream->page_fill == HEXZ_ENTRIES_PER_PAGE)
-    {
-      g_ptr_array_add (stream->pages,
-                       hexz_compress_page (stream->page_buffer,
-                                           stream->page_fill * HEXZ_ENTRY_SIZE));
-      stream->page_fill = 0;
-    }
+    return spill_page (self, stream, error);
+
+  return TRUE;
 }
 
 /* Returns %TRUE when the stored block @slot names holds the same logical
@@ -877,8 +947,7 @@ retire_block (HexzSnapshotWriter  *self,
   if (job->zero)
     {
       entry.kind = HEXZ_BLOCK_ZERO;
-      stream_append_entry (self, stream, &entry);
-      return TRUE;
+      return stream_append_entry (self, stream, &entry, error);
     }
 
   entry.kind = HEXZ_BLOCK_DATA;
@@ -899,8 +968,7 @@ retire_block (HexzSnapshotWriter  *self,
               entry.codec = slot->codec;
               entry.stored_offset = slot->offset;
               entry.stored_length = slot->length;
-              stream_append_entry (self, stream, &entry);
-              return TRUE;
+              return stream_append_entry (self, stream, &entry, error);
             }
 
           g_debug ("Blocks with equal XXH3-128 hashes differ; storing both");
@@ -931,9 +999,8 @@ retire_block (HexzSnapshotWriter  *self,
   XXH3_64bits_update (stream->data_hash, stored, stored_length);
   dedup_insert (self, job->hash, entry.stored_offset, entry.stored_length,
                 entry.codec);
-  stream_append_entry (self, stream, &entry);
 
-  return TRUE;
+  return stream_append_entry (self, stream, &entry, error);
 }
 
 /* Waits for the oldest job in flight and records it in the index and the
@@ -989,7 +1056,8 @@ retire_one (HexzSnapshotWriter  *self,
         {
           entry.logical_length = i + 1 == job->count ? job->tail_length
                                                      : self->block_size;
-          stream_append_entry (self, stream, &entry);
+          if (!stream_append_entry (self, stream, &entry, error))
+            return FALSE;
         }
       return TRUE;
 
@@ -1657,7 +1725,7 @@ hexz_snapshot_writer_begin_stream (HexzSnapshotWriter  *self,
 
   state->present = TRUE;
   state->data_offset = output_offset (self);
-  state->pages = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  state->pages = g_array_new (FALSE, FALSE, sizeof (SpilledPage));
   state->page_buffer = g_malloc (HEXZ_ENTRIES_PER_PAGE * HEXZ_ENTRY_SIZE);
   state->data_hash = XXH3_createState ();
   XXH3_64bits_reset (state->data_hash);
@@ -1957,13 +2025,8 @@ hexz_snapshot_writer_end_stream (HexzSnapshotWriter  *self,
     return FALSE;
 
   state = &self->streams[self->current];
-  if (state->page_fill > 0)
-    {
-      g_ptr_array_add (state->pages,
-                       hexz_compress_page (state->page_buffer,
-                                           state->page_fill * HEXZ_ENTRY_SIZE));
-      state->page_fill = 0;
-    }
+  if (state->page_fill > 0 && !spill_page (self, state, error))
+    return FALSE;
   g_clear_pointer (&state->page_buffer, g_free);
 
   state->logical_size = self->position;
@@ -2326,20 +2389,34 @@ write_index_and_header (HexzSnapshotWriter  *self,
 
       for (guint i = 0; i < state->pages->len; i++)
         {
-          GBytes *page = g_ptr_array_index (state->pages, i);
+          const SpilledPage *page = &g_array_index (state->pages, SpilledPage, i);
+          g_autofree guint8 *data = g_malloc (page->length);
           HexzPageDesc desc;
-          gsize size;
-          const guint8 *data = g_bytes_get_data (page, &size);
+
+          if (!pread_all (self->spill_fd, data, page->length,
+                          page->spill_offset, &saved_errno))
+            /* Translators: the first %s is a file name, the second the
+             * system's reason. */
+            return writer_fail_errno (self, error, saved_errno,
+                                      _("Reading the index of snapshot “%s” "
+                                        "from a temporary file failed: %s"));
+
+          /* The spill file is outside the snapshot's checksums: check the
+           * page before it goes into the file. */
+          if (hexz_checksum (data, page->length) != page->checksum)
+            return writer_fail_errno (self, error, EIO,
+                                      _("Reading the index of snapshot “%s” "
+                                        "from a temporary file failed: %s"));
 
           desc.offset = output_offset (self);
-          desc.length = size;
+          desc.length = page->length;
           desc.entry_count = i + 1 < state->pages->len
             ? HEXZ_ENTRIES_PER_PAGE
             : state->n_entries - (guint64) i * HEXZ_ENTRIES_PER_PAGE;
-          desc.checksum = hexz_checksum (data, size);
+          desc.checksum = page->checksum;
           hexz_page_desc_encode (&desc, directory + i * HEXZ_PAGE_DESC_SIZE);
 
-          if (!output_append (self, data, size, error))
+          if (!output_append (self, data, page->length, error))
             return FALSE;
         }
     }
@@ -2592,7 +2669,7 @@ hexz_snapshot_writer_finalize (GObject *object)
 
   for (guint s = 0; s < HEXZ_N_STREAMS; s++)
     {
-      g_clear_pointer (&self->streams[s].pages, g_ptr_array_unref);
+      g_clear_pointer (&self->streams[s].pages, g_array_unref);
       g_clear_pointer (&self->streams[s].page_buffer, g_free);
       g_clear_pointer (&self->streams[s].data_hash, XXH3_freeState);
     }
@@ -2802,6 +2879,7 @@ hexz_snapshot_writer_init (HexzSnapshotWriter *self)
   self->threads = CLAMP (g_get_num_processors (), 1, 1024);
   self->metadata = json_object_new ();
   self->fd = -1;
+  self->spill_fd = -1;
   self->queue = g_async_queue_new ();
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
