@@ -434,6 +434,64 @@ test_dedup_collision (Fixture       *fixture,
   g_assert_no_error (error);
 }
 
+/* Streams of many index pages: more pages than the reader keeps loaded,
+ * in both streams, the memory stream written first. */
+static void
+test_many_pages (Fixture       *fixture,
+                 gconstpointer  data)
+{
+  g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (fixture->path);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 zeros = G_GUINT64_CONSTANT (4) << 30;
+  gsize head = 8 * 1024 * 1024;
+  gsize tail = 1024 * 1024 + 5;
+  gsize memory_size = 20 * 1024 * 1024;
+  g_autofree guint8 *disk_head = g_malloc (head);
+  g_autofree guint8 *disk_tail = g_malloc (tail);
+  g_autofree guint8 *memory = g_malloc (memory_size);
+  g_autofree guint8 *buffer = g_malloc (head);
+
+  test_fill_random (disk_head, head, 171);
+  test_fill_text (disk_tail, tail, 172);
+  test_fill_text (memory, memory_size, 173);
+
+  hexz_snapshot_writer_set_block_size (writer, 4096);
+  g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_MEMORY, 0, &error));
+  g_assert_true (hexz_snapshot_writer_write (writer, memory, memory_size, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK, 0, &error));
+  g_assert_true (hexz_snapshot_writer_write (writer, disk_head, head, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_write_zeros (writer, zeros, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_write (writer, disk_tail, tail, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_close (writer, NULL, &error));
+  g_assert_no_error (error);
+
+  snapshot = open_ok (fixture->path);
+  g_assert_cmpuint (hexz_snapshot_get_disk_size (snapshot), ==, head + zeros + tail);
+  assert_stream_equals (snapshot, HEXZ_STREAM_MEMORY, memory, memory_size);
+
+  /* Walks every page of the zero run, evicting pages on the way. */
+  g_assert_true (hexz_snapshot_is_zero (snapshot, HEXZ_STREAM_DISK, head, zeros, &error));
+  g_assert_no_error (error);
+  g_assert_false (hexz_snapshot_is_zero (snapshot, HEXZ_STREAM_DISK, head - 1, 2, &error));
+  g_assert_no_error (error);
+
+  g_assert_true (hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, 0, buffer, head, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpmem (buffer, head, disk_head, head);
+  g_assert_true (hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, head + zeros, buffer, tail,
+                                     NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpmem (buffer, tail, disk_tail, tail);
+  g_assert_true (hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, head + zeros / 2, buffer,
+                                     100000, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (hexz_is_all_zero (buffer, 100000));
+
+  g_assert_true (hexz_snapshot_verify (snapshot, NULL, &error));
+  g_assert_no_error (error);
+}
+
 static void
 test_is_zero (Fixture       *fixture,
               gconstpointer  data)
@@ -1423,6 +1481,7 @@ main (int   argc,
   ADD ("/snapshot/dedup/same-prefix", test_dedup_same_prefix);
   ADD ("/snapshot/dedup/hash-collision", test_dedup_collision);
   ADD ("/snapshot/read/is-zero", test_is_zero);
+  ADD ("/snapshot/read/many-pages", test_many_pages);
   ADD ("/snapshot/read/past-end", test_read_past_end);
   ADD ("/snapshot/read/input-stream-seek", test_input_stream_seek);
   ADD ("/snapshot/read/threads", test_read_threads);
