@@ -15,5 +15,7 @@
 #include "hexz-overlay.h"
 #include "hexz-commit.h"
 #include "hexz-qmp-client.h"
+#include "hexz-capture.h"
+#include "hexz-restore.h"
 
 #undef __HEXZ_INSIDE__
