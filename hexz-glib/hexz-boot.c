@@ -390,6 +390,9 @@ boot_remove_file (const char *path)
 static void
 boot_remove_files (HexzBoot *self)
 {
+  if (self->directory == NULL)
+    return;
+
   boot_remove_file (self->nbd_socket_path);
   boot_remove_file (self->control_socket_path);
 
@@ -642,8 +645,7 @@ start_fail (StartState *state,
   if (self->phase == BOOT_PHASE_IDLE)
     {
       /* Nothing was started yet. */
-      boot_set_phase (self, BOOT_PHASE_STOPPED);
-      start_complete (state);
+      boot_finish_teardown (self);
       return;
     }
 
@@ -704,6 +706,20 @@ start_on_restored (GObject      *source,
 
   if (!hexz_restore_memory_finish (result, &error))
     {
+      g_autofree char *log = boot_read_log_tail (state->self->qemu_log_path);
+
+      /* The log is removed with the private folder, so quote it now. */
+      if (*log != '\0' && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        {
+          GError *quoted = g_error_new (error->domain, error->code,
+                                        /* Translators: the first %s is an error message,
+                                         * the second QEMU's log output. */
+                                        _("%s (QEMU printed: %s)"), error->message, log);
+
+          g_error_free (error);
+          error = quoted;
+        }
+
       start_fail (state, error);
       return;
     }
@@ -1118,6 +1134,9 @@ start_on_snapshot_opened (GObject      *source,
   g_autoptr(StartState) state = user_data;
   HexzBoot *self = state->self;
   GError *error = NULL;
+
+  if (state->task == NULL)
+    return;
 
   state->snapshot = hexz_snapshot_open_finish (result, &error);
   if (state->snapshot == NULL)
@@ -2258,6 +2277,33 @@ hexz_boot_start_finish (HexzBoot      *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+static void
+boot_destroy_source (gpointer data)
+{
+  GSource *source = data;
+
+  g_source_destroy (source);
+  g_source_unref (source);
+}
+
+static gboolean
+boot_on_wait_cancelled (GCancellable *cancellable,
+                        gpointer      user_data)
+{
+  GTask *task = user_data;
+  HexzBoot *self = g_task_get_source_object (task);
+  GList *link = g_list_find (self->wait_tasks, task);
+
+  if (link != NULL)
+    {
+      self->wait_tasks = g_list_delete_link (self->wait_tasks, link);
+      g_task_return_error_if_cancelled (task);
+      g_object_unref (task);
+    }
+
+  return G_SOURCE_REMOVE;
+}
+
 /**
  * hexz_boot_wait_async:
  * @self: a boot
@@ -2305,8 +2351,16 @@ hexz_boot_wait_async (HexzBoot            *self,
     case BOOT_PHASE_RUNNING:
     case BOOT_PHASE_STOPPING:
     default:
-      /* FIXME: a cancelled wait stays in the list until the machine stops;
-       * removing it on cancellation would free it at once. */
+      if (cancellable != NULL)
+        {
+          GSource *source = g_cancellable_source_new (cancellable);
+
+          /* The task owns the source, so the source never outlives it. */
+          g_source_set_callback (source, G_SOURCE_FUNC (boot_on_wait_cancelled), task, NULL);
+          g_source_attach (source, g_task_get_context (task));
+          g_task_set_task_data (task, source, boot_destroy_source);
+        }
+
       self->wait_tasks = g_list_append (self->wait_tasks, g_steal_pointer (&task));
       return;
     }
@@ -2422,7 +2476,8 @@ hexz_boot_stop_async (HexzBoot            *self,
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, hexz_boot_stop_async);
 
-  if (self->phase == BOOT_PHASE_IDLE || self->phase == BOOT_PHASE_STOPPED)
+  if ((self->phase == BOOT_PHASE_IDLE && self->start == NULL) ||
+      self->phase == BOOT_PHASE_STOPPED)
     {
       g_task_return_boolean (task, TRUE);
       return;
@@ -2435,7 +2490,7 @@ hexz_boot_stop_async (HexzBoot            *self,
 
   self->stop_requested = TRUE;
 
-  if (self->phase == BOOT_PHASE_STARTING)
+  if (self->start != NULL)
     {
       g_debug ("Boot: stop requested while starting");
       if (self->start != NULL)

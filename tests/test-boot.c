@@ -73,10 +73,28 @@ skip_without_children (void)
   return FALSE;
 }
 
+/* Checks whether @pid names a live process. A zombie counts as gone: an
+ * orphan whose new parent does not reap it stays a zombie. */
 static gboolean
 pid_exists (GPid pid)
 {
-  return pid > 0 && (kill (pid, 0) == 0 || errno != ESRCH);
+  g_autofree char *stat_path = NULL;
+  g_autofree char *contents = NULL;
+  const char *end;
+
+  if (pid <= 0 || (kill (pid, 0) != 0 && errno == ESRCH))
+    return FALSE;
+
+  stat_path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  if (!g_file_get_contents (stat_path, &contents, NULL, NULL))
+    return FALSE;
+
+  /* The state follows the command name, which ends with the last ")". */
+  end = strrchr (contents, ')');
+  if (end == NULL || end[1] == '\0' || end[2] == '\0')
+    return TRUE;
+
+  return end[2] != 'Z' && end[2] != 'X';
 }
 
 static void
@@ -869,6 +887,20 @@ test_boot_library_stop (void)
   /* The user's monitor is free while the boot holds its own. */
   wait_for_records (socket_path, 1, &status);
 
+  /* A cancelled wait returns at once and leaves the machine running. */
+  {
+    g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+
+    hexz_boot_wait_async (boot, cancellable, on_wait_done, &wait);
+    g_cancellable_cancel (cancellable);
+    HEXZ_TEST_RUN_UNTIL (wait.done, BOOT_TIMEOUT_MS);
+    g_assert_error (wait.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+    g_clear_error (&wait.error);
+    wait.done = FALSE;
+    g_assert_true (hexz_boot_get_running (boot));
+    g_assert_true (pid_exists (qemu_pid));
+  }
+
   hexz_boot_wait_async (boot, NULL, on_wait_done, &wait);
   hexz_boot_stop_async (boot, HEXZ_BOOT_STOP_QUIT, NULL, on_stop_done, &stop);
   HEXZ_TEST_RUN_UNTIL (stop.done && wait.done, BOOT_TIMEOUT_MS);
@@ -934,6 +966,101 @@ test_boot_library_cancel (void)
   remove_tree (tmpdir);
 }
 
+/* QEMU rejecting its command line ends the start with QEMU's own words,
+ * and nothing stays behind. */
+static void
+test_boot_qemu_fails (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmpdir = NULL;
+  g_autofree char *base = NULL;
+  g_autofree char *err = NULL;
+  guint folders_before;
+
+  if (skip_without_children ())
+    return;
+
+  tmpdir = g_dir_make_tmp ("hexz-test-boot-XXXXXX", &error);
+  g_assert_no_error (error);
+  base = make_base_snapshot (tmpdir);
+  folders_before = count_boot_folders ();
+
+  err = RUN_TOOL (1, "boot", base, "--accel", "tcg", "--", "-no-such-option");
+  g_test_message ("hexz-snap boot: %s", err);
+  g_assert_nonnull (strstr (err, "QEMU exited with status 1"));
+  g_assert_nonnull (strstr (err, "-no-such-option"));
+  g_assert_cmpuint (count_boot_folders (), ==, folders_before);
+
+  remove_tree (tmpdir);
+}
+
+/* An overlay that already holds changes cannot go with a snapshot's
+ * memory: the disk would not match it. */
+static void
+test_boot_used_overlay (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmpdir = g_dir_make_tmp ("hexz-test-boot-XXXXXX", &error);
+  g_autofree char *snapshot = NULL;
+  g_autofree char *overlay_path = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr(HexzOverlay) overlay = NULL;
+  const guint8 data[16] = { 1, 2, 3 };
+  guint folders_before;
+
+  g_assert_no_error (error);
+  snapshot = make_memory_snapshot (tmpdir, GUEST_RAM);
+  overlay_path = g_build_filename (tmpdir, "used.overlay", NULL);
+  overlay = hexz_overlay_create_path (overlay_path, HEXZ_TEST_GUEST_DISK_SIZE,
+                                      HEXZ_OVERLAY_CREATE_NONE, &error);
+  g_assert_no_error (error);
+  g_assert_true (hexz_overlay_write (overlay, 8192, data, sizeof data, &error));
+  g_assert_true (hexz_overlay_sync (overlay, &error));
+  g_assert_no_error (error);
+  g_clear_object (&overlay);
+  folders_before = count_boot_folders ();
+
+  err = RUN_TOOL (1, "boot", snapshot, "--overlay", overlay_path, "--accel", "tcg");
+  g_test_message ("hexz-snap boot: %s", err);
+  g_assert_nonnull (strstr (err, "1 modified pages"));
+  g_assert_cmpuint (count_boot_folders (), ==, folders_before);
+
+  remove_tree (tmpdir);
+}
+
+/* When hexz-snap boot dies without cleaning up, its children follow it:
+ * the kernel sends them SIGTERM. */
+static void
+test_boot_parent_killed (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmpdir = NULL;
+  g_autofree char *base = NULL;
+  g_autoptr(BootRun) run = NULL;
+  gboolean exited = FALSE;
+
+  if (skip_without_children ())
+    return;
+
+  tmpdir = g_dir_make_tmp ("hexz-test-boot-XXXXXX", &error);
+  g_assert_no_error (error);
+  base = make_base_snapshot (tmpdir);
+
+  run = boot_run_start (tmpdir, "boot", (const char * const []) {
+                          base, "--kernel", hexz_test_guest_get_path (),
+                          "--append", "fill=1M", NULL });
+
+  g_subprocess_force_exit (run->process);
+  g_subprocess_wait_async (run->process, NULL, on_process_exited, &exited);
+  HEXZ_TEST_RUN_UNTIL (exited, BOOT_TIMEOUT_MS);
+  HEXZ_TEST_RUN_UNTIL (!pid_exists (run->qemu_pid) && !pid_exists (run->nbdkit_pid),
+                       BOOT_TIMEOUT_MS);
+
+  /* Nobody was left to remove the private folder. */
+  remove_tree (run->directory);
+  remove_tree (tmpdir);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -953,6 +1080,9 @@ main (int   argc,
   g_test_add_func ("/boot/library/stop", test_boot_library_stop);
   g_test_add_func ("/boot/library/cancel", test_boot_library_cancel);
   g_test_add_func ("/boot/ephemeral-overlay", test_boot_ephemeral_overlay);
+  g_test_add_func ("/boot/used-overlay", test_boot_used_overlay);
+  g_test_add_func ("/boot/qemu-fails", test_boot_qemu_fails);
+  g_test_add_func ("/boot/parent-killed", test_boot_parent_killed);
   g_test_add_func ("/boot/full-loop", test_boot_full_loop);
 
   return g_test_run ();
