@@ -10,7 +10,7 @@
  *
  * A boot starts two children: nbdkit with `hexz-plugin.so`, which serves
  * the snapshot's disk with a copy-on-write overlay on a unix socket, and
- * QEMU with that socket as its disk. When the snapshot holds memory, QEMU
+ * QEMU with that socket as its disk. When the snapshot contains memory, QEMU
  * starts with `-incoming defer` and the memory stream is loaded through
  * [func@Hexz.restore_memory_async] before the machine resumes. A snapshot
  * recorded from a machine with another RAM size is rejected before
@@ -78,7 +78,7 @@
 /* Default of the stop-timeout property. */
 #define BOOT_DEFAULT_STOP_TIMEOUT_MS 10000
 
-/* The most log text quoted in an error message. */
+/* The maximum length of log text quoted in an error message, in bytes. */
 #define BOOT_LOG_TAIL_BYTES 2048
 
 /* Metadata key under which a capture records the machine's RAM size. */
@@ -262,12 +262,12 @@ boot_child_error (const char  *name,
   if (*log == '\0')
     return g_error_new (HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_CHILD_FAILED,
                         /* Translators: the first %s is a program name (QEMU or nbdkit),
-                         * the second says how it ended, as “exited with status 1”. */
+                         * the second describes how it ended, as “exited with status 1”. */
                         _("%s %s"), name, how);
 
   return g_error_new (HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_CHILD_FAILED,
                       /* Translators: the first %s is a program name (QEMU or nbdkit),
-                       * the second says how it ended, the third is its log output. */
+                       * the second describes how it ended, the third is its log output. */
                       _("%s %s: %s"), name, how, log);
 }
 
@@ -995,7 +995,7 @@ start_check_ram (StartState  *state,
 
       g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_RAM_MISMATCH,
                    /* Translators: the first %s is a file name, then two sizes. */
-                   _("The snapshot “%s” holds the memory of a machine with %s of RAM, but %s "
+                   _("The snapshot “%s” contains the memory of a machine with %s of RAM, but %s "
                      "was requested: boot it with the recorded size, or leave the RAM size "
                      "unset"),
                    self->snapshot_path, saved, requested);
@@ -1037,12 +1037,20 @@ start_check_overlay (StartState  *state,
 
   if (hexz_snapshot_has_memory (state->snapshot) && hexz_overlay_get_n_modified (overlay) > 0)
     {
+      guint64 n_modified = hexz_overlay_get_n_modified (overlay);
+
       g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
                    /* Translators: the first %s is a file name, %" G_GUINT64_FORMAT " a
                     * number of pages, the second %s a file name. */
-                   _("The overlay “%s” already holds %" G_GUINT64_FORMAT " modified pages, so "
-                     "the disk would not match the memory of “%s”: give a new overlay file"),
-                   self->overlay, hexz_overlay_get_n_modified (overlay), self->snapshot_path);
+                   g_dngettext (GETTEXT_PACKAGE,
+                                "The overlay “%s” already contains %" G_GUINT64_FORMAT
+                                " modified page, so the disk would not match the memory of "
+                                "“%s”: give a new overlay file",
+                                "The overlay “%s” already contains %" G_GUINT64_FORMAT
+                                " modified pages, so the disk would not match the memory of "
+                                "“%s”: give a new overlay file",
+                                n_modified),
+                   self->overlay, n_modified, self->snapshot_path);
       return FALSE;
     }
 
@@ -1617,7 +1625,7 @@ hexz_boot_get_overlay (HexzBoot *self)
  * Sets the copy-on-write overlay that receives the disk writes. The file
  * and its `.meta` file are created when missing and kept when the machine
  * stops. An existing overlay must have the size of the snapshot's disk,
- * and must hold no modified page when the snapshot holds memory.
+ * and must contain no modified page when the snapshot contains memory.
  *
  * Since: 1.0
  */
@@ -1696,7 +1704,7 @@ hexz_boot_get_ram (HexzBoot *self)
  * @self: a boot that has not started
  * @ram: the RAM size in bytes, a whole number of MiB, or 0 for the default
  *
- * Sets the machine's RAM size. With a snapshot that holds memory, the
+ * Sets the machine's RAM size. With a snapshot that contains memory, the
  * default is the recorded size, and another size makes the start fail with
  * %HEXZ_BOOT_ERROR_RAM_MISMATCH before anything starts.
  *
@@ -2151,7 +2159,7 @@ hexz_boot_get_restored_memory (HexzBoot *self)
  * hexz_boot_get_directory:
  * @self: a boot
  *
- * Gets the private folder that holds the sockets, the logs and an
+ * Gets the private folder that contains the sockets, the logs and an
  * ephemeral overlay. It exists from the start until the machine stops.
  *
  * Returns: (nullable) (type filename): the folder, or %NULL before the
@@ -2210,7 +2218,7 @@ hexz_boot_get_nbdkit_pid (HexzBoot *self)
  * @callback: (scope async): the function to call once the machine runs
  * @user_data: the data to pass to @callback
  *
- * Starts nbdkit and QEMU, and loads the snapshot's memory when it holds
+ * Starts nbdkit and QEMU, and loads the snapshot's memory when it contains
  * some. The operation completes once the machine runs (after the memory
  * was restored) or once everything it started was stopped again after a
  * failure or a cancellation.

@@ -30,7 +30,7 @@ G_BEGIN_DECLS
  * @HEXZ_BOOT_ERROR_FAILED: a failure with no more specific code
  * @HEXZ_BOOT_ERROR_INVALID_INPUT: the snapshot, the overlay or an option is
  *   invalid; nothing was started
- * @HEXZ_BOOT_ERROR_RAM_MISMATCH: the snapshot holds the memory of a machine
+ * @HEXZ_BOOT_ERROR_RAM_MISMATCH: the snapshot contains the memory of a machine
  *   with another RAM size than the one requested; nothing was started
  * @HEXZ_BOOT_ERROR_CHILD_FAILED: nbdkit or QEMU could not be started, or
  *   exited with an error
@@ -57,7 +57,7 @@ typedef enum {
  * @HEXZ_BOOT_STOP_POWERDOWN: send QMP `system_powerdown` (the ACPI power
  *   button) and give the guest the stop timeout to shut down, then `quit`
  *
- * How [method@Hexz.Boot.stop_async] asks QEMU to stop.
+ * How [method@Hexz.Boot.stop_async] requests QEMU to stop.
  *
  * Since: 1.0
  */

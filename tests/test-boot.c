@@ -3,7 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * These tests start real nbdkit and QEMU processes with the test guest,
- * under TCG unless HEXZ_TEST_ACCEL says otherwise. They skip when the
+ * under TCG unless HEXZ_TEST_ACCEL selects another accelerator. They skip when the
  * guest, QEMU, nbdkit or the plugin is missing.
  */
 
@@ -884,7 +884,7 @@ test_boot_library_stop (void)
   socket_path = g_strdup (hexz_boot_get_qmp_socket (boot));
   g_assert_true (g_str_has_prefix (socket_path, directory));
 
-  /* The user's monitor is free while the boot holds its own. */
+  /* The user's monitor is free while the boot keeps its own connected. */
   wait_for_records (socket_path, 1, &status);
 
   /* A cancelled wait returns at once and leaves the machine running. */
@@ -940,7 +940,7 @@ test_boot_library_cancel (void)
   hexz_boot_set_kernel (boot, hexz_test_guest_get_path ());
   hexz_boot_set_append (boot, "fill=1M");
 
-  /* Cancel once nbdkit runs, before QEMU answers on its monitor. */
+  /* Cancel once nbdkit runs, before QEMU replies on its monitor. */
   hexz_boot_start_async (boot, cancellable, on_start_done, &start);
   HEXZ_TEST_RUN_UNTIL (start.done || hexz_boot_get_nbdkit_pid (boot) != 0, BOOT_TIMEOUT_MS);
   g_cancellable_cancel (cancellable);
@@ -994,7 +994,7 @@ test_boot_qemu_fails (void)
   remove_tree (tmpdir);
 }
 
-/* An overlay that already holds changes cannot go with a snapshot's
+/* An overlay that already contains changes cannot go with a snapshot's
  * memory: the disk would not match it. */
 static void
 test_boot_used_overlay (void)
@@ -1022,7 +1022,7 @@ test_boot_used_overlay (void)
 
   err = RUN_TOOL (1, "boot", snapshot, "--overlay", overlay_path, "--accel", "tcg");
   g_test_message ("hexz-snap boot: %s", err);
-  g_assert_nonnull (strstr (err, "1 modified pages"));
+  g_assert_nonnull (strstr (err, "already contains 1 modified page,"));
   g_assert_cmpuint (count_boot_folders (), ==, folders_before);
 
   remove_tree (tmpdir);
@@ -1056,7 +1056,7 @@ test_boot_parent_killed (void)
   HEXZ_TEST_RUN_UNTIL (!pid_exists (run->qemu_pid) && !pid_exists (run->nbdkit_pid),
                        BOOT_TIMEOUT_MS);
 
-  /* Nobody was left to remove the private folder. */
+  /* No process remained to remove the private folder. */
   remove_tree (run->directory);
   remove_tree (tmpdir);
 }
