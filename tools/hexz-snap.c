@@ -58,6 +58,15 @@ static const HexzToolCommand commands[] = {
     hexz_tool_command_extract,
   },
   {
+    "boot", N_("SNAPSHOT [-- QEMU-ARGUMENT…]"),
+    N_("Run a virtual machine from a snapshot"),
+    N_("Serves the disk of SNAPSHOT through nbdkit with a copy-on-write overlay and starts "
+       "QEMU on it. When the snapshot holds memory, the machine resumes where the snapshot "
+       "was taken; the RAM size must then match the recorded one. Runs until QEMU exits; "
+       "Ctrl-C shuts the machine down. Arguments after “--” are passed to QEMU."),
+    hexz_tool_command_boot,
+  },
+  {
     "snap", "",
     N_("Take a snapshot of a running virtual machine"),
     N_("Pauses the QEMU virtual machine behind the QMP socket as briefly as the mode "
