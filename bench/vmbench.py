@@ -75,8 +75,9 @@ def find_build_dir(requested):
 def pick_accel(requested):
     if requested != "auto":
         return requested
-    # Nested KVM touches guest memory very slowly the first time; TCG fills
-    # a large guest faster here (see /work/shared/FACTS.md).
+    # Under nested KVM the first touch of each guest page is very slow: a
+    # guest filling 1 GiB covered a few MiB in 8 s, while TCG filled 256 MiB
+    # in about 5 s.
     return "tcg"
 
 
@@ -224,7 +225,8 @@ def bare_dump(qmp_path, path, keep=False, resume=True):
 
 
 def feed(path, write_fd):
-    """Copies a file into a pipe until the file ends."""
+    """Copies a file into a pipe until the file ends. Returns the number of
+    bytes."""
     src = os.open(path, os.O_RDONLY)
     total = 0
     try:
@@ -239,7 +241,7 @@ def feed(path, write_fd):
 
 
 class Children:
-    """Child processes by pid; stops exactly those."""
+    """Child processes kept by pid, so that exactly those are stopped."""
 
     def __init__(self):
         self.procs = []
@@ -287,8 +289,9 @@ def guest_path(build):
 
 def guest_qemu_argv(build, accel, ram, append, disk_drive, qmp_path, debug_path,
                     incoming=False):
-    """QEMU running the test guest with RAM bytes of pattern: the machine
-    gets the guest's own 16 MiB plus RAM plus some room."""
+    """Returns the QEMU command line that runs the test guest with RAM
+    bytes of pattern. The machine gets the guest's own 16 MiB, RAM and
+    32 MiB more."""
     megabytes = (GUEST_LOW_RAM + ram) // (1 << 20) + 32
     argv = ["qemu-system-x86_64", "-nodefaults", "-no-reboot", "-machine", "pc",
             "-accel", accel, "-m", str(megabytes), "-display", "none",
@@ -302,7 +305,8 @@ def guest_qemu_argv(build, accel, ram, append, disk_drive, qmp_path, debug_path,
 
 
 def wait_guest_running(debug_path, proc, timeout):
-    """Waits until the test guest says it filled its pattern and runs."""
+    """Waits until the test guest reports on its debug port that it filled
+    its pattern and runs."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -319,8 +323,9 @@ def wait_guest_running(debug_path, proc, timeout):
 
 
 def make_base_disk(build, folder):
-    """A raw disk for the guest, its hexz snapshot and an overlay that QEMU
-    writes as a raw disk (a full copy, with .meta listing the record page)."""
+    """Creates a raw disk for the guest, its hexz snapshot and an overlay
+    that QEMU writes as a raw disk: a full copy, with .meta listing the page
+    of the guest's record sector. Returns the three paths."""
     raw = os.path.join(folder, "disk.img")
     with open(raw, "wb") as f:
         f.truncate(GUEST_DISK_SIZE)
