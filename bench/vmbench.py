@@ -205,7 +205,7 @@ def bare_dump(qmp_path, path, keep=False, resume=True):
         qmp.execute("stop")
         qmp.execute("migrate", {"uri": "fd:bench"})
         size = drain(read_fd, out)
-        qmp.wait_migration()
+        info = qmp.wait_migration()
         if resume:
             qmp.cont()
         pause = time.monotonic() - pause_start
@@ -221,7 +221,9 @@ def bare_dump(qmp_path, path, keep=False, resume=True):
         qmp.close()
     if not keep:
         os.unlink(path)
-    return {"pause": pause, "total": total, "size": size, "rss": None, "cpu": None}
+    downtime = info.get("downtime")
+    return {"pause": pause, "total": total, "size": size, "rss": None, "cpu": None,
+            "downtime": downtime / 1000 if downtime is not None else None}
 
 
 def feed(path, write_fd):
