@@ -10,6 +10,7 @@
 
 import array
 import collections
+import ctypes
 import json
 import os
 import re
@@ -242,6 +243,16 @@ def feed(path, write_fd):
     return total
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """Asks the kernel to send SIGTERM to the child when the benchmark
+    dies, so that no QEMU outlives a benchmark that was killed."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 class Children:
     """Child processes kept by pid, so that exactly those are stopped."""
 
@@ -251,7 +262,8 @@ class Children:
     def start(self, argv, log_path, **kwargs):
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
-                                    stderr=subprocess.STDOUT, **kwargs)
+                                    stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                                    **kwargs)
         self.procs.append(proc)
         return proc
 
