@@ -246,7 +246,7 @@ def feed(path, write_fd):
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent():
+def die_with_parent():
     """Asks the kernel to send SIGTERM to the child when the benchmark
     dies, so that no QEMU outlives a benchmark that was killed."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -262,7 +262,7 @@ class Children:
     def start(self, argv, log_path, **kwargs):
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
-                                    stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                                    stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
                                     **kwargs)
         self.procs.append(proc)
         return proc
