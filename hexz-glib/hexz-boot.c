@@ -170,6 +170,15 @@ static GParamSpec *properties[N_PROPS];
 
 G_DEFINE_FINAL_TYPE (HexzBoot, hexz_boot, G_TYPE_OBJECT)
 
+/**
+ * hexz_boot_error_quark:
+ *
+ * Gets the error domain of booting from snapshots.
+ *
+ * Returns: the quark of %HEXZ_BOOT_ERROR
+ *
+ * Since: 1.0
+ */
 G_DEFINE_QUARK (hexz-boot-error-quark, hexz_boot_error)
 
 /* The start of one machine: it owns the task, and every pending callback
