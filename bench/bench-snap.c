@@ -2,10 +2,10 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Boots the test guest with a filled RAM region, takes one snapshot in each
- * mode and codec, and prints the pause time measured by the capture, the
- * downtime QEMU reports, the total time, the file size and the time to load
- * the memory back into a fresh QEMU.
+ * Boots the test guest with a filled RAM region and takes one snapshot in
+ * each mode and codec. For each it prints the pause time measured by the
+ * capture, the downtime QEMU reports, the total time, the file size and the
+ * time to load the memory back into a fresh QEMU.
  *
  *   bench-snap GUEST_ELF [RAM_MIB [FILL_MIB [ACCEL]]]
  *
@@ -131,8 +131,8 @@ vm_stop (BenchVm *vm)
   g_free (vm);
 }
 
-/* Waits until the guest's status area (at 2 MiB) says it is running, that
- * is, the pattern is written. */
+/* Waits until the guest's status area (at 2 MiB) shows the running state,
+ * which the guest enters once its pattern is written. */
 static void
 vm_wait_filled (BenchVm *vm)
 {
