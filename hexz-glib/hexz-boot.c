@@ -835,9 +835,10 @@ start_build_qemu_argv (StartState *state)
                                      control_path);
   qmp_chardev = g_strdup_printf ("socket,id=hexz-qmp,path=%s,server=on,wait=off", qmp_path);
 
-  /* NOTE: "pc" names the newest i440FX machine of the QEMU that runs, so a
-   * memory snapshot loads only into the QEMU version that took it. The
-   * versioned machine name would have to be recorded in the snapshot. */
+  /* NOTE: "pc" names the newest i440FX machine version of the QEMU that
+   * runs, so a memory snapshot loads only into a QEMU whose "pc" is the
+   * same version. Recording the versioned name in the snapshot would fix
+   * that. */
   g_strv_builder_add_many (builder,
                            self->qemu_binary,
                            "-machine", "pc",
