@@ -170,6 +170,15 @@ static GParamSpec *properties[N_PROPS];
 
 G_DEFINE_FINAL_TYPE (HexzBoot, hexz_boot, G_TYPE_OBJECT)
 
+/**
+ * hexz_boot_error_quark:
+ *
+ * Gets the error domain of booting from snapshots.
+ *
+ * Returns: the quark of %HEXZ_BOOT_ERROR
+ *
+ * Since: 1.0
+ */
 G_DEFINE_QUARK (hexz-boot-error-quark, hexz_boot_error)
 
 /* The start of one machine: it owns the task, and every pending callback
@@ -826,6 +835,10 @@ start_build_qemu_argv (StartState *state)
                                      control_path);
   qmp_chardev = g_strdup_printf ("socket,id=hexz-qmp,path=%s,server=on,wait=off", qmp_path);
 
+  /* NOTE: "pc" names the newest i440FX machine version of the QEMU that
+   * runs, so a memory snapshot loads only into a QEMU whose "pc" is the
+   * same version. Recording the versioned name in the snapshot would fix
+   * that. */
   g_strv_builder_add_many (builder,
                            self->qemu_binary,
                            "-machine", "pc",

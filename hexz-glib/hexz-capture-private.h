@@ -19,6 +19,11 @@ void hexz_capture_set_check_free_space (HexzCapture *self,
 void hexz_capture_set_poll_interval    (HexzCapture *self,
                                         guint        interval_ms);
 
+/* Sets how long the connection to socket-path may take to greet, in
+ * milliseconds; 0 keeps the client's default. */
+void hexz_capture_set_connect_timeout  (HexzCapture *self,
+                                        guint        timeout_ms);
+
 /* Sets how long each cleanup command may take, in milliseconds. */
 void hexz_capture_set_cleanup_timeout  (HexzCapture *self,
                                         guint        timeout_ms);

@@ -17,10 +17,10 @@
  * writes the disk stream from the base and the copied pages while the
  * machine runs.
  *
- * Three modes get the memory (see [enum@Hexz.CaptureMode]): paused keeps
- * the machine paused during the whole memory dump; background lets QEMU
+ * Three modes get the memory (see [enum@Hexz.CaptureMode]). Paused keeps
+ * the machine paused during the whole memory dump. Background lets QEMU
  * resume the guest right after saving the device state and stream the
- * memory as it was at the pause; live copies the memory while the guest
+ * memory as it was at the pause. Live copies the memory while the guest
  * runs and lets QEMU pause it once the copy converges.
  *
  * From the moment the machine is paused, every failure (an error reply, a
@@ -101,6 +101,7 @@ struct _HexzCapture
   gboolean check_free_space;
   guint poll_interval;
   guint cleanup_timeout;
+  guint connect_timeout;
 
   HexzCapturePhase phase;
   HexzCaptureMode chosen_mode;
@@ -862,8 +863,8 @@ capture_on_closefd (GObject      *source,
 }
 
 /* A `migrate` that QEMU rejected leaves the passed descriptor in QEMU's
- * table; a migration that started has taken it already, and then QEMU
- * rejects this closefd, which is fine. */
+ * table. A migration that started has taken it already, so QEMU then
+ * rejects this closefd, which does no harm. */
 static void
 capture_cleanup_fd (CaptureState *state)
 {
@@ -1676,13 +1677,6 @@ capture_start_memory (CaptureState *state)
 
   state->memory_input = g_unix_input_stream_new (fds[0], TRUE);
 
-  if (!hexz_snapshot_writer_begin_stream (state->writer, HEXZ_STREAM_MEMORY,
-                                          state->ram_size, &error))
-    {
-      capture_fail (state, g_steal_pointer (&error));
-      return;
-    }
-
   state->splice_running = TRUE;
   hexz_snapshot_writer_splice_async (state->writer, state->memory_input, state->cancellable,
                                      capture_on_memory_spliced, capture_state_ref (state));
@@ -1755,6 +1749,18 @@ capture_start (CaptureState *state)
   if (self->thin)
     hexz_snapshot_writer_set_parent (state->writer, state->base);
 
+  /* Opening the stream creates the file, which is better done and checked
+   * before the machine is paused. */
+  if (!hexz_snapshot_writer_begin_stream (state->writer, HEXZ_STREAM_MEMORY,
+                                          state->ram_size, &error))
+    {
+      capture_fail (state, g_steal_pointer (&error));
+      return;
+    }
+
+  /* NOTE: a guest that dirties memory faster than it can be copied never
+   * lets a live migration converge. The stall timeout does not catch that
+   * because bytes keep moving, so such a run ends only by cancellation. */
   if (state->mode == HEXZ_CAPTURE_MODE_LIVE)
     capture_start_memory (state);
   else
@@ -2333,6 +2339,8 @@ capture_preflight (CaptureState *state)
 
   state->client = hexz_qmp_client_new ();
   state->own_client = TRUE;
+  if (self->connect_timeout != 0)
+    hexz_qmp_client_set_connect_timeout (state->client, self->connect_timeout);
   hexz_qmp_client_connect_to_path_async (state->client, self->socket_path,
                                          state->user_cancellable, capture_on_connected,
                                          capture_state_ref (state));
@@ -2346,8 +2354,9 @@ capture_preflight (CaptureState *state)
  *   written or the capture failed
  * @user_data: the data to pass to @callback
  *
- * Takes the snapshot: checks the inputs, pauses the machine as the mode
- * asks, writes its memory and disk into the output file, and resumes it.
+ * Takes the snapshot. The run checks the inputs, pauses the machine as the
+ * mode requires, writes its memory and disk into the output file and
+ * resumes it.
  *
  * Cancelling @cancellable runs the same cleanup as any failure: the
  * migration is cancelled, the machine resumed if it ran before, the
@@ -3667,6 +3676,15 @@ hexz_capture_set_poll_interval (HexzCapture *self,
   g_return_if_fail (interval_ms > 0);
 
   self->poll_interval = interval_ms;
+}
+
+void
+hexz_capture_set_connect_timeout (HexzCapture *self,
+                                  guint        timeout_ms)
+{
+  g_return_if_fail (HEXZ_IS_CAPTURE (self));
+
+  self->connect_timeout = timeout_ms;
 }
 
 void

@@ -915,6 +915,50 @@ test_boot_library_stop (void)
   remove_tree (tmpdir);
 }
 
+/* The test guest has no ACPI, so it ignores the power button: the stop
+ * falls back to "quit" after the stop timeout. */
+static void
+test_boot_library_powerdown (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmpdir = NULL;
+  g_autofree char *base = NULL;
+  g_autoptr(HexzBoot) boot = NULL;
+  CommandResult start = { FALSE, NULL, NULL };
+  CommandResult stop = { FALSE, NULL, NULL };
+  gint64 stop_begin;
+  gint64 stop_time;
+
+  if (skip_without_children ())
+    return;
+
+  tmpdir = g_dir_make_tmp ("hexz-test-boot-XXXXXX", &error);
+  g_assert_no_error (error);
+  base = make_base_snapshot (tmpdir);
+
+  boot = hexz_boot_new (base);
+  hexz_boot_set_accel (boot, boot_accel ());
+  hexz_boot_set_kernel (boot, hexz_test_guest_get_path ());
+  hexz_boot_set_append (boot, "fill=1M");
+  hexz_boot_set_stop_timeout (boot, 300);
+  hexz_boot_start_async (boot, NULL, on_start_done, &start);
+  HEXZ_TEST_RUN_UNTIL (start.done, BOOT_TIMEOUT_MS);
+  g_assert_no_error (start.error);
+
+  stop_begin = g_get_monotonic_time ();
+  hexz_boot_stop_async (boot, HEXZ_BOOT_STOP_POWERDOWN, NULL, on_stop_done, &stop);
+  HEXZ_TEST_RUN_UNTIL (stop.done, BOOT_TIMEOUT_MS);
+  stop_time = g_get_monotonic_time () - stop_begin;
+  g_assert_no_error (stop.error);
+
+  g_test_message ("Powerdown fell back to quit after %" G_GINT64_FORMAT " ms", stop_time / 1000);
+  g_assert_cmpint (stop_time, >=, 300 * 1000);
+  g_assert_false (pid_exists (hexz_boot_get_qemu_pid (boot)));
+  g_assert_false (pid_exists (hexz_boot_get_nbdkit_pid (boot)));
+
+  remove_tree (tmpdir);
+}
+
 /* Cancelling the start stops what it started. */
 static void
 test_boot_library_cancel (void)
@@ -1065,7 +1109,18 @@ int
 main (int   argc,
       char *argv[])
 {
+  g_autofree char *tmp_root = NULL;
+  int status;
+
   g_test_init (&argc, &argv, NULL);
+
+  /* A temporary folder of this run's own, so that counting the private
+   * folders of boots is not disturbed by other runs on the machine. The
+   * boots started by hexz-snap inherit it through TMPDIR. */
+  tmp_root = g_build_filename (g_getenv ("TMPDIR") != NULL ? g_getenv ("TMPDIR") : "/tmp",
+                               "hexz-test-boot-run-XXXXXX", NULL);
+  g_assert_nonnull (g_mkdtemp (tmp_root));
+  g_setenv ("TMPDIR", tmp_root, TRUE);
 
   /* The build tree's plugin, unless the caller chose one. */
   if (g_getenv ("HEXZ_NBDKIT_PLUGIN") == NULL && g_getenv ("HEXZ_BUILD_ROOT") != NULL)
@@ -1079,11 +1134,15 @@ main (int   argc,
   g_test_add_func ("/boot/ram-mismatch", test_boot_ram_mismatch);
   g_test_add_func ("/boot/library/stop", test_boot_library_stop);
   g_test_add_func ("/boot/library/cancel", test_boot_library_cancel);
+  g_test_add_func ("/boot/library/powerdown", test_boot_library_powerdown);
   g_test_add_func ("/boot/ephemeral-overlay", test_boot_ephemeral_overlay);
   g_test_add_func ("/boot/used-overlay", test_boot_used_overlay);
   g_test_add_func ("/boot/qemu-fails", test_boot_qemu_fails);
   g_test_add_func ("/boot/parent-killed", test_boot_parent_killed);
   g_test_add_func ("/boot/full-loop", test_boot_full_loop);
 
-  return g_test_run ();
+  status = g_test_run ();
+  g_rmdir (tmp_root);
+
+  return status;
 }

@@ -2,8 +2,9 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Each test boots the test guest (HEXZ_TEST_GUEST) under TCG, or KVM with
- * HEXZ_TEST_ACCEL=kvm, with a private QMP socket. Its disk is the overlay
+ * Each test boots the test guest (HEXZ_TEST_GUEST) with a private QMP
+ * socket, under KVM when /dev/kvm is usable or TCG (HEXZ_TEST_ACCEL=kvm|tcg
+ * forces one). Its disk is the overlay
  * file itself: a full copy of the base image whose .meta file lists the one
  * page the guest writes (its record sector). A snapshot is then restored
  * into a second QEMU started with "-S -incoming defer" on the disk stream
@@ -19,15 +20,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
-
 #include <glib/gstdio.h>
 
 #include "hexz.h"
 #include "hexz-capture-private.h"
 #include "hexz-test-guest.h"
+#include "hexz-test-qemu.h"
 
 #define DISK_SIZE (4u << 20)
 #define RECORD_PAGE (HEXZ_GUEST_RECORD_OFFSET / HEXZ_OVERLAY_PAGE_SIZE)
@@ -38,10 +36,9 @@
 
 typedef struct
 {
-  char *dir;
-  GSubprocess *qemu;
-  char *qmp_path;
-  char *log_path;
+  HexzTestQemu *qemu;
+  const char *dir;
+  const char *qmp_path;
   HexzQmpClient *client;
 } TestVm;
 
@@ -60,26 +57,11 @@ typedef struct
 } Fixture;
 
 static const char *
-test_accel (void)
-{
-  const char *accel = g_getenv ("HEXZ_TEST_ACCEL");
-
-  return accel != NULL && *accel != '\0' ? accel : "tcg";
-}
-
-static const char *
 guest_append (void)
 {
   /* Under nested KVM the first touch of each guest page is slow. */
-  return g_str_equal (test_accel (), "tcg") ? "fill=8M interval=50" : "fill=1M interval=50";
-}
-
-static void
-kill_with_parent (gpointer user_data)
-{
-#ifdef __linux__
-  prctl (PR_SET_PDEATHSIG, SIGKILL);
-#endif
+  return g_str_equal (hexz_test_qemu_choose_accel (), "tcg") ? "fill=8M interval=50"
+                                                              : "fill=1M interval=50";
 }
 
 /* Synchronous helpers over the asynchronous client. */
@@ -182,89 +164,58 @@ vm_start (Fixture    *fixture,
           gboolean    incoming,
           gboolean    sandbox)
 {
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func (g_free);
   TestVm *vm = g_new0 (TestVm, 1);
-  gint64 deadline = g_get_monotonic_time () + BOOT_TIMEOUT_S * G_USEC_PER_SEC;
 
-  vm->dir = g_dir_make_tmp ("hexz-capture-vm-XXXXXX", &error);
-  g_assert_no_error (error);
-  vm->qmp_path = g_build_filename (vm->dir, "qmp.sock", NULL);
-  vm->log_path = g_build_filename (vm->dir, "qemu.log", NULL);
-
-  g_ptr_array_add (argv, g_strdup ("qemu-system-x86_64"));
-  g_ptr_array_add (argv, g_strdup ("-nodefaults"));
-  g_ptr_array_add (argv, g_strdup ("-no-reboot"));
-  g_ptr_array_add (argv, g_strdup ("-machine"));
-  g_ptr_array_add (argv, g_strdup ("pc"));
-  g_ptr_array_add (argv, g_strdup ("-accel"));
-  g_ptr_array_add (argv, g_strdup (test_accel ()));
-  g_ptr_array_add (argv, g_strdup ("-m"));
-  g_ptr_array_add (argv, g_strdup ("64"));
-  g_ptr_array_add (argv, g_strdup ("-display"));
-  g_ptr_array_add (argv, g_strdup ("none"));
-  g_ptr_array_add (argv, g_strdup ("-kernel"));
-  g_ptr_array_add (argv, g_strdup (fixture->guest));
-  g_ptr_array_add (argv, g_strdup ("-append"));
-  g_ptr_array_add (argv, g_strdup (guest_append ()));
-  g_ptr_array_add (argv, g_strdup ("-drive"));
-  g_ptr_array_add (argv, g_strconcat ("file=", disk_path, ",format=raw,if=ide,cache=writethrough", NULL));
-  g_ptr_array_add (argv, g_strdup ("-qmp"));
-  g_ptr_array_add (argv, g_strconcat ("unix:", vm->qmp_path, ",server=on,wait=off", NULL));
+  g_ptr_array_add (args, g_strdup ("-nodefaults"));
+  g_ptr_array_add (args, g_strdup ("-no-reboot"));
+  g_ptr_array_add (args, g_strdup ("-machine"));
+  g_ptr_array_add (args, g_strdup ("pc"));
+  g_ptr_array_add (args, g_strdup ("-m"));
+  g_ptr_array_add (args, g_strdup ("64"));
+  g_ptr_array_add (args, g_strdup ("-display"));
+  g_ptr_array_add (args, g_strdup ("none"));
+  g_ptr_array_add (args, g_strdup ("-kernel"));
+  g_ptr_array_add (args, g_strdup (fixture->guest));
+  g_ptr_array_add (args, g_strdup ("-append"));
+  g_ptr_array_add (args, g_strdup (guest_append ()));
+  g_ptr_array_add (args, g_strdup ("-drive"));
+  g_ptr_array_add (args, g_strconcat ("file=", disk_path, ",format=raw,if=ide,cache=writethrough", NULL));
   if (sandbox)
     {
-      g_ptr_array_add (argv, g_strdup ("-sandbox"));
-      g_ptr_array_add (argv, g_strdup ("on,spawn=deny"));
+      g_ptr_array_add (args, g_strdup ("-sandbox"));
+      g_ptr_array_add (args, g_strdup ("on,spawn=deny"));
     }
   if (incoming)
     {
-      g_ptr_array_add (argv, g_strdup ("-S"));
-      g_ptr_array_add (argv, g_strdup ("-incoming"));
-      g_ptr_array_add (argv, g_strdup ("defer"));
+      g_ptr_array_add (args, g_strdup ("-S"));
+      g_ptr_array_add (args, g_strdup ("-incoming"));
+      g_ptr_array_add (args, g_strdup ("defer"));
     }
-  g_ptr_array_add (argv, NULL);
+  g_ptr_array_add (args, NULL);
 
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
-  g_subprocess_launcher_set_stdout_file_path (launcher, vm->log_path);
-  g_subprocess_launcher_set_stderr_file_path (launcher, vm->log_path);
-  g_subprocess_launcher_set_child_setup (launcher, kill_with_parent, NULL, NULL);
-  vm->qemu = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
-  g_assert_no_error (error);
-  g_test_message ("Started QEMU pid %s (%s)", g_subprocess_get_identifier (vm->qemu), test_accel ());
-
-  /* QEMU creates the socket shortly after it starts. */
-  while (!g_file_test (vm->qmp_path, G_FILE_TEST_EXISTS))
-    {
-      if (g_subprocess_get_identifier (vm->qemu) == NULL || g_get_monotonic_time () > deadline)
-        {
-          g_autofree char *log = NULL;
-
-          g_file_get_contents (vm->log_path, &log, NULL, NULL);
-          g_test_message ("QEMU output: %s", log ? log : "");
-          g_assert_not_reached ();
-        }
-      g_usleep (20 * 1000);
-    }
-
-  /* The socket file appears a moment before QEMU listens on it. */
-  for (;;)
-    {
-      g_clear_object (&vm->client);
-      vm->client = hexz_qmp_client_new ();
-      hexz_qmp_client_connect_to_path_async (vm->client, vm->qmp_path, NULL, on_async_done, &result);
-      if (hexz_qmp_client_connect_finish (vm->client, wait_result (&result), &error))
-        break;
-
-      g_clear_object (&result);
-      if (g_get_monotonic_time () > deadline)
-        g_assert_no_error (error);
-      g_clear_error (&error);
-      g_usleep (20 * 1000);
-    }
+  vm->qemu = hexz_test_qemu_start ((const char * const *) args->pdata);
+  g_assert_nonnull (vm->qemu);
+  vm->dir = hexz_test_qemu_get_dir (vm->qemu);
+  vm->qmp_path = hexz_test_qemu_get_qmp_path (vm->qemu);
+  vm->client = hexz_test_qemu_connect (vm->qemu);
 
   return vm;
+}
+
+static gboolean
+vm_has_exited (TestVm *vm)
+{
+  return g_subprocess_get_identifier (hexz_test_qemu_get_process (vm->qemu)) == NULL;
+}
+
+static void
+vm_kill (TestVm *vm)
+{
+  GSubprocess *process = hexz_test_qemu_get_process (vm->qemu);
+
+  g_test_message ("Killing QEMU pid %s", g_subprocess_get_identifier (process));
+  g_subprocess_force_exit (process);
 }
 
 static void
@@ -273,22 +224,9 @@ vm_stop (TestVm *vm)
   if (vm == NULL)
     return;
 
-  if (g_subprocess_get_identifier (vm->qemu) != NULL)
-    {
-      g_test_message ("Stopping QEMU pid %s", g_subprocess_get_identifier (vm->qemu));
-      g_subprocess_force_exit (vm->qemu);
-    }
-  g_subprocess_wait (vm->qemu, NULL, NULL);
-
   hexz_qmp_client_close (vm->client);
   g_object_unref (vm->client);
-  g_object_unref (vm->qemu);
-  g_unlink (vm->qmp_path);
-  g_unlink (vm->log_path);
-  g_rmdir (vm->dir);
-  g_free (vm->qmp_path);
-  g_free (vm->log_path);
-  g_free (vm->dir);
+  hexz_test_qemu_free (vm->qemu);
   g_free (vm);
 }
 
@@ -330,11 +268,15 @@ fixture_set_up (Fixture       *fixture,
       g_test_skip ("The test guest was not built");
       return;
     }
-  if (!g_file_test ("/usr/bin/qemu-system-x86_64", G_FILE_TEST_IS_EXECUTABLE))
-    {
-      g_test_skip ("qemu-system-x86_64 is not installed");
-      return;
-    }
+  {
+    g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
+
+    if (qemu == NULL)
+      {
+        g_test_skip ("qemu-system-x86_64 is not installed");
+        return;
+      }
+  }
 
   fixture->guest = g_strdup (guest);
   fixture->dir = g_dir_make_tmp ("hexz-capture-qemu-XXXXXX", &error);
@@ -419,12 +361,8 @@ on_progress (HexzCapture      *capture,
     g_cancellable_cancel (fixture->cancellable);
 
   if (phase == HEXZ_CAPTURE_PHASE_MEMORY && fixture->kill_in_memory &&
-      g_subprocess_get_identifier (fixture->vm->qemu) != NULL)
-    {
-      g_test_message ("Killing QEMU pid %s in the memory phase",
-                      g_subprocess_get_identifier (fixture->vm->qemu));
-      g_subprocess_force_exit (fixture->vm->qemu);
-    }
+      !vm_has_exited (fixture->vm))
+    vm_kill (fixture->vm);
 }
 
 static HexzCapture *
@@ -749,7 +687,7 @@ test_no_space (Fixture       *fixture,
   g_autoptr(GFile) output = NULL;
   g_autofree char *small = NULL;
   g_autofree char *output_path = NULL;
-  const char *mount_argv[] = { "mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", NULL, NULL };
+  const char *mount_argv[] = { "mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", NULL, NULL };
   const char *umount_argv[] = { "umount", NULL, NULL };
   int wait_status = 0;
   gboolean running = FALSE;
@@ -757,6 +695,8 @@ test_no_space (Fixture       *fixture,
   if (fixture->guest == NULL)
     return;
 
+  /* 512 KiB is less than the memory stream of either guest fill (8 MiB
+   * under TCG, 1 MiB under KVM), so the dump runs out of space. */
   small = g_build_filename (fixture->dir, "small", NULL);
   g_assert_no_errno (g_mkdir (small, 0700));
   mount_argv[6] = small;

@@ -897,10 +897,12 @@ test_no_greeting (Fixture       *fixture,
   g_autoptr(GError) error = NULL;
 
   fixture->mock->greet = FALSE;
+  hexz_capture_set_connect_timeout (fixture->capture, 500);
 
   g_assert_false (fixture_run (fixture, &error));
   g_assert_nonnull (error);
   g_test_message ("error: %s", error->message);
+  g_assert_error (error, HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_NO_GREETING);
   g_assert_cmpuint (fixture->mock->bytes_received, ==, 0);
   g_assert_cmpuint (fixture->mock->commands->len, ==, 0);
   g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));

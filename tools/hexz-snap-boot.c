@@ -174,6 +174,16 @@ boot_on_started (GObject      *source,
 
   if (!hexz_boot_start_finish (command->boot, result, &error))
     {
+      /* The tool's generic message states that no file changed, but a new
+       * overlay may exist by now. */
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        {
+          g_clear_error (&error);
+          g_set_error_literal (&error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_FAILED,
+                               _("Interrupted before the machine ran, so every process "
+                                 "started for it was stopped"));
+        }
+
       hexz_tool_finish (command->tool, error);
       boot_command_free (command);
       return;

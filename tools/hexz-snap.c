@@ -61,9 +61,10 @@ static const HexzToolCommand commands[] = {
     "boot", N_("SNAPSHOT [-- QEMU-ARGUMENT…]"),
     N_("Run a virtual machine from a snapshot"),
     N_("Serves the disk of SNAPSHOT through nbdkit with a copy-on-write overlay and starts "
-       "QEMU on it. When the snapshot holds memory, the machine resumes where the snapshot "
-       "was taken; the RAM size must then match the recorded one. Runs until QEMU exits; "
-       "Ctrl-C shuts the machine down. Arguments after “--” are passed to QEMU."),
+       "QEMU on it. When the snapshot contains memory, the machine resumes where the "
+       "snapshot was taken. Give it the RAM size, CPUs, kernel and QEMU arguments of the "
+       "machine the snapshot was taken from. Runs until QEMU exits, and Ctrl-C shuts the "
+       "machine down. Arguments after “--” are passed to QEMU."),
     hexz_tool_command_boot,
   },
   {
