@@ -336,20 +336,30 @@ def wait_guest_running(debug_path, proc, timeout):
         time.sleep(0.1)
 
 
-def make_base_disk(build, folder):
+def make_base_disk(build, folder, changed=0):
     """Creates a raw disk for the guest, its hexz snapshot and an overlay
-    that QEMU writes as a raw disk: a full copy, with .meta listing the page
-    of the guest's record sector. Returns the three paths."""
+    that QEMU writes as a raw disk: a copy, with .meta listing the page of
+    the guest's record sector and CHANGED bytes of random data from 2 MiB
+    on, as if the guest had written them. Returns the three paths."""
+    changed = (changed + 4095) // 4096 * 4096
+    first_changed = 2 << 20
+    size = max(GUEST_DISK_SIZE, first_changed + changed)
     raw = os.path.join(folder, "disk.img")
     with open(raw, "wb") as f:
-        f.truncate(GUEST_DISK_SIZE)
+        f.truncate(size)
     base = os.path.join(folder, "base.hxz")
     run_tool(build, ["pack", raw, base])
     overlay = os.path.join(folder, "disk.overlay")
     shutil.copyfile(raw, overlay)
     os.chmod(overlay, 0o600)
+    pages = [GUEST_RECORD_PAGE]
+    with open(overlay, "r+b") as f:
+        f.seek(first_changed)
+        for offset in range(0, changed, 1 << 20):
+            f.write(os.urandom(min(1 << 20, changed - offset)))
+    pages += range(first_changed // 4096, (first_changed + changed) // 4096)
     with open(os.path.join(folder, "disk.meta"), "wb") as f:
-        f.write(GUEST_RECORD_PAGE.to_bytes(8, "little"))
+        f.write(b"".join(page.to_bytes(8, "little") for page in pages))
     return raw, base, overlay
 
 
