@@ -1,5 +1,6 @@
 # vmbench.py: shared helpers of the benchmarks that start QEMU (snap-bench,
-# nbd-bench): option parsing, a small QMP client, the test guest, timing.
+# nbd-bench): sizes, a small QMP client, child processes, the test guest,
+# timing hexz-snap.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
@@ -74,12 +75,21 @@ def find_build_dir(requested):
 
 
 def pick_accel(requested):
+    """Returns REQUESTED, or for "auto" kvm when /dev/kvm is usable and this
+    machine is not itself a virtual machine, else tcg."""
     if requested != "auto":
         return requested
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
     # Under nested KVM the first touch of each guest page is very slow: a
     # guest filling 1 GiB covered a few MiB in 8 s, while TCG filled 256 MiB
     # in about 5 s.
-    return "tcg"
+    try:
+        with open("/proc/cpuinfo") as f:
+            nested = re.search(r"^flags\s*:.*\bhypervisor\b", f.read(), re.MULTILINE)
+    except OSError:
+        nested = True
+    return "tcg" if nested else "kvm"
 
 
 def best(values):
