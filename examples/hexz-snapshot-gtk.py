@@ -20,6 +20,7 @@ of the run is printed on standard output at the end.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import sys
@@ -27,10 +28,8 @@ import sys
 import gi
 
 gi.require_version("Gtk", "4.0")
-gi.require_version("Gsk", "4.0")
-gi.require_version("Graphene", "1.0")
 gi.require_version("Hexz", "1")
-from gi.repository import Gio, GLib, Graphene, Gtk, Hexz  # noqa: E402
+from gi.repository import Gio, GLib, Gtk, Hexz  # noqa: E402
 
 MODES = ["auto", "background", "paused", "live"]
 
@@ -86,21 +85,52 @@ def parse_arguments(argv):
     return parser.parse_args(argv)
 
 
+class GrapheneRect(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_float), ("y", ctypes.c_float),
+                ("width", ctypes.c_float), ("height", ctypes.c_float)]
+
+
+def object_pointer(wrapper):
+    """The C pointer of a PyGObject wrapper."""
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype = ctypes.c_void_p
+    get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    return get_pointer(wrapper.__gpointer__, None)
+
+
 def save_screenshot(widget, path):
-    """Render the widget as it was last drawn into a PNG file."""
+    """Render the widget as it was last drawn into a PNG file.
+
+    PyGObject 3.42 (Debian 12) cannot wrap GskRenderNode, so the render node
+    is passed from Gtk.Snapshot to the widget's Gsk.Renderer through ctypes.
+    """
+    libgtk = ctypes.CDLL("libgtk-4.so.1")
+    libgtk.gtk_snapshot_to_node.restype = ctypes.c_void_p
+    libgtk.gtk_snapshot_to_node.argtypes = [ctypes.c_void_p]
+    libgtk.gsk_renderer_render_texture.restype = ctypes.c_void_p
+    libgtk.gsk_renderer_render_texture.argtypes = [ctypes.c_void_p, ctypes.c_void_p,
+                                                   ctypes.POINTER(GrapheneRect)]
+    libgtk.gdk_texture_save_to_png.restype = ctypes.c_bool
+    libgtk.gdk_texture_save_to_png.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    libgtk.gsk_render_node_unref.argtypes = [ctypes.c_void_p]
+    libgtk.g_object_unref.argtypes = [ctypes.c_void_p]
+
     width = widget.get_width()
     height = widget.get_height()
-    paintable = Gtk.WidgetPaintable.new(widget)
     snapshot = Gtk.Snapshot.new()
-    paintable.snapshot(snapshot, width, height)
-    node = snapshot.to_node()
-    if node is None:
-        raise RuntimeError(f"The widget has nothing drawn to save in {path}")
+    Gtk.WidgetPaintable.new(widget).snapshot(snapshot, width, height)
+    node = libgtk.gtk_snapshot_to_node(object_pointer(snapshot))
+    if not node:
+        raise RuntimeError(f"The window has nothing drawn to save in {path}")
 
     renderer = widget.get_native().get_renderer()
-    bounds = Graphene.Rect().init(0, 0, width, height)
-    texture = renderer.render_texture(node, bounds)
-    if not texture.save_to_png(path):
+    bounds = GrapheneRect(0, 0, width, height)
+    texture = libgtk.gsk_renderer_render_texture(object_pointer(renderer), node,
+                                                 ctypes.byref(bounds))
+    saved = libgtk.gdk_texture_save_to_png(texture, os.fsencode(path))
+    libgtk.g_object_unref(texture)
+    libgtk.gsk_render_node_unref(node)
+    if not saved:
         raise RuntimeError(f"Cannot write the screenshot {path}")
 
 
