@@ -4,7 +4,10 @@
 
 Scans C files for calls that build a GError or print to standard error and
 reports each whose message argument starts with a bare string literal
-instead of _(), C_() or N_(). A literal is accepted when it holds no words
+instead of _(), C_() or N_(). It also reports translatable strings built
+with GLib's format macros (G_GUINT64_FORMAT and the like): xgettext cannot
+expand them, so it extracts a cut-off message that never matches at run
+time. PRIu64 and the other <inttypes.h> macros work, and so does %zu. A literal is accepted when it holds no words
 once the printf conversions are removed ("%s\\n"), when it is only the tool
 name as a prefix ("hexz-snap: %s\\n"), or when a comment inside the call,
 or alone on the line above it, contains "not translated" (protocol strings,
@@ -36,6 +39,8 @@ MESSAGE_ARGUMENTS = {
 CONVERSION = re.compile(r"%(?:\d+\$)?[-+ #0']*(?:\*|\d+)?(?:\.(?:\*|\d+))?"
                         r"(?:hh|h|ll|l|L|q|j|z|t)?[diouxXeEfFgGaAcspn%]"
                         r"|%\"\s*G_\w+\s*\"")
+GETTEXT_CALLS = {"_": 0, "N_": 0, "C_": 1, "NC_": 1}
+GLIB_FORMAT_MACRO = re.compile(r'"\s*(G_\w+_(?:FORMAT|MODIFIER))\b')
 TOOL_PREFIX = re.compile(r"^hexz-snap(?: \w+)?: ")
 NOT_TRANSLATED = "not translated"
 
@@ -160,6 +165,19 @@ def check_file(path):
         if is_marked_untranslated(code, comments, match.start(), match.end() + len(",".join(arguments))):
             continue
         findings.append(f"{path}:{line}: {function}: \"{text}\" is not wrapped in _()")
+
+    gettext_pattern = re.compile(r"(?<![\w.])(%s)\s*\(" % "|".join(GETTEXT_CALLS))
+    for match in gettext_pattern.finditer(code):
+        arguments = split_arguments(code, match.end())
+        index = GETTEXT_CALLS[match.group(1)]
+        if index >= len(arguments):
+            continue
+        macro = GLIB_FORMAT_MACRO.search(arguments[index])
+        if macro is None:
+            continue
+        line = code.count("\n", 0, match.start()) + 1
+        findings.append(f"{path}:{line}: {macro.group(1)} in a translatable string: xgettext "
+                        "cannot expand it; use PRIu64 and the like from <inttypes.h>, or %zu")
     return findings
 
 
