@@ -1,0 +1,24 @@
+/* hexz-snapshot-private.h: reader internals shared with the writer and tests
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include "hexz-format-private.h"
+#include "hexz-snapshot.h"
+
+G_BEGIN_DECLS
+
+const guint8 *hexz_snapshot_get_id_bytes      (HexzSnapshot   *self);
+guint64       hexz_snapshot_get_seal          (HexzSnapshot   *self);
+const char   *hexz_snapshot_get_display_name  (HexzSnapshot   *self);
+gboolean      hexz_snapshot_has_stream        (HexzSnapshot   *self,
+                                               HexzStream      stream);
+gboolean      hexz_snapshot_get_block_entry   (HexzSnapshot   *self,
+                                               HexzStream      stream,
+                                               guint64         index,
+                                               HexzBlockEntry *entry,
+                                               GError        **error);
+
+G_END_DECLS

@@ -1,0 +1,242 @@
+#!/bin/bash
+# test-tool.sh: hexz-snap from the command line, as a TAP script
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+set -u
+
+HEXZ_SNAP=${HEXZ_SNAP:?HEXZ_SNAP must name the built hexz-snap}
+PYTHON=/usr/bin/python3
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/hexz-test-tool-XXXXXX")
+pids=()
+
+cleanup () {
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+count=0
+failed=0
+
+ok () {
+  count=$((count + 1))
+  echo "ok $count - $1"
+}
+
+not_ok () {
+  count=$((count + 1))
+  failed=$((failed + 1))
+  echo "not ok $count - $1"
+}
+
+# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
+check () {
+  local description=$1
+  shift
+  if "$@"; then ok "$description"; else not_ok "$description"; fi
+}
+
+# run EXPECTED_STATUS ARGS...: runs hexz-snap, keeps stdout and stderr in
+# $dir/stdout and $dir/stderr, and passes when the exit status matches.
+run () {
+  local expected=$1
+  shift
+  "$HEXZ_SNAP" "$@" >"$dir/stdout" 2>"$dir/stderr"
+  local status=$?
+  if [ "$status" -ne "$expected" ]; then
+    echo "# hexz-snap $* exited with $status, expected $expected" >&2
+    sed 's/^/# stderr: /' "$dir/stderr" >&2
+    return 1
+  fi
+  return 0
+}
+
+json_field () {
+  "$PYTHON" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval("d" + sys.argv[2]))' "$1" "$2"
+}
+
+mode_of () {
+  stat -c %a "$1"
+}
+
+# One error line, starting with "hexz-snap: " and naming $1.
+one_error_line () {
+  [ "$(wc -l <"$dir/stderr")" -eq 1 ] &&
+    grep -q '^hexz-snap: ' "$dir/stderr" &&
+    grep -qF -- "$1" "$dir/stderr"
+}
+
+# A disk image with a hole, zeros, text and random bytes, and a size that is
+# not a multiple of 4 KiB; a memory image of random bytes.
+"$PYTHON" - "$dir" <<'EOF'
+import os, random, sys
+d = sys.argv[1]
+rng = random.Random(7)
+size = 3 * 1024 * 1024 + 5000
+with open(os.path.join(d, "disk.img"), "wb") as f:
+    f.truncate(size)
+    f.seek(512 * 1024)
+    f.write(b"\0" * (256 * 1024))
+    f.write(b"hexz-snap test text, line after line.\n" * 20000)
+    f.seek(2 * 1024 * 1024)
+    f.write(bytes(rng.getrandbits(8) for _ in range(size - 2 * 1024 * 1024)))
+with open(os.path.join(d, "memory.bin"), "wb") as f:
+    f.write(bytes(rng.getrandbits(8) for _ in range(700 * 1024 + 3)))
+EOF
+image_size=$(stat -c %s "$dir/disk.img")
+
+# Usage and help.
+if run 0 --help && grep -q '^  pack ' "$dir/stdout" && grep -q '^  commit ' "$dir/stdout" &&
+   grep -q '^  info ' "$dir/stdout" && grep -q '^  verify ' "$dir/stdout" && grep -q '^  extract ' "$dir/stdout"; then
+  ok "--help lists the commands"
+else
+  not_ok "--help lists the commands"
+fi
+check "pack --help shows the compression options" \
+  bash -c "'$HEXZ_SNAP' pack --help | grep -q -- '--block-size=SIZE'"
+check "no command exits 2" run 2
+check "unknown command exits 2" run 2 frobnicate
+check "pack with one parameter exits 2" run 2 pack "$dir/disk.img"
+check "unknown option exits 2" run 2 info --no-such-option "$dir/x"
+check "invalid block size exits 2" run 2 pack --block-size 3K "$dir/disk.img" "$dir/never.hxz"
+check "lz4 with a positive level exits 2" run 2 pack --level 5 "$dir/disk.img" "$dir/never.hxz"
+check "commit without --base exits 2" run 2 commit --output "$dir/never.hxz"
+check "extract without a stream exits 2" run 2 extract "$dir/never.hxz"
+check "usage error is one line naming the command" \
+  bash -c "[ \$(wc -l <'$dir/stderr') -eq 1 ] && grep -q 'hexz-snap extract --help' '$dir/stderr'"
+check "usage errors wrote no file" test ! -e "$dir/never.hxz"
+cp "$dir/disk.img" "$dir/same.img"
+check "pack onto its own image exits 1" run 1 pack "$dir/same.img" "$dir/same.img"
+check "pack onto its own image keeps it" cmp "$dir/disk.img" "$dir/same.img"
+
+# pack, info, verify, extract.
+check "pack exits 0" run 0 pack "$dir/disk.img" "$dir/disk.hxz"
+check "pack prints no progress on a pipe" test ! -s "$dir/stderr"
+check "packed snapshot is mode 0600" test "$(mode_of "$dir/disk.hxz")" = 600
+check "info exits 0" run 0 info "$dir/disk.hxz"
+check "info shows the disk size" grep -q "($image_size bytes)" "$dir/stdout"
+check "info --json exits 0" run 0 info --json "$dir/disk.hxz"
+cp "$dir/stdout" "$dir/info.json"
+check "info --json disk size" test "$(json_field "$dir/info.json" '["disk_size"]')" = "$image_size"
+check "info --json block size and memory" \
+  test "$(json_field "$dir/info.json" '["block_size"], d["has_memory"], d["parent"]')" = "(65536, False, None)"
+check "verify exits 0" run 0 verify "$dir/disk.hxz"
+check "extract --disk exits 0" run 0 extract "$dir/disk.hxz" --disk "$dir/disk.out"
+check "extracted disk equals the image" cmp "$dir/disk.img" "$dir/disk.out"
+check "extracted disk is mode 0600" test "$(mode_of "$dir/disk.out")" = 600
+
+# Another codec, block size and a memory image, with a JSON summary.
+check "pack with zstd, 1M blocks and memory exits 0" \
+  run 0 pack --compression zstd --level 3 --block-size 1M --threads 2 \
+    --memory "$dir/memory.bin" --message "packed by the test" --json \
+    "$dir/disk.img" "$dir/full.hxz"
+cp "$dir/stdout" "$dir/pack.json"
+check "pack --json summary" \
+  test "$(json_field "$dir/pack.json" '["block_size"], d["disk_size"], d["memory_size"]')" = \
+       "(1048576, $image_size, $(stat -c %s "$dir/memory.bin"))"
+check "extract --memory equals the memory image" \
+  bash -c "'$HEXZ_SNAP' extract '$dir/full.hxz' --memory '$dir/memory.out' && cmp '$dir/memory.bin' '$dir/memory.out'"
+check "verify --json reports a valid file" \
+  bash -c "'$HEXZ_SNAP' verify --json '$dir/full.hxz' >'$dir/verify.json' && [ \"\$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"valid\"])' '$dir/verify.json')\" = True ]"
+
+# commit: an overlay with data in page 5 and a zeroed page 9 (a hole).
+"$PYTHON" - "$dir" "$image_size" <<'EOF'
+import os, struct, sys
+d, size = sys.argv[1], int(sys.argv[2])
+page5 = bytes((i * 13 + 5) & 0xff for i in range(4096))
+with open(os.path.join(d, "vm.overlay"), "wb") as f:
+    f.truncate(size)
+    f.seek(5 * 4096)
+    f.write(page5)
+with open(os.path.join(d, "vm.meta"), "wb") as f:
+    f.write(struct.pack("<QQQ", 9, 5, 9))
+with open(os.path.join(d, "disk.img"), "rb") as f:
+    image = bytearray(f.read())
+image[5 * 4096:6 * 4096] = page5
+image[9 * 4096:10 * 4096] = bytes(4096)
+with open(os.path.join(d, "expected.img"), "wb") as f:
+    f.write(image)
+EOF
+check "commit --thin exits 0" \
+  run 0 commit --base "$dir/disk.hxz" --overlay "$dir/vm.overlay" --memory "$dir/memory.bin" \
+    --output "$dir/thin.hxz" --thin --message "thin commit" --json
+cp "$dir/stdout" "$dir/commit.json"
+check "commit --json names the parent" \
+  test "$(json_field "$dir/commit.json" '["parent"]["id"]')" = "$(json_field "$dir/info.json" '["id"]')"
+check "thin commit merges the overlay" \
+  bash -c "'$HEXZ_SNAP' extract '$dir/thin.hxz' --disk '$dir/thin.out' && cmp '$dir/expected.img' '$dir/thin.out'"
+check "thick commit with 4K blocks merges the overlay" \
+  bash -c "'$HEXZ_SNAP' commit --base '$dir/disk.hxz' --overlay '$dir/vm.overlay' --output '$dir/thick.hxz' --block-size 4K >/dev/null &&
+           '$HEXZ_SNAP' extract '$dir/thick.hxz' --disk '$dir/thick.out' && cmp '$dir/expected.img' '$dir/thick.out'"
+check "committed snapshot is mode 0600" test "$(mode_of "$dir/thin.hxz")" = 600
+check "thin commit on a thin snapshot reads the same" \
+  bash -c "'$HEXZ_SNAP' commit --base '$dir/thin.hxz' --output '$dir/chain.hxz' --thin >/dev/null &&
+           '$HEXZ_SNAP' extract '$dir/chain.hxz' --disk '$dir/chain.out' && cmp '$dir/expected.img' '$dir/chain.out'"
+
+# An overlay larger than the base's disk needs --allow-grow.
+cp "$dir/vm.overlay" "$dir/grown.overlay"
+cp "$dir/vm.meta" "$dir/grown.meta"
+truncate -s $((image_size + 8192)) "$dir/grown.overlay"
+check "overlay larger than the base exits 1" \
+  run 1 commit --base "$dir/disk.hxz" --overlay "$dir/grown.overlay" --output "$dir/grown.hxz"
+check "larger overlay error names the base and --allow-grow" \
+  bash -c "grep -qF '$dir/disk.hxz' '$dir/stderr' && grep -qF -- '--allow-grow' '$dir/stderr'"
+check "--allow-grow commits the larger disk" \
+  bash -c "'$HEXZ_SNAP' commit --base '$dir/disk.hxz' --overlay '$dir/grown.overlay' --output '$dir/grown.hxz' --allow-grow --json >'$dir/grown.json' &&
+           [ \"\$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"disk_size\"])' '$dir/grown.json')\" = $((image_size + 8192)) ]"
+
+# Failures: one line naming the file, exit status 1.
+check "info on a missing file exits 1" run 1 info "$dir/missing.hxz"
+check "missing file error is one line naming it" one_error_line "$dir/missing.hxz"
+printf '\012\000\000\000' >"$dir/bad.meta"
+cp "$dir/vm.overlay" "$dir/bad.overlay"
+check "commit with a damaged .meta exits 1 naming it" \
+  bash -c "! '$HEXZ_SNAP' commit --base '$dir/disk.hxz' --overlay '$dir/bad.overlay' --output '$dir/bad.hxz' 2>'$dir/stderr' &&
+           grep -qF '$dir/bad.meta' '$dir/stderr' && [ ! -e '$dir/bad.hxz' ]"
+
+# A corrupted copy: one byte flipped in the middle, inside the blocks.
+cp "$dir/full.hxz" "$dir/corrupt.hxz"
+"$PYTHON" - "$dir/corrupt.hxz" <<'EOF'
+import os, sys
+middle = os.path.getsize(sys.argv[1]) // 2
+with open(sys.argv[1], "r+b") as f:
+    f.seek(middle)
+    byte = f.read(1)
+    f.seek(middle)
+    f.write(bytes([byte[0] ^ 0x40]))
+EOF
+check "verify of a corrupted file exits 1" run 1 verify "$dir/corrupt.hxz"
+check "corruption error is one line naming the file" one_error_line "$dir/corrupt.hxz"
+check "verify --json reports a truncated file as invalid" \
+  bash -c "head -c 1000 '$dir/full.hxz' >'$dir/short.hxz';
+           ! '$HEXZ_SNAP' verify --json '$dir/short.hxz' >'$dir/short.json' 2>/dev/null &&
+           [ \"\$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"valid\"])' '$dir/short.json')\" = False ]"
+
+# Interrupting: SIGINT during a slow pack leaves no output and no
+# temporary file behind.
+head -c $((48 * 1024 * 1024)) /dev/urandom >"$dir/big.img"
+"$HEXZ_SNAP" pack --compression zstd --level 19 --block-size 4K --threads 1 \
+  "$dir/big.img" "$dir/big.hxz" 2>"$dir/sigint.err" &
+pid=$!
+pids+=("$pid")
+# Interrupt once the temporary output exists, so the pack is under way.
+for _ in $(seq 100); do
+  ls -A "$dir" | grep -qF '.big.hxz.' && break
+  sleep 0.05
+done
+kill -INT "$pid"
+wait "$pid"
+status=$?
+pids=()
+check "SIGINT stops pack with exit 1" test "$status" -eq 1
+check "SIGINT leaves no output or temporary file" \
+  bash -c "[ ! -e '$dir/big.hxz' ] && [ -z \"\$(ls -A '$dir' | grep -F '.big.hxz')\" ]"
+
+# The plan comes last, so adding a check needs no count to update.
+echo "1..$count"
+exit 0

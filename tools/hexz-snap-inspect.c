@@ -1,0 +1,296 @@
+/* hexz-snap-inspect.c: the info and verify subcommands
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include "hexz-snap.h"
+
+typedef struct {
+  HexzTool *tool;
+  char *path;
+  gboolean json;
+} InspectJob;
+
+static void
+inspect_job_free (InspectJob *job)
+{
+  g_free (job->path);
+  g_free (job);
+}
+
+static InspectJob *
+inspect_job_parse (HexzTool  *tool,
+                   int        argc,
+                   char     **argv)
+{
+  g_autoptr(GOptionContext) context = NULL;
+  InspectJob *job = g_new0 (InspectJob, 1);
+  const GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &job->json,
+      N_("Print the result as JSON"), NULL },
+    { NULL }
+  };
+
+  job->tool = tool;
+
+  context = hexz_tool_option_context_new (tool);
+  g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+
+  if (!hexz_tool_parse_options (tool, context, &argc, &argv, 1, 1))
+    {
+      inspect_job_free (job);
+      return NULL;
+    }
+
+  job->path = g_strdup (argv[1]);
+
+  return job;
+}
+
+/* info */
+
+static void
+print_size_line (const char *label,
+                 guint64     size)
+{
+  g_autofree char *text = g_format_size_full (size, G_FORMAT_SIZE_IEC_UNITS);
+
+  /* g_format_size_full() already gives small sizes in bytes. */
+  if (size < 1024)
+    g_print ("%-14s %s\n", label, text);
+  else
+    /* Translators: a size, as “1.0 GiB (1073741824 bytes)”. */
+    g_print ("%-14s %s (%" G_GUINT64_FORMAT " %s)\n", label, text, size, _("bytes"));
+}
+
+static void
+print_info_text (HexzSnapshot *snapshot,
+                 const char   *path)
+{
+  JsonObject *metadata = hexz_snapshot_get_metadata (snapshot);
+  g_autofree char *block_size = g_format_size_full (hexz_snapshot_get_block_size (snapshot),
+                                                    G_FORMAT_SIZE_IEC_UNITS);
+
+  g_print ("%-14s %s\n", _("File:"), path);
+  g_print ("%-14s %s\n", _("Snapshot id:"), hexz_snapshot_get_id (snapshot));
+  print_size_line (_("File size:"), hexz_snapshot_get_file_size (snapshot));
+  g_print ("%-14s %s\n", _("Block size:"), block_size);
+  print_size_line (_("Disk:"), hexz_snapshot_get_disk_size (snapshot));
+
+  if (hexz_snapshot_has_memory (snapshot))
+    print_size_line (_("Memory:"), hexz_snapshot_get_memory_size (snapshot));
+  else
+    g_print ("%-14s %s\n", _("Memory:"), _("none"));
+
+  if (hexz_snapshot_get_parent_path (snapshot) != NULL)
+    g_print ("%-14s %s (%s)\n", _("Parent:"),
+             hexz_snapshot_get_parent_path (snapshot),
+             hexz_snapshot_get_parent_id (snapshot));
+  else
+    g_print ("%-14s %s\n", _("Parent:"), _("none (thick snapshot)"));
+
+  if (metadata == NULL || json_object_get_size (metadata) == 0)
+    return;
+
+  g_print ("%s\n", _("Metadata:"));
+
+  {
+    JsonObjectIter iter;
+    const char *key;
+    JsonNode *value;
+
+    json_object_iter_init (&iter, metadata);
+    while (json_object_iter_next (&iter, &key, &value))
+      {
+        if (JSON_NODE_HOLDS_VALUE (value) && json_node_get_value_type (value) == G_TYPE_STRING)
+          {
+            g_print ("  %-12s %s\n", key, json_node_get_string (value));
+          }
+        else
+          {
+            g_autofree char *text = json_to_string (value, FALSE);
+
+            g_print ("  %-12s %s\n", key, text);
+          }
+      }
+  }
+}
+
+static void
+print_info_json (HexzTool     *tool,
+                 HexzSnapshot *snapshot)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  JsonObject *metadata = hexz_snapshot_get_metadata (snapshot);
+
+  json_builder_begin_object (builder);
+  hexz_tool_add_snapshot_summary (builder, snapshot);
+  json_builder_set_member_name (builder, "metadata");
+  if (metadata != NULL)
+    {
+      g_autoptr(JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+
+      json_node_set_object (node, metadata);
+      json_builder_add_value (builder, g_steal_pointer (&node));
+    }
+  else
+    {
+      json_builder_add_null_value (builder);
+    }
+  json_builder_end_object (builder);
+
+  hexz_tool_print_json (tool, builder);
+}
+
+static void
+on_info_opened (GObject      *source_object,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  InspectJob *job = user_data;
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+
+  snapshot = hexz_snapshot_open_finish (result, &error);
+  if (snapshot == NULL)
+    {
+      hexz_tool_finish (job->tool, error);
+      inspect_job_free (job);
+      return;
+    }
+
+  if (job->json)
+    print_info_json (job->tool, snapshot);
+  else
+    print_info_text (snapshot, job->path);
+
+  hexz_tool_finish (job->tool, NULL);
+  inspect_job_free (job);
+}
+
+gboolean
+hexz_tool_command_info (HexzTool  *tool,
+                        int        argc,
+                        char     **argv)
+{
+  g_autoptr(GFile) file = NULL;
+  InspectJob *job;
+
+  job = inspect_job_parse (tool, argc, argv);
+  if (job == NULL)
+    return FALSE;
+
+  file = g_file_new_for_path (job->path);
+  hexz_snapshot_open_async (file, G_PRIORITY_DEFAULT, tool->cancellable, on_info_opened, job);
+
+  return TRUE;
+}
+
+/* verify */
+
+static void
+on_verify_progress (HexzSnapshot *snapshot,
+                    guint64       done,
+                    guint64       total,
+                    gpointer      user_data)
+{
+  InspectJob *job = user_data;
+
+  hexz_tool_progress_update (job->tool, done, total);
+}
+
+/* Prints the outcome of verify and ends the command. A file that cannot
+ * be opened is invalid too: its header or layout is damaged. */
+static void
+verify_finish (InspectJob   *job,
+               const GError *error)
+{
+  hexz_tool_progress_end (job->tool);
+
+  if (job->json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "command");
+      json_builder_add_string_value (builder, "verify");
+      json_builder_set_member_name (builder, "file");
+      hexz_tool_add_path_value (builder, job->path);
+      json_builder_set_member_name (builder, "valid");
+      json_builder_add_boolean_value (builder, error == NULL);
+      json_builder_set_member_name (builder, "error");
+      if (error != NULL)
+        json_builder_add_string_value (builder, error->message);
+      else
+        json_builder_add_null_value (builder);
+      json_builder_set_member_name (builder, "milliseconds");
+      json_builder_add_int_value (builder, hexz_tool_elapsed_milliseconds (job->tool));
+      json_builder_end_object (builder);
+      hexz_tool_print_json (job->tool, builder);
+    }
+  else if (error == NULL)
+    {
+      /* Translators: %s is a file name. */
+      g_print (_("%s: valid, every checksum matches\n"), job->path);
+    }
+
+  hexz_tool_finish (job->tool, error);
+  inspect_job_free (job);
+}
+
+static void
+on_verified (GObject      *source_object,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  InspectJob *job = user_data;
+  HexzSnapshot *snapshot = HEXZ_SNAPSHOT (source_object);
+  g_autoptr(GError) error = NULL;
+
+  hexz_snapshot_verify_finish (snapshot, result, &error);
+  g_signal_handlers_disconnect_by_data (snapshot, job);
+
+  verify_finish (job, error);
+}
+
+static void
+on_verify_opened (GObject      *source_object,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  InspectJob *job = user_data;
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+
+  snapshot = hexz_snapshot_open_finish (result, &error);
+  if (snapshot == NULL)
+    {
+      verify_finish (job, error);
+      return;
+    }
+
+  /* Translators: the label of the progress bar while a file is checked. */
+  hexz_tool_progress_begin (job->tool, _("verify"), 0);
+  g_signal_connect (snapshot, "progress", G_CALLBACK (on_verify_progress), job);
+  hexz_snapshot_verify_async (snapshot, job->tool->cancellable, on_verified, job);
+}
+
+gboolean
+hexz_tool_command_verify (HexzTool  *tool,
+                          int        argc,
+                          char     **argv)
+{
+  g_autoptr(GFile) file = NULL;
+  InspectJob *job;
+
+  job = inspect_job_parse (tool, argc, argv);
+  if (job == NULL)
+    return FALSE;
+
+  file = g_file_new_for_path (job->path);
+  hexz_snapshot_open_async (file, G_PRIORITY_DEFAULT, tool->cancellable, on_verify_opened, job);
+
+  return TRUE;
+}
