@@ -1234,9 +1234,10 @@ connection_write_done (QmpConnection *conn,
     {
       GError *reason;
 
-      /* Translators: the first placeholder is the QMP socket or address,
-       * the second the system's error message. */
       reason = g_error_new (HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_DISCONNECTED,
+                            /* Translators: the first placeholder is the QMP
+                             * socket or address, the second the system's
+                             * error message. */
                             _("Failed to send to QMP server %s: %s"),
                             self->peer_name, error->message);
       g_error_free (error);
