@@ -133,8 +133,8 @@ def is_acceptable_literal(text):
 
 
 def is_marked_untranslated(code, comments, start, end):
-    """Whether a "not translated" comment sits inside the call that spans
-    code[start:end], on the line where it ends, or alone on the line above."""
+    """Return whether a "not translated" comment is inside the call that
+    spans code[start:end], or alone on the line above it."""
     first_line = code.count("\n", 0, start) + 1
     last_line = first_line + code.count("\n", start, end)
     lines = list(range(first_line, last_line + 1))

@@ -130,8 +130,8 @@ in_german () {
     LANGUAGE=de LC_ALL=C.UTF-8 "$@"
 }
 
-# What the catalog says a message is in German, looked up independently of
-# the tool.
+# The German translation of "Usage:" as the catalog stores it, looked up
+# with gettext(1) rather than through the tool.
 german_usage=$(TEXTDOMAINDIR=$build/po LANGUAGE=de LC_ALL=C.UTF-8 gettext -d "$domain" "Usage:")
 
 in_german "$snap" --help > "$work/help.out" 2>&1
