@@ -2400,7 +2400,7 @@ hexz_qmp_client_execute_async (HexzQmpClient       *self,
  * Finishes a command started with [method@Hexz.QmpClient.execute_async].
  * An error reply from QEMU becomes an error in the %HEXZ_QMP_ERROR domain
  * whose message contains QEMU's description; its QMP class is available
- * from [func@Hexz.qmp_error_get_class].
+ * from [func@Hexz.QmpError.get_class].
  *
  * Returns: (transfer full): the `return` member of the reply, often an
  *   empty object, or %NULL on error
