@@ -50,6 +50,7 @@
 #include "hexz-enum-types.h"
 #include "hexz-format-private.h"
 #include "hexz-i18n-private.h"
+#include "hexz-util-private.h"
 #include "hexz-snapshot-private.h"
 
 /* Blocks in flight per worker thread. The writer's memory is bounded by
@@ -1184,9 +1185,9 @@ maybe_emit_progress (HexzSnapshotWriter *self,
       report->stream = self->current;
       report->done = self->position;
       report->expected = self->expected;
-      g_main_context_invoke_full (self->progress_context, G_PRIORITY_DEFAULT,
-                                  progress_report_emit, report,
-                                  progress_report_free);
+
+      hexz_schedule_in_context (self->progress_context, progress_report_emit, report,
+                                progress_report_free);
     }
   else
     g_signal_emit (self, signals[PROGRESS], 0, self->current, self->position,

@@ -47,6 +47,7 @@
 #include "hexz-enum-types.h"
 #include "hexz-format-private.h"
 #include "hexz-i18n-private.h"
+#include "hexz-util-private.h"
 #include "hexz-snapshot-private.h"
 
 /* Decoded index pages kept in memory at once: 256 pages of 4096 entries
@@ -1992,9 +1993,9 @@ verify_progress (VerifyState *state,
       report->snapshot = g_object_ref (state->snapshot);
       report->done = state->done;
       report->total = state->total;
-      g_main_context_invoke_full (state->context, G_PRIORITY_DEFAULT,
-                                  progress_report_emit, report,
-                                  progress_report_free);
+
+      hexz_schedule_in_context (state->context, progress_report_emit, report,
+                                progress_report_free);
     }
   else
     g_signal_emit (state->snapshot, signals[PROGRESS], 0, state->done,

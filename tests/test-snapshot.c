@@ -1396,6 +1396,45 @@ test_verify_async (Fixture       *fixture,
 }
 
 static void
+cancel_on_progress (HexzSnapshot *snapshot,
+                    guint64       done,
+                    guint64       total,
+                    gpointer      user_data)
+{
+  if (done > 0)
+    g_cancellable_cancel (user_data);
+}
+
+static void
+test_verify_cancelled (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  gsize size = 80 * 1024 * 1024;
+  g_autofree guint8 *disk = g_malloc (size);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+
+  test_fill_text (disk, size, 161);
+  test_write_snapshot (fixture->path, HEXZ_CODEC_LZ4, 64 * 1024, FALSE, disk,
+                       size, NULL, 0);
+  snapshot = open_ok (fixture->path);
+
+  /* Already cancelled. */
+  g_cancellable_cancel (cancellable);
+  g_assert_false (hexz_snapshot_verify (snapshot, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  /* Cancelled at the first progress report after the start, which comes
+   * after 64 MiB of the 80 MiB at the latest. */
+  g_cancellable_reset (cancellable);
+  g_signal_connect (snapshot, "progress", G_CALLBACK (cancel_on_progress), cancellable);
+  g_assert_false (hexz_snapshot_verify (snapshot, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+}
+
+static void
 test_not_a_snapshot (Fixture       *fixture,
                      gconstpointer  data)
 {
@@ -1488,6 +1527,7 @@ main (int   argc,
   ADD ("/snapshot/read/open-async", test_open_async);
   ADD ("/snapshot/read/not-a-snapshot", test_not_a_snapshot);
   ADD ("/snapshot/read/verify-async", test_verify_async);
+  ADD ("/snapshot/read/verify-cancelled", test_verify_cancelled);
   ADD ("/snapshot/metadata", test_metadata);
   ADD ("/snapshot/thin/chain", test_thin_chain);
   ADD ("/snapshot/thin/replaced-parent", test_thin_replaced_parent);
