@@ -22,8 +22,17 @@ import time
 import gi
 import pytest
 
-gi.require_version("Hexz", "1")
-from gi.repository import GLib, Hexz  # noqa: E402
+from gi.repository import GLib  # noqa: E402
+
+# A build without introspection has no typelib: the test modules then skip
+# themselves with this reason.
+try:
+    gi.require_version("Hexz", "1")
+    from gi.repository import Hexz  # noqa: E402
+    MISSING_TYPELIB = None
+except (ImportError, ValueError) as error:
+    Hexz = None
+    MISSING_TYPELIB = f"The Hexz-1 typelib is not available ({error}); build with -Dintrospection=enabled"
 
 BUILD_ROOT = os.environ.get("HEXZ_BUILD_ROOT", "")
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -7,6 +7,11 @@ import struct
 import gi
 import pytest
 
+from conftest import MISSING_TYPELIB  # noqa: E402
+
+if MISSING_TYPELIB is not None:
+    pytest.skip(MISSING_TYPELIB, allow_module_level=True)
+
 gi.require_version("Hexz", "1")
 from gi.repository import Gio, GLib, Hexz  # noqa: E402
 

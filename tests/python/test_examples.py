@@ -15,6 +15,11 @@ import sys
 import gi
 import pytest
 
+from conftest import MISSING_TYPELIB  # noqa: E402
+
+if MISSING_TYPELIB is not None:
+    pytest.skip(MISSING_TYPELIB, allow_module_level=True)
+
 gi.require_version("GdkPixbuf", "2.0")
 gi.require_version("Hexz", "1")
 from gi.repository import GdkPixbuf, Hexz  # noqa: E402

@@ -7,6 +7,11 @@ import random
 import gi
 import pytest
 
+from conftest import MISSING_TYPELIB  # noqa: E402
+
+if MISSING_TYPELIB is not None:
+    pytest.skip(MISSING_TYPELIB, allow_module_level=True)
+
 gi.require_version("Hexz", "1")
 gi.require_version("Json", "1.0")
 from gi.repository import Gio, GLib, Hexz, Json  # noqa: E402
