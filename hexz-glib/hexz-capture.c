@@ -147,6 +147,15 @@ static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (HexzCapture, hexz_capture, G_TYPE_OBJECT)
 
+/**
+ * hexz_capture_error_quark:
+ *
+ * Gets the error domain of live snapshots, %HEXZ_CAPTURE_ERROR.
+ *
+ * Returns: the error domain
+ *
+ * Since: 1.0
+ */
 G_DEFINE_QUARK (hexz-capture-error-quark, hexz_capture_error)
 
 /* The state of one run, which owns the task until the run completes. Every
