@@ -201,9 +201,10 @@ pread_all (int          fd,
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)
-        /* Translators: the first placeholder is a byte count, the second an
-         * offset in bytes and the third a file name. */
         return set_error_from_errno (error, errno,
+                                     /* Translators: the first placeholder is a byte
+                                      * count, the second an offset in bytes and the
+                                      * third a file name. */
                                      _("Failed to read %zu bytes at offset %" G_GUINT64_FORMAT " of “%s”"),
                                      count, offset, path);
       if (n == 0)
@@ -240,9 +241,10 @@ pwrite_all (int            fd,
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)
-        /* Translators: the first placeholder is a byte count, the second an
-         * offset in bytes and the third a file name. */
         return set_error_from_errno (error, errno,
+                                     /* Translators: the first placeholder is a byte
+                                      * count, the second an offset in bytes and the
+                                      * third a file name. */
                                      _("Failed to write %zu bytes at offset %" G_GUINT64_FORMAT " of “%s”"),
                                      count, offset, path);
 
@@ -907,9 +909,9 @@ zero_overlay (HexzPluginDisk  *disk,
     }
 
   if (errno != EOPNOTSUPP && errno != ENOSYS)
-    /* Translators: the first placeholders are a byte count and an offset,
-     * the last a file name. */
     return set_error_from_errno (error, errno,
+                                 /* Translators: the first placeholders are a byte
+                                  * count and an offset, the last a file name. */
                                  _("Failed to zero %" G_GUINT64_FORMAT " bytes at offset %"
                                    G_GUINT64_FORMAT " of “%s”"),
                                  count, offset, disk->overlay_path);
