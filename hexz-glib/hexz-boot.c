@@ -49,6 +49,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -1023,7 +1024,7 @@ start_check_ram (StartState  *state,
     {
       g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
                    /* Translators: %" G_GUINT64_FORMAT " is a size in bytes. */
-                   _("The RAM size %" G_GUINT64_FORMAT " bytes is not a whole number of MiB"),
+                   _("The RAM size %" PRIu64 " bytes is not a whole number of MiB"),
                    state->ram);
       return FALSE;
     }
