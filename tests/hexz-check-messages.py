@@ -39,7 +39,9 @@ MESSAGE_ARGUMENTS = {
 CONVERSION = re.compile(r"%(?:\d+\$)?[-+ #0']*(?:\*|\d+)?(?:\.(?:\*|\d+))?"
                         r"(?:hh|h|ll|l|L|q|j|z|t)?[diouxXeEfFgGaAcspn%]"
                         r"|%\"\s*G_\w+\s*\"")
-GETTEXT_CALLS = {"_": 0, "N_": 0, "C_": 1, "NC_": 1}
+# Gettext call -> indexes of its message arguments.
+GETTEXT_CALLS = {"_": (0,), "N_": (0,), "C_": (1,), "NC_": (1,),
+                 "g_dngettext": (1, 2), "ngettext": (0, 1)}
 GLIB_FORMAT_MACRO = re.compile(r'"\s*(G_\w+_(?:FORMAT|MODIFIER))\b')
 TOOL_PREFIX = re.compile(r"^hexz-snap(?: \w+)?: ")
 NOT_TRANSLATED = "not translated"
@@ -169,15 +171,15 @@ def check_file(path):
     gettext_pattern = re.compile(r"(?<![\w.])(%s)\s*\(" % "|".join(GETTEXT_CALLS))
     for match in gettext_pattern.finditer(code):
         arguments = split_arguments(code, match.end())
-        index = GETTEXT_CALLS[match.group(1)]
-        if index >= len(arguments):
-            continue
-        macro = GLIB_FORMAT_MACRO.search(arguments[index])
-        if macro is None:
+        messages = [arguments[i] for i in GETTEXT_CALLS[match.group(1)] if i < len(arguments)]
+        macros = [GLIB_FORMAT_MACRO.search(message) for message in messages]
+        macros = [macro for macro in macros if macro is not None]
+        if not macros:
             continue
         line = code.count("\n", 0, match.start()) + 1
-        findings.append(f"{path}:{line}: {macro.group(1)} in a translatable string: xgettext "
-                        "cannot expand it; use PRIu64 and the like from <inttypes.h>, or %zu")
+        findings.append(f"{path}:{line}: {macros[0].group(1)} in a translatable string: "
+                        "xgettext cannot expand it; use PRIu64 and the like from "
+                        "<inttypes.h>, or %zu")
     return findings
 
 
