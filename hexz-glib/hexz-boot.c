@@ -1054,9 +1054,10 @@ start_check_overlay (StartState  *state,
       guint64 n_modified = hexz_overlay_get_n_modified (overlay);
 
       g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
-                   /* Translators: the first %s is a file name, the number a
-                    * number of pages, the second %s a file name. */
                    g_dngettext (GETTEXT_PACKAGE,
+                                /* Translators: the first %s is a file name, the
+                                 * number a number of pages, the second %s a
+                                 * file name. */
                                 "The overlay “%s” already contains %" PRIu64
                                 " modified page, so the disk would not match the memory of "
                                 "“%s”: give a new overlay file",
