@@ -868,9 +868,9 @@ spill_page (HexzSnapshotWriter  *self,
   data = g_bytes_get_data (page, &size);
 
   if (!pwrite_all (self->spill_fd, data, size, self->spill_end, &saved_errno))
-    /* Translators: the first %s is a file name, the second the
-     * system's reason. */
     return writer_fail_errno (self, error, saved_errno,
+                              /* Translators: the first %s is a file name, the
+                               * second the system's reason. */
                               _("Writing the index of snapshot “%s” to a "
                                 "temporary file failed: %s"));
 
@@ -2397,9 +2397,9 @@ write_index_and_header (HexzSnapshotWriter  *self,
 
           if (!pread_all (self->spill_fd, data, page->length,
                           page->spill_offset, &saved_errno))
-            /* Translators: the first %s is a file name, the second the
-             * system's reason. */
             return writer_fail_errno (self, error, saved_errno,
+                                      /* Translators: the first %s is a file name,
+                                       * the second the system's reason. */
                                       _("Reading the index of snapshot “%s” "
                                         "from a temporary file failed: %s"));
 
