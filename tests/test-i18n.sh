@@ -99,8 +99,9 @@ for entry in entries[1:]:
         continue
     if "#. Translators:" not in entry:
         location = re.search(r"^#: (\S+)", entry, re.M)
-        msgid = re.search(r'^msgid "(.*)"', entry, re.M)
-        missing.append(f"{location.group(1) if location else '?'}: {msgid.group(1) if msgid else entry}")
+        msgid = re.search(r'^msgid ((?:".*"\n)+)', entry, re.M)
+        text = "".join(re.findall(r'"(.*)"', msgid.group(1))) if msgid else entry
+        missing.append(f"{location.group(1) if location else '?'}: {text}")
 for line in missing:
     print("no translator comment:", line)
 sys.exit(1 if missing else 0)
