@@ -4,14 +4,16 @@
 
 Scans C files for calls that build a GError or print to standard error and
 reports each whose message argument starts with a bare string literal
-instead of _(), C_() or N_(). It also reports translatable strings built
-with GLib's format macros (G_GUINT64_FORMAT and the like): xgettext cannot
-expand them, so it extracts a cut-off message that never matches at run
-time. PRIu64 and the other <inttypes.h> macros work, and so does %zu. A literal is accepted when it holds no words
-once the printf conversions are removed ("%s\\n"), when it is only the tool
-name as a prefix ("hexz-snap: %s\\n"), or when a comment inside the call,
-or alone on the line above it, contains "not translated" (protocol strings,
-QMP command names, messages meant for developers).
+instead of _(), C_() or N_(). A literal is accepted when it contains no
+words once the printf conversions are removed ("%s\\n"), when it is only
+the tool name as a prefix ("hexz-snap: %s\\n"), or when a comment inside
+the call, or alone on the line above it, contains "not translated"
+(protocol strings, QMP command names, messages meant for developers).
+
+It also reports translatable strings built with GLib's format macros
+(G_GUINT64_FORMAT and the like): xgettext cannot expand them, so it
+extracts a message cut off at the macro, which never matches at run time.
+PRIu64 and the other <inttypes.h> macros work, and so does %zu.
 
 Usage: hexz-check-messages.py FILE...
 Prints one line per finding (FILE:LINE: function: literal) and exits with

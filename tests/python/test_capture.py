@@ -91,7 +91,7 @@ def test_capture_live_snapshot(machine, private_dir, mode):
     after = machine.guest_status()
     assert after["counter"] > before["counter"]
 
-    # The snapshot holds the guest's memory and the disk with its records.
+    # The snapshot contains the guest's memory and the disk with its records.
     snapshot = Hexz.Snapshot.open_path(str(output), None)
     assert snapshot.has_memory()
     assert snapshot.get_memory_size() > 8 * 1024 * 1024
