@@ -184,6 +184,11 @@ class SnapshotWindow(Gtk.ApplicationWindow):
         self.screenshots = {}
         self.phases_seen = []
         self.result = None
+        # The longest time the main loop went without running a 50 ms timer
+        # while a snapshot ran: a measure of how responsive the window was.
+        self.longest_stall_ms = 0
+        self.last_tick = None
+        self.ticker = 0
 
         grid = Gtk.Grid(row_spacing=6, column_spacing=12,
                         margin_top=18, margin_bottom=18, margin_start=18, margin_end=18)
@@ -278,6 +283,15 @@ class SnapshotWindow(Gtk.ApplicationWindow):
         self.set_running(True)
 
         capture.run_async(self.cancellable, self.on_done)
+        self.last_tick = GLib.get_monotonic_time()
+        self.ticker = GLib.timeout_add(50, self.on_tick)
+
+    def on_tick(self):
+        now = GLib.get_monotonic_time()
+        stall_ms = (now - self.last_tick) // 1000 - 50
+        self.longest_stall_ms = max(self.longest_stall_ms, stall_ms)
+        self.last_tick = now
+        return GLib.SOURCE_CONTINUE
 
     def on_cancel_clicked(self, button):
         if self.cancellable is not None:
@@ -336,6 +350,9 @@ class SnapshotWindow(Gtk.ApplicationWindow):
         self.result_label.set_text(text)
 
         self.cancellable = None
+        self.on_tick()
+        GLib.source_remove(self.ticker)
+        self.ticker = 0
         self.set_running(False)
 
         if self.arguments.screenshot_dir:
@@ -366,6 +383,7 @@ class SnapshotWindow(Gtk.ApplicationWindow):
         if not self.arguments.quit_when_done:
             return
         summary = dict(self.result or {}, phases=self.phases_seen,
+                       longest_stall_ms=self.longest_stall_ms,
                        screenshots=self.screenshots)
         print(json.dumps(summary), flush=True)
         self.get_application().quit()

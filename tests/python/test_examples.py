@@ -154,6 +154,9 @@ def test_gtk_example_snapshot(machine, private_dir, display):
 
     assert summary["status"] == "done", summary
     assert summary["mode"] == "paused"
+    # The window kept handling events: a blocking call on the main thread
+    # would stall its main loop for the whole memory dump.
+    assert summary["longest_stall_ms"] < 500, summary
     assert summary["phases"][0] == "preflight"
     assert summary["phases"][-1] == "done"
     # The first screenshot is requested when the memory phase starts and
