@@ -45,6 +45,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -147,6 +148,15 @@ static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (HexzCapture, hexz_capture, G_TYPE_OBJECT)
 
+/**
+ * hexz_capture_error_quark:
+ *
+ * Gets the error domain of live snapshots, %HEXZ_CAPTURE_ERROR.
+ *
+ * Returns: the error domain
+ *
+ * Since: 1.0
+ */
 G_DEFINE_QUARK (hexz-capture-error-quark, hexz_capture_error)
 
 /* The state of one run, which owns the task until the run completes. Every
@@ -2146,8 +2156,8 @@ capture_check_space (CaptureState  *state,
     {
       g_set_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_NO_SPACE,
                    /* Translators: %s is a folder name, the numbers are sizes in bytes. */
-                   _("Not enough free space in “%s”: %" G_GUINT64_FORMAT " bytes free, "
-                     "%" G_GUINT64_FORMAT " needed for the memory and the modified disk "
+                   _("Not enough free space in “%s”: %" PRIu64 " bytes free, "
+                     "%" PRIu64 " needed for the memory and the modified disk "
                      "pages; free some space or write elsewhere"),
                    state->output_dir, available, needed);
       return FALSE;
@@ -2292,8 +2302,8 @@ capture_check_inputs (CaptureState  *state,
         {
           g_set_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
                        /* Translators: %s is a file name, the numbers are sizes in bytes. */
-                       _("The overlay “%s” (%" G_GUINT64_FORMAT " bytes) is larger than "
-                         "the base's disk (%" G_GUINT64_FORMAT " bytes); check that it "
+                       _("The overlay “%s” (%" PRIu64 " bytes) is larger than "
+                         "the base's disk (%" PRIu64 " bytes); check that it "
                          "belongs to this base, or allow a larger overlay"),
                        self->overlay, overlay_size, state->disk_size);
           return FALSE;
