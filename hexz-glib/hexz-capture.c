@@ -45,6 +45,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -147,6 +148,15 @@ static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (HexzCapture, hexz_capture, G_TYPE_OBJECT)
 
+/**
+ * hexz_capture_error_quark:
+ *
+ * Gets the error domain of live snapshots, %HEXZ_CAPTURE_ERROR.
+ *
+ * Returns: the error domain
+ *
+ * Since: 1.0
+ */
 G_DEFINE_QUARK (hexz-capture-error-quark, hexz_capture_error)
 
 /* The state of one run, which owns the task until the run completes. Every
@@ -1282,6 +1292,9 @@ capture_resume (CaptureState *state)
 /* Step 5a: copy the overlay's modified pages while the machine is paused,
  * into a private overlay whose files are unlinked at once. */
 
+/* Pages copied by one write: 1 MiB. */
+#define COPY_RUN_PAGES 256
+
 static gboolean
 capture_copy_pages (CaptureState  *state,
                     GCancellable  *cancellable,
@@ -1293,7 +1306,7 @@ capture_copy_pages (CaptureState  *state,
   g_autofree char *folder = NULL;
   g_autofree char *copy_path = NULL;
   g_autofree char *meta_path = NULL;
-  guint8 buffer[HEXZ_OVERLAY_PAGE_SIZE];
+  g_autofree guint8 *buffer = NULL;
   gsize n_pages = 0;
 
   /* Reopened here, not in the preflight, because the list of modified
@@ -1329,15 +1342,33 @@ capture_copy_pages (CaptureState  *state,
   pages = hexz_overlay_dup_modified_pages (source, &n_pages);
   g_debug ("Capture: copying %" G_GSIZE_FORMAT " modified pages", n_pages);
 
-  for (gsize i = 0; i < n_pages; i++)
+  /* The machine is paused during this copy, so runs of consecutive pages
+   * go to the copy in one write each, which also appends their .meta
+   * entries at once: per-page writes cost about 8 ms per MiB here. */
+  buffer = g_malloc (COPY_RUN_PAGES * HEXZ_OVERLAY_PAGE_SIZE);
+
+  for (gsize i = 0; i < n_pages;)
     {
+      gsize run = 0;
+
       if (g_cancellable_set_error_if_cancelled (cancellable, error))
         return FALSE;
 
-      if (!hexz_overlay_read_page (source, pages[i], buffer, error) ||
-          !hexz_overlay_write (copy, pages[i] * HEXZ_OVERLAY_PAGE_SIZE, buffer,
-                               sizeof buffer, error))
+      do
+        {
+          if (!hexz_overlay_read_page (source, pages[i + run],
+                                       buffer + run * HEXZ_OVERLAY_PAGE_SIZE, error))
+            return FALSE;
+          run++;
+        }
+      while (i + run < n_pages && run < COPY_RUN_PAGES &&
+             pages[i + run] == pages[i] + run);
+
+      if (!hexz_overlay_write (copy, pages[i] * HEXZ_OVERLAY_PAGE_SIZE, buffer,
+                               run * HEXZ_OVERLAY_PAGE_SIZE, error))
         return FALSE;
+
+      i += run;
     }
 
   state->disk_copy = g_steal_pointer (&copy);
@@ -2206,8 +2237,8 @@ capture_check_space (CaptureState  *state,
     {
       g_set_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_NO_SPACE,
                    /* Translators: %s is a folder name, the numbers are sizes in bytes. */
-                   _("Not enough free space in “%s”: %" G_GUINT64_FORMAT " bytes free, "
-                     "%" G_GUINT64_FORMAT " needed for the memory and the modified disk "
+                   _("Not enough free space in “%s”: %" PRIu64 " bytes free, "
+                     "%" PRIu64 " needed for the memory and the modified disk "
                      "pages; free some space or write elsewhere"),
                    state->output_dir, available, needed);
       return FALSE;
@@ -2352,8 +2383,8 @@ capture_check_inputs (CaptureState  *state,
         {
           g_set_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
                        /* Translators: %s is a file name, the numbers are sizes in bytes. */
-                       _("The overlay “%s” (%" G_GUINT64_FORMAT " bytes) is larger than "
-                         "the base's disk (%" G_GUINT64_FORMAT " bytes); check that it "
+                       _("The overlay “%s” (%" PRIu64 " bytes) is larger than "
+                         "the base's disk (%" PRIu64 " bytes); check that it "
                          "belongs to this base, or allow a larger overlay"),
                        self->overlay, overlay_size, state->disk_size);
           return FALSE;

@@ -17,5 +17,6 @@
 #include "hexz-qmp-client.h"
 #include "hexz-capture.h"
 #include "hexz-restore.h"
+#include "hexz-boot.h"
 
 #undef __HEXZ_INSIDE__

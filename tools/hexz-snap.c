@@ -58,6 +58,16 @@ static const HexzToolCommand commands[] = {
     hexz_tool_command_extract,
   },
   {
+    "boot", N_("SNAPSHOT [-- QEMU-ARGUMENT…]"),
+    N_("Run a virtual machine from a snapshot"),
+    N_("Serves the disk of SNAPSHOT through nbdkit with a copy-on-write overlay and starts "
+       "QEMU on it. When the snapshot contains memory, the machine resumes where the "
+       "snapshot was taken. Give it the RAM size, CPUs, kernel and QEMU arguments of the "
+       "machine the snapshot was taken from. Runs until QEMU exits, and Ctrl-C shuts the "
+       "machine down. Arguments after “--” are passed to QEMU."),
+    hexz_tool_command_boot,
+  },
+  {
     "snap", "",
     N_("Take a snapshot of a running virtual machine"),
     N_("Pauses the QEMU virtual machine behind the QMP socket as briefly as the mode "
