@@ -121,7 +121,8 @@ mock_read_line (Mock *mock)
       guint8 *newline;
       gssize received;
 
-      newline = memchr (mock->input->data, '\n', mock->input->len);
+      /* An empty GByteArray has no data pointer, and memchr() needs one. */
+      newline = mock->input->len > 0 ? memchr (mock->input->data, '\n', mock->input->len) : NULL;
       if (newline != NULL)
         {
           gsize size = (gsize) (newline - mock->input->data);
