@@ -43,7 +43,6 @@
 
 static char *fuzz_dir;
 static char *overlay_path;
-static char *meta_path;
 static char *output_path;
 static HexzSnapshot *base;
 
@@ -83,7 +82,6 @@ LLVMFuzzerInitialize (int    *argc,
   fuzz_dir = g_dir_make_tmp ("hexz-fuzz-meta-XXXXXX", &error);
   g_assert_no_error (error);
   overlay_path = g_build_filename (fuzz_dir, "disk.overlay", NULL);
-  meta_path = g_build_filename (fuzz_dir, "disk.meta", NULL);
   output_path = g_build_filename (fuzz_dir, "out.hxz", NULL);
   base_path = g_build_filename (fuzz_dir, "base.hxz", NULL);
   atexit (remove_fuzz_dir);
