@@ -601,6 +601,13 @@ load_parent (HexzSnapshot  *self,
           return FALSE;
         }
 
+      /* The error names the parent that failed; name the snapshot the
+       * caller opened too, once, at the top of the chain. */
+      if (depth == 0)
+        g_prefix_error (&local_error,
+                        /* Translators: %s is a file name. */
+                        _("Cannot open the parents of snapshot “%s”: "),
+                        self->name);
       g_propagate_error (error, g_steal_pointer (&local_error));
       return FALSE;
     }

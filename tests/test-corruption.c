@@ -226,6 +226,7 @@ typedef struct {
   GByteArray *file;
   GByteArray *data;        /* the data area */
   GArray     *entries[HEXZ_N_STREAMS];
+  GBytes     *parent;      /* replaces the parent section when set */
 } Image;
 
 static void
@@ -235,6 +236,7 @@ image_free (Image *image)
   g_byte_array_unref (image->data);
   for (guint s = 0; s < HEXZ_N_STREAMS; s++)
     g_array_unref (image->entries[s]);
+  g_clear_pointer (&image->parent, g_bytes_unref);
   g_free (image);
 }
 
@@ -344,8 +346,12 @@ image_save (Image      *image,
                   old->dictionary.length, &header.dictionary);
   append_section (out, image->file->data + old->metadata.offset,
                   old->metadata.length, &header.metadata);
-  append_section (out, image->file->data + old->parent.offset,
-                  old->parent.length, &header.parent);
+  if (image->parent != NULL)
+    append_section (out, g_bytes_get_data (image->parent, NULL),
+                    g_bytes_get_size (image->parent), &header.parent);
+  else
+    append_section (out, image->file->data + old->parent.offset,
+                    old->parent.length, &header.parent);
 
   for (guint s = 0; s < HEXZ_N_STREAMS; s++)
     {
@@ -814,6 +820,53 @@ test_entry_parent_without_parent (Fixture       *fixture,
                                "disk block 22");
 }
 
+static GBytes *
+make_parent_section (const guint8 id[16],
+                     const char  *path)
+{
+  gsize length = strlen (path);
+  guint8 *section = g_malloc0 (HEXZ_PARENT_FIXED_SIZE + length);
+
+  memcpy (section, id, 16);
+  hexz_put_u32 (section + 24, length);
+  memcpy (section + HEXZ_PARENT_FIXED_SIZE, path, length);
+
+  return g_bytes_new_take (section, HEXZ_PARENT_FIXED_SIZE + length);
+}
+
+/* Two snapshots that name each other as parent. */
+static void
+test_parent_cycle (Fixture       *fixture,
+                   gconstpointer  data)
+{
+  g_autofree char *other = g_build_filename (fixture->dir, "other.hxz", NULL);
+  guint8 disk[4096] = { 1 };
+  HexzHeader header, other_header;
+
+  test_write_snapshot (fixture->path, HEXZ_CODEC_LZ4, 4096, FALSE, disk,
+                       sizeof disk, NULL, 0);
+  test_write_snapshot (other, HEXZ_CODEC_LZ4, 4096, FALSE, disk, sizeof disk,
+                       NULL, 0);
+  header = read_header (fixture->path);
+  other_header = read_header (other);
+
+  {
+    g_autoptr(Image) image = image_load (fixture->path);
+
+    image->parent = make_parent_section (other_header.id, "other.hxz");
+    image_save (image, fixture->path);
+  }
+
+  {
+    g_autoptr(Image) image = image_load (other);
+
+    image->parent = make_parent_section (header.id, "damaged.hxz");
+    image_save (image, other);
+  }
+
+  assert_open_fails (fixture->path, HEXZ_SNAPSHOT_ERROR_CORRUPT);
+}
+
 /* Replaces the single stored block of a one-block file with @stored and
  * re-seals the file. */
 static void
@@ -992,6 +1045,7 @@ main (int   argc,
   ADD ("/corruption/resealed/entry-overlap", test_entry_overlap, NULL);
   ADD ("/corruption/resealed/entry-wrong-length", test_entry_wrong_length, NULL);
   ADD ("/corruption/resealed/parent-without-parent", test_entry_parent_without_parent, NULL);
+  ADD ("/corruption/resealed/parent-cycle", test_parent_cycle, NULL);
   ADD ("/corruption/resealed/lz4-one-byte-short", test_decompress_length, GINT_TO_POINTER (-1));
   ADD ("/corruption/resealed/lz4-one-byte-long", test_decompress_length, GINT_TO_POINTER (1));
   ADD ("/corruption/resealed/zstd-one-byte-short", test_decompress_length, GINT_TO_POINTER (-2));

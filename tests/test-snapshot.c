@@ -842,6 +842,33 @@ test_thin_partial_tail (Fixture       *fixture,
   assert_stream_equals (snapshot, HEXZ_STREAM_DISK, disk, sizeof disk);
 }
 
+/* A chain of 64 snapshots opens; one more is rejected. */
+static void
+test_thin_depth_limit (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  g_autofree char *previous = g_build_filename (fixture->dir, "0.hxz", NULL);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+
+  write_small_parent (previous, 96);
+
+  for (guint i = 1; i < 65; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%u.hxz", i);
+      g_autofree char *path = g_build_filename (fixture->dir, name, NULL);
+
+      write_small_child (path, previous);
+      g_free (previous);
+      previous = g_steal_pointer (&path);
+    }
+
+  snapshot = hexz_snapshot_open_path (previous, NULL, &error);
+  g_assert_null (snapshot);
+  g_assert_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_TOO_LARGE);
+  g_assert_nonnull (strstr (error->message, "64.hxz"));
+}
+
 /* Writer behaviour */
 
 static void
@@ -1239,6 +1266,9 @@ test_not_a_snapshot (Fixture       *fixture,
   g_assert_nonnull (error);
 }
 
+/* Test data of the round-trip cases, freed after the run. */
+static GPtrArray *roundtrips;
+
 static void
 add_roundtrip (const char *name,
                void      (*func) (Fixture *, gconstpointer),
@@ -1256,6 +1286,7 @@ add_roundtrip (const char *name,
   g_assert_cmpuint (n_roundtrips, <, G_N_ELEMENTS (roundtrips));
   rt = &roundtrips[n_roundtrips++];
   *rt = (RoundTrip) { codec, block_size, dictionary };
+  g_ptr_array_add (roundtrips, rt);
   path = g_strdup_printf ("/snapshot/roundtrip/%s/%s/%uk%s", name,
                           hexz_codec_to_string (codec), block_size / 1024,
                           dictionary ? "/dictionary" : "");
@@ -1272,7 +1303,10 @@ main (int   argc,
   static const HexzCodec codecs[] = { HEXZ_CODEC_RAW, HEXZ_CODEC_LZ4, HEXZ_CODEC_ZSTD };
   static const guint block_sizes[] = { 4096, 64 * 1024, 1024 * 1024 };
 
+  g_autoptr(GPtrArray) cases = g_ptr_array_new_with_free_func (g_free);
+
   g_test_init (&argc, &argv, NULL);
+  roundtrips = cases;
 
   for (guint c = 0; c < G_N_ELEMENTS (codecs); c++)
     for (guint b = 0; b < G_N_ELEMENTS (block_sizes); b++)
@@ -1302,6 +1336,7 @@ main (int   argc,
   ADD ("/snapshot/thin/missing-parent", test_thin_missing_parent);
   ADD ("/snapshot/thin/invalid-parent-writes", test_thin_invalid_parent_writes);
   ADD ("/snapshot/thin/partial-tail", test_thin_partial_tail);
+  ADD ("/snapshot/thin/depth-limit", test_thin_depth_limit);
   ADD ("/snapshot/writer/progress", test_writer_progress);
   ADD ("/snapshot/writer/invalid-settings", test_writer_invalid_settings);
   ADD ("/snapshot/writer/abort", test_writer_abort);
