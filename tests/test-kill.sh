@@ -1,0 +1,278 @@
+#!/bin/bash
+# test-kill.sh: crash consistency of hexz-snap, as a TAP script
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Kills `hexz-snap pack` and `hexz-snap commit` with SIGKILL at several
+# points of their output. The points are the first data the writer
+# flushes, about 10 %, 50 % and 99 % of the final size, and the moment the
+# file has its full size (finalizing: header, fsync, rename). The writer
+# flushes in 4 MiB pieces, so a point lands on the first flush at or past
+# it; each test line names the size reached. After every kill:
+#
+# - the output path contains the previous snapshot byte for byte (or nothing
+#   when there was none); a kill while finalizing may also leave the new,
+#   complete snapshot;
+# - the only other file is one recognisable temporary file
+#   (.NAME.XXXXXX.tmp), and the next run removes it;
+# - the inputs (image, base snapshot, overlay and .meta) are unchanged.
+#
+# The next run starts after the leftover temporary file was made to look
+# a minute old: a writer removes only temporary files unchanged for a few
+# seconds.
+
+set -u
+
+HEXZ_SNAP=${HEXZ_SNAP:?HEXZ_SNAP must name the built hexz-snap}
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/hexz-test-kill-XXXXXX")
+pids=()
+
+cleanup () {
+  for pid in "${pids[@]}"; do
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+count=0
+
+ok () {
+  count=$((count + 1))
+  echo "ok $count - $1"
+}
+
+not_ok () {
+  count=$((count + 1))
+  echo "not ok $count - $1"
+}
+
+# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
+check () {
+  local description=$1
+  shift
+  if "$@"; then ok "$description"; else not_ok "$description"; fi
+}
+
+# Image size: a multiple of the 4 MiB write buffer large enough to give
+# each kill point its own flush.
+image_mib=64
+
+# The temporary files of output NAME in $dir.
+temp_files () {
+  local name=$1
+  local file
+  for file in "$dir"/."$name".??????.tmp; do
+    [ -e "$file" ] && echo "$file"
+  done
+}
+
+# True while process PID runs; false once it exited (a zombie counts as
+# exited, since the script reaps its children only in wait).
+is_running () {
+  local pid=$1 _comm state
+  [ -r "/proc/$pid/stat" ] || return 1
+  read -r _ _comm state _ < "/proc/$pid/stat" || return 1
+  [ "$state" != "Z" ]
+}
+
+# kill_at_size NAME TARGET COMMAND...: runs COMMAND and kills it with
+# SIGKILL once its temporary file for output NAME has TARGET bytes or more.
+# Temporary files left by earlier runs do not count. Sets killed_size to
+# the file's size after the kill, or to "finished" when the command ended
+# first (then command_status is its exit status).
+kill_at_size () {
+  local name=$1 target=$2
+  shift 2
+  local size file pid earlier
+
+  earlier=$(temp_files "$name")
+  "$@" > "$dir/command.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  killed_size=finished
+  while is_running "$pid"; do
+    for file in "$dir"/."$name".??????.tmp; do
+      [ -f "$file" ] || continue
+      if echo "$earlier" | grep -qxF "$file"; then
+        continue
+      fi
+      size=$(stat -c %s "$file" 2>/dev/null) || continue
+      if [ "$size" -ge "$target" ]; then
+        kill -KILL "$pid"
+        wait "$pid" 2>/dev/null
+        killed_size=$(stat -c %s "$file" 2>/dev/null || echo "$size")
+        return
+      fi
+    done
+  done
+  wait "$pid"
+  command_status=$?
+}
+
+# Makes the temporary files of output NAME look a minute old, as after a
+# crash some time ago.
+age_temp_files () {
+  local file
+  for file in $(temp_files "$1"); do
+    touch -d '-1 minute' "$file"
+  done
+}
+
+# files_except LIST...: prints the names in $dir that are not in LIST.
+files_except () {
+  local name keep found
+  for name in $(ls -A "$dir"); do
+    found=0
+    for keep in "$@"; do
+      [ "$name" = "$keep" ] && found=1
+    done
+    [ $found -eq 0 ] && echo "$name"
+  done
+}
+
+sha_of () {
+  sha256sum "$@" | awk '{ print $1 }'
+}
+
+# The state after a kill: OUTPUT contains SAVED's bytes (or does not exist
+# when SAVED is "none"); when FINALIZING is 1, a complete new snapshot
+# whose disk equals EXPECTED_DISK is accepted too.
+check_output_state () {
+  local label=$1 output=$2 saved=$3 finalizing=$4 expected_disk=$5
+
+  if [ "$saved" = none ]; then
+    if [ ! -e "$output" ]; then
+      ok "$label: no file at the output path"
+    elif [ "$finalizing" = 1 ] && "$HEXZ_SNAP" verify "$output" > /dev/null 2>&1; then
+      ok "$label: the new snapshot is complete"
+    else
+      not_ok "$label: a partial file at the output path"
+    fi
+  elif cmp -s "$output" "$saved"; then
+    ok "$label: the previous snapshot is intact"
+  elif [ "$finalizing" = 1 ] && "$HEXZ_SNAP" verify "$output" > /dev/null 2>&1 &&
+       "$HEXZ_SNAP" extract "$output" "$dir/extracted" > /dev/null 2>&1 &&
+       cmp -s "$dir/extracted" "$expected_disk"; then
+    ok "$label: the new snapshot is complete"
+  else
+    not_ok "$label: the output path holds neither the previous nor a complete snapshot"
+  fi
+  rm -f "$dir/extracted"
+}
+
+# kill_series LABEL OUTPUT_NAME EXPECTED_DISK INPUTS -- COMMAND...: runs
+# COMMAND once to learn the output size, then kills it at each point and
+# checks the state after each kill; INPUTS are files that must not change.
+kill_series () {
+  local label=$1 name=$2 expected_disk=$3
+  shift 3
+  local inputs=()
+  while [ "$1" != "--" ]; do
+    inputs+=("$1")
+    shift
+  done
+  shift
+
+  local output="$dir/$name"
+  local inputs_sha final_size target saved finalizing point
+  inputs_sha=$(sha_of "${inputs[@]}")
+
+  # A first run killed early, with no previous output.
+  kill_at_size "$name" 1 "$@"
+  check "$label: killed at ${killed_size} bytes, first run" test "$killed_size" != finished
+  check_output_state "$label, first run" "$output" none 0 "$expected_disk"
+
+  # A complete run gives the previous output for the kills below, and
+  # removes the first run's temporary file.
+  age_temp_files "$name"
+  "$@" > "$dir/command.log" 2>&1
+  check "$label: a complete run succeeds" test $? -eq 0
+  check "$label: the complete run removed the temporary file" test -z "$(temp_files "$name")"
+  check "$label: the complete snapshot verifies" "$HEXZ_SNAP" verify "$output"
+  final_size=$(stat -c %s "$output")
+  cp "$output" "$dir/saved.hxz"
+  saved="$dir/saved.hxz"
+
+  for point in 1 10 50 99 finalize; do
+    local leftover
+    leftover=$(temp_files "$name")
+    age_temp_files "$name"
+
+    finalizing=0
+    if [ "$point" = finalize ]; then
+      target=$final_size
+      finalizing=1
+    else
+      target=$(( final_size * point / 100 ))
+    fi
+
+    kill_at_size "$name" "$target" "$@"
+    if [ "$killed_size" = finished ]; then
+      # Only a kill while finalizing can come too late.
+      check "$label: at $point % the run finished before the kill" test "$finalizing" = 1 -a "$command_status" = 0
+    else
+      ok "$label: killed at $point % ($killed_size of $final_size bytes)"
+    fi
+
+    check_output_state "$label at $point %" "$output" "$saved" "$finalizing" "$expected_disk"
+
+    local temps extra
+    temps=$(temp_files "$name")
+    if [ "$killed_size" = finished ]; then
+      check "$label at $point %: no temporary file is left" test -z "$temps"
+    else
+      check "$label at $point %: one temporary file is left" test "$(echo "$temps" | grep -c .)" -eq 1
+    fi
+    if [ -n "$leftover" ]; then
+      check "$label at $point %: the earlier run's temporary file was removed" test ! -e "$leftover"
+    fi
+    extra=$(files_except "$name" saved.hxz command.log $(cd "$dir" && for t in $temps; do basename "$t"; done) \
+                         $(for input in "${inputs[@]}"; do basename "$input"; done))
+    check "$label at $point %: no other file appeared${extra:+ (found $extra)}" test -z "$extra"
+    check "$label at $point %: the inputs are unchanged" test "$(sha_of "${inputs[@]}")" = "$inputs_sha"
+
+    # The next run starts from what a kill while finalizing left.
+    if [ "$finalizing" = 1 ] && ! cmp -s "$output" "$saved"; then
+      cp "$output" "$saved"
+    fi
+  done
+
+  # A last complete run cleans up and writes a good snapshot.
+  age_temp_files "$name"
+  "$@" > "$dir/command.log" 2>&1
+  check "$label: the run after the kills succeeds" test $? -eq 0
+  check "$label: no temporary file is left at the end" test -z "$(temp_files "$name")"
+  check "$label: the final snapshot verifies" "$HEXZ_SNAP" verify "$output"
+  rm -f "$output" "$saved"
+}
+
+# Inputs: an incompressible image (so the output grows as fast as the input
+# is read) and, for commit, an overlay with a few changed pages.
+head -c $((image_mib * 1024 * 1024)) /dev/urandom > "$dir/image.raw"
+
+# pack, slowed by a single zstd thread so that the poll observes each flush.
+kill_series "pack" packed.hxz "$dir/image.raw" "$dir/image.raw" -- \
+  "$HEXZ_SNAP" pack --compression zstd --level 9 --threads 1 "$dir/image.raw" "$dir/packed.hxz"
+
+# commit of a base and an overlay with three changed pages.
+"$HEXZ_SNAP" pack --compression lz4 "$dir/image.raw" "$dir/base.hxz" > /dev/null
+check "commit: the base snapshot is written" test -f "$dir/base.hxz"
+truncate -s $((image_mib * 1024 * 1024)) "$dir/disk.overlay"
+cp "$dir/image.raw" "$dir/expected.raw"
+for page in 0 1000 16383; do
+  head -c 4096 /dev/urandom > "$dir/page"
+  dd if="$dir/page" of="$dir/disk.overlay" bs=4096 seek=$page conv=notrunc status=none
+  dd if="$dir/page" of="$dir/expected.raw" bs=4096 seek=$page conv=notrunc status=none
+  printf "$(printf '\\x%02x\\x%02x\\x00\\x00\\x00\\x00\\x00\\x00' $((page & 255)) $((page >> 8)))" >> "$dir/disk.meta"
+done
+rm -f "$dir/page"
+
+kill_series "commit" committed.hxz "$dir/expected.raw" \
+  "$dir/base.hxz" "$dir/disk.overlay" "$dir/disk.meta" "$dir/image.raw" "$dir/expected.raw" -- \
+  "$HEXZ_SNAP" commit --base "$dir/base.hxz" --overlay "$dir/disk.overlay" \
+    --output "$dir/committed.hxz" --compression zstd --level 9 --threads 1
+
+echo "1..$count"
