@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "hexz.h"
+#include "hexz-format-private.h"
 #include "../hexz-test-snapshot-util.h"
 
 static char *output_dir;
@@ -47,6 +48,115 @@ read_file (const char *path)
   g_assert_no_error (error);
 
   return g_bytes_new_take (contents, length);
+}
+
+/* Appends @length bytes as a zstd frame of raw blocks: the bytes appear
+ * as they are, so the fuzzer mutates block entries directly, and
+ * fuzz-snapshot can recompute the block checksums inside them. */
+static void
+append_raw_zstd_frame (GByteArray   *out,
+                       const guint8 *data,
+                       gsize         length)
+{
+  const gsize max_block = 128 * 1024;
+  /* Magic, then a frame header descriptor for a single segment with a
+   * 4-byte content size and no checksum. */
+  const guint8 frame_header[] = { 0x28, 0xb5, 0x2f, 0xfd, 0xa0 };
+  guint32 content_size = GUINT32_TO_LE ((guint32) length);
+  gsize offset = 0;
+
+  g_byte_array_append (out, frame_header, sizeof frame_header);
+  g_byte_array_append (out, (const guint8 *) &content_size, 4);
+
+  do
+    {
+      gsize n = MIN (max_block, length - offset);
+      gboolean last = offset + n == length;
+      guint32 block_header = (guint32) (n << 3) | (last ? 1 : 0);
+      guint8 header_bytes[3] = {
+        block_header & 0xff, (block_header >> 8) & 0xff, (block_header >> 16) & 0xff,
+      };
+
+      g_byte_array_append (out, header_bytes, 3);
+      g_byte_array_append (out, data + offset, n);
+      offset += n;
+    }
+  while (offset < length);
+}
+
+/* Rewrites the snapshot at @path with every index page stored as a zstd
+ * frame of raw blocks, moving the pages and directories that follow. */
+static void
+rewrite_pages_raw (const char *path)
+{
+  g_autoptr(GBytes) bytes = read_file (path);
+  const guint8 *data = g_bytes_get_data (bytes, NULL);
+  g_autoptr(GByteArray) out = g_byte_array_new ();
+  g_autoptr(GByteArray) directories = g_byte_array_new ();
+  g_autoptr(GError) error = NULL;
+  guint8 header_bytes[HEXZ_HEADER_SIZE];
+  HexzHeader header;
+  guint64 pages_start;
+
+  hexz_header_decode (data, g_bytes_get_size (bytes), path, &header, &error);
+  g_assert_no_error (error);
+
+  pages_start = header.data_end;
+  pages_start = MAX (pages_start, header.dictionary.offset + header.dictionary.length);
+  pages_start = MAX (pages_start, header.metadata.offset + header.metadata.length);
+  pages_start = MAX (pages_start, header.parent.offset + header.parent.length);
+  g_byte_array_append (out, data, pages_start);
+
+  for (guint s = 0; s < HEXZ_N_STREAMS; s++)
+    {
+      HexzStreamDesc *stream = &header.streams[s];
+      guint dir_start = directories->len;
+
+      for (guint p = 0; p < stream->page_count; p++)
+        {
+          HexzPageDesc desc;
+          gboolean reserved_ok;
+          gsize length;
+          g_autofree guint8 *entries = NULL;
+          guint8 encoded[HEXZ_PAGE_DESC_SIZE];
+
+          hexz_page_desc_decode (data + stream->directory.offset + p * HEXZ_PAGE_DESC_SIZE,
+                                 &desc, &reserved_ok);
+          length = (gsize) desc.entry_count * HEXZ_ENTRY_SIZE;
+          entries = g_malloc (length);
+          g_assert_true (hexz_decompress_page (data + desc.offset, desc.length, entries, length));
+
+          desc.offset = out->len;
+          append_raw_zstd_frame (out, entries, length);
+          desc.length = out->len - desc.offset;
+          desc.checksum = hexz_checksum (out->data + desc.offset, desc.length);
+          hexz_page_desc_encode (&desc, encoded);
+          g_byte_array_append (directories, encoded, sizeof encoded);
+        }
+
+      stream->directory.length = directories->len - dir_start;
+    }
+
+  /* The directories follow the pages, disk first, and end the file. */
+  for (guint s = 0, dir_start = 0; s < HEXZ_N_STREAMS; s++)
+    {
+      HexzStreamDesc *stream = &header.streams[s];
+
+      if (stream->directory.length == 0)
+        continue;
+      stream->directory.offset = out->len + dir_start;
+      stream->directory.checksum = hexz_checksum (directories->data + dir_start,
+                                                  stream->directory.length);
+      dir_start += stream->directory.length;
+    }
+  g_byte_array_append (out, directories->data, directories->len);
+
+  header.file_size = out->len;
+  hexz_header_encode (&header, header_bytes);
+  memcpy (out->data, header_bytes, HEXZ_HEADER_SIZE);
+
+  g_file_set_contents (path, (const char *) out->data, out->len, &error);
+  g_assert_no_error (error);
 }
 
 /* Seed layout of fuzz-snapshot.c: flags, [child length], child, [parent]. */
@@ -117,6 +227,12 @@ write_snapshot_seeds (void)
 
   test_write_snapshot (child_path, HEXZ_CODEC_ZSTD, 4096, TRUE, disk, size, memory, size / 2);
   write_snapshot_seed ("zstd-dictionary", 1, child_path, NULL);
+  rewrite_pages_raw (child_path);
+  write_snapshot_seed ("zstd-dictionary-raw-pages", 1, child_path, NULL);
+
+  test_write_snapshot (child_path, HEXZ_CODEC_LZ4, 4096, FALSE, disk, size, memory, size / 2);
+  rewrite_pages_raw (child_path);
+  write_snapshot_seed ("lz4-raw-pages", 1, child_path, NULL);
 
   /* More than one index page: 4097 zero blocks of 4 KiB. */
   zeros = g_malloc0 (4097 * 4096);
@@ -146,6 +262,12 @@ write_snapshot_seeds (void)
   g_assert_no_error (error);
   write_snapshot_seed ("thin-child", 3, child_path, parent_path);
   write_snapshot_seed ("thin-child-unfixed", 2, child_path, parent_path);
+
+  /* Rewriting the parent changes its seal; fuzz-snapshot's checksum fixup
+   * stores the new one in the child. */
+  rewrite_pages_raw (child_path);
+  rewrite_pages_raw (parent_path);
+  write_snapshot_seed ("thin-child-raw-pages", 3, child_path, parent_path);
 
   g_remove (parent_path);
   g_remove (child_path);
@@ -284,6 +406,70 @@ write_qmp_seeds (void)
     }
 }
 
+/* Seed layout of fuzz-plugin.c: flags, then requests of u8 kind, u32
+ * offset, u32 length. Kinds: 0 read, 1 write, 2 zero, 3 flush, 4 extent
+ * query, 5 snapshot reopen. */
+typedef struct
+{
+  guint8  kind;
+  guint32 offset;
+  guint32 length;
+} PluginRequest;
+
+static void
+write_plugin_seed (const char          *name,
+                   const guint8        *prefix,
+                   gsize                prefix_length,
+                   const PluginRequest *requests,
+                   gsize                n_requests)
+{
+  g_autoptr(GByteArray) seed = g_byte_array_new ();
+  g_autoptr(GBytes) bytes = NULL;
+
+  g_byte_array_append (seed, prefix, prefix_length);
+  for (gsize i = 0; i < n_requests; i++)
+    {
+      guint32 offset = GUINT32_TO_LE (requests[i].offset);
+      guint32 length = GUINT32_TO_LE (requests[i].length);
+
+      g_byte_array_append (seed, &requests[i].kind, 1);
+      g_byte_array_append (seed, (const guint8 *) &offset, 4);
+      g_byte_array_append (seed, (const guint8 *) &length, 4);
+    }
+
+  bytes = g_byte_array_free_to_bytes (g_steal_pointer (&seed));
+  write_seed ("plugin", name, bytes);
+}
+
+static void
+write_plugin_seeds (void)
+{
+  /* The harness's disk has 256 KiB + 1000 bytes in blocks of 16 KiB. */
+  const guint32 end = 256 * 1024 + 1000;
+  const PluginRequest mixed[] = {
+    { 1, 100, 5000 }, { 0, 0, 16384 }, { 4, 0, 65536 }, { 2, 20000, 30000 },
+    { 4, 16384, 49152 }, { 3, 0, 0 }, { 1, end - 10, 10 }, { 0, end - 4096, 4096 },
+    { 5, 0, 0 }, { 0, 0, end }, { 1, end - 5, 10 }, { 2, 4096, 4096 }, { 4, end - 1, 1 },
+  };
+  const PluginRequest unaligned[] = {
+    { 1, 4095, 2 }, { 1, 8191, 4098 }, { 2, 12289, 4094 }, { 0, 4000, 10000 },
+    { 4, 4096, 8192 },
+  };
+  const guint8 plain[] = { 0x00 };
+  /* Flags, then a .meta of two entries (pages 0 and 3) and an 8 KiB
+   * overlay, so page 3 lies past the overlay's end. */
+  const guint8 preloaded[] = {
+    0x01, 2, 0, 0x20, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0,
+    3, 0, 0, 0, 0, 0, 0, 0,
+  };
+  const PluginRequest reads[] = { { 0, 0, 20000 }, { 4, 0, 20000 }, { 1, 0, 8192 } };
+
+  write_plugin_seed ("mixed", plain, sizeof plain, mixed, G_N_ELEMENTS (mixed));
+  write_plugin_seed ("unaligned", plain, sizeof plain, unaligned, G_N_ELEMENTS (unaligned));
+  write_plugin_seed ("preloaded-meta", preloaded, sizeof preloaded, reads, G_N_ELEMENTS (reads));
+}
+
 int
 main (int    argc,
       char **argv)
@@ -303,6 +489,7 @@ main (int    argc,
   write_snapshot_seeds ();
   write_meta_seeds ();
   write_qmp_seeds ();
+  write_plugin_seeds ();
 
   test_remove_tree (work_dir);
   g_free (work_dir);

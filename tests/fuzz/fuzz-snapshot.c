@@ -5,8 +5,9 @@
  * Input layout:
  *
  *   u8 flags     bit 0: recompute the checksums the header and directories
- *                hold (see fixup_checksums()), so that mutations reach the
- *                checks behind them; bit 1: the rest starts with a u32
+ *                contain, and the block checksums in pages stored as raw
+ *                zstd blocks (see fixup_checksums()), so that mutations
+ *                reach the checks behind them; bit 1: the rest starts with a u32
  *                child length and the bytes after the child are the parent
  *   [u32 child_length]
  *   child bytes  written to child.hxz
@@ -80,6 +81,52 @@ fixup_section (guint8 *data,
     hexz_put_u64 (ref + 16, hexz_checksum (data + offset, length));
 }
 
+/* For a page stored as a zstd frame of one raw block (the raw-pages seeds
+ * store pages so), recomputes each data entry's checksum from its decoded
+ * stored bytes, so that mutated entries reach the reads behind the check. */
+static void
+fixup_block_checksums (guint8           *data,
+                       gsize             size,
+                       guint8           *page,
+                       gsize             page_length,
+                       const ZSTD_DDict *ddict)
+{
+  static const guint8 frame_start[] = { 0x28, 0xb5, 0x2f, 0xfd, 0xa0 };
+  const gsize header_length = sizeof frame_start + 4 + 3;
+  guint32 block_header;
+  gsize block_length;
+
+  if (page_length < header_length || memcmp (page, frame_start, sizeof frame_start) != 0)
+    return;
+
+  block_header = page[9] | (page[10] << 8) | (page[11] << 16);
+  block_length = block_header >> 3;
+  if ((block_header & 1) == 0 || ((block_header >> 1) & 3) != 0 ||
+      block_length > page_length - header_length)
+    return;
+
+  for (gsize i = 0; i + HEXZ_ENTRY_SIZE <= block_length; i += HEXZ_ENTRY_SIZE)
+    {
+      guint8 *entry = page + header_length + i;
+      guint8 codec = entry[1];
+      guint32 stored_length = hexz_get_u32 (entry + 4);
+      guint64 stored_offset = hexz_get_u64 (entry + 8);
+      guint32 logical_length = hexz_get_u32 (entry + 16);
+      g_autofree guint8 *decoded = NULL;
+
+      if (entry[0] != HEXZ_BLOCK_DATA || codec > HEXZ_STORED_ZSTD_DICT ||
+          (codec == HEXZ_STORED_ZSTD_DICT && ddict == NULL) ||
+          logical_length == 0 || logical_length > HEXZ_MAX_BLOCK_SIZE ||
+          !range_in (stored_offset, stored_length, size))
+        continue;
+
+      decoded = g_malloc (logical_length);
+      if (hexz_decompress_block (codec, ddict, data + stored_offset, stored_length, decoded,
+                                 logical_length))
+        hexz_put_u64 (entry + 24, hexz_checksum (decoded, logical_length));
+    }
+}
+
 /* Recomputes, inside the file, every checksum that needs no decoding: the
  * page checksums in the directories, the directory, section and stream
  * data checksums in the header, and the header checksum. When @parent is
@@ -91,10 +138,19 @@ fixup_checksums (guint8       *data,
                  const guint8 *parent,
                  gsize         parent_size)
 {
+  ZSTD_DDict *ddict = NULL;
   guint32 header_size;
 
   if (size < HEXZ_HEADER_SIZE)
     return;
+
+  {
+    guint64 offset = hexz_get_u64 (data + 192);
+    guint64 length = hexz_get_u64 (data + 200);
+
+    if (length > 0 && length <= HEXZ_MAX_DICTIONARY_SIZE && range_in (offset, length, size))
+      ddict = ZSTD_createDDict (data + offset, length);
+  }
 
   header_size = hexz_get_u32 (data + 12);
   if (header_size < HEXZ_HEADER_SIZE || header_size > size || header_size % 8 != 0)
@@ -117,8 +173,11 @@ fixup_checksums (guint8       *data,
               guint64 page_offset = hexz_get_u64 (page_desc);
               guint32 page_length = hexz_get_u32 (page_desc + 8);
 
-              if (range_in (page_offset, page_length, size))
-                hexz_put_u64 (page_desc + 16, hexz_checksum (data + page_offset, page_length));
+              if (!range_in (page_offset, page_length, size))
+                continue;
+
+              fixup_block_checksums (data, size, data + page_offset, page_length, ddict);
+              hexz_put_u64 (page_desc + 16, hexz_checksum (data + page_offset, page_length));
             }
           fixup_section (data, size, directory);
         }
@@ -151,6 +210,7 @@ fixup_checksums (guint8       *data,
   fixup_section (data, size, data + 240);
 
   hexz_put_u64 (data + header_size - 8, hexz_checksum (data, header_size - 8));
+  ZSTD_freeDDict (ddict);
 }
 
 static void
