@@ -2,9 +2,9 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * doc/format.md describes every field; this header and hexz-format.c encode
- * and decode them byte by byte, little-endian, and hold the codec helpers
- * that the writer and the reader share.
+ * doc/format.md describes every field. This header and hexz-format.c
+ * encode and decode them byte by byte, little-endian. They also contain the
+ * codec helpers that the writer and the reader share.
  */
 
 #pragma once
@@ -35,7 +35,8 @@ G_BEGIN_DECLS
 #define HEXZ_MIN_ENTRIES_PER_PAGE  64
 #define HEXZ_MAX_ENTRIES_PER_PAGE  65536
 
-/* Limits a reader enforces before it allocates anything a file asks for. */
+/* Limits a reader enforces before it allocates memory for a size read
+ * from a file. */
 #define HEXZ_MAX_METADATA_SIZE     (16 * 1024 * 1024)
 #define HEXZ_MAX_DICTIONARY_SIZE   (1024 * 1024)
 #define HEXZ_MAX_PARENT_PATH       4096

@@ -189,8 +189,8 @@ header_corrupt (GError     **error,
   return FALSE;
 }
 
-/* Decodes and checks the header at the start of @buffer, which holds the
- * first @length bytes of the file (all of it if shorter than
+/* Decodes and checks the header at the start of @buffer, which contains
+ * the first @length bytes of the file (all of it if shorter than
  * %HEXZ_MAX_HEADER_SIZE). Checks everything that needs only the header;
  * the layout against the real file is left to the reader. */
 gboolean
@@ -590,7 +590,7 @@ hexz_decompress_page (const guint8 *source,
 }
 
 /* Trains a zstd dictionary on @samples, cut into 4 KiB pieces so that
- * ZDICT sees enough samples whatever the block size. Returns %NULL when
+ * ZDICT gets enough samples whatever the block size. Returns %NULL when
  * training fails, for instance on too little or too uniform data; the
  * writer then compresses without a dictionary. */
 GBytes *
@@ -638,14 +638,14 @@ hexz_set_corrupt_error (GError     **error,
   if (code == HEXZ_SNAPSHOT_ERROR_TRUNCATED)
     g_set_error (error, HEXZ_SNAPSHOT_ERROR, code,
                  /* Translators: the first %s is a file name, the second
-                  * says where the damage is. */
+                  * describes where the damage is. */
                  _("Snapshot “%s” is truncated: %s. The file is incomplete; "
                    "restore it from a copy."),
                  name, detail);
   else
     g_set_error (error, HEXZ_SNAPSHOT_ERROR, code,
                  /* Translators: the first %s is a file name, the second
-                  * says where the damage is. */
+                  * describes where the damage is. */
                  _("Snapshot “%s” is corrupt: %s. The file is damaged; "
                    "restore it from a copy."),
                  name, detail);

@@ -7,6 +7,7 @@
 
 #include "hexz-format-private.h"
 #include "hexz-snapshot.h"
+#include "hexz-snapshot-writer.h"
 
 G_BEGIN_DECLS
 
@@ -20,5 +21,9 @@ gboolean      hexz_snapshot_get_block_entry   (HexzSnapshot   *self,
                                                guint64         index,
                                                HexzBlockEntry *entry,
                                                GError        **error);
+
+void          hexz_snapshot_writer_set_weak_hash_for_testing
+                                              (HexzSnapshotWriter *self,
+                                               gboolean            weak);
 
 G_END_DECLS

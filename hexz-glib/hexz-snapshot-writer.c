@@ -12,7 +12,7 @@
  *
  * The file is built under a temporary name (`.NAME.XXXXXX.tmp`, mode 0600)
  * in the output's folder and renamed into place by
- * [method@Hexz.SnapshotWriter.close], so that the output path holds either
+ * [method@Hexz.SnapshotWriter.close], so that the output path contains either
  * its former content or a complete snapshot. Any error, a cancellation,
  * [method@Hexz.SnapshotWriter.abort] or dropping the last reference before
  * closing removes the temporary file, and the writer then fails every
@@ -57,18 +57,21 @@
 
 /* Blocks in flight per worker thread. The writer's memory is bounded by
  * JOBS_PER_THREAD * threads * (block_size + compress bound of a block),
- * plus two write buffers of WRITE_BUFFER_SIZE, TRAIN_SIZE while a
- * dictionary is trained, and what grows with the image: the compressed
- * index pages (at most 32 bytes per block, a few bytes for runs of zero
- * and parent blocks) and the deduplication table (32 to 64 bytes per
- * distinct stored block). At 64 KiB blocks with 2 threads that is about
- * 9 MiB plus 0.15 % of the distinct data. */
+ * plus two write buffers of WRITE_BUFFER_SIZE, and TRAIN_SIZE while a
+ * dictionary is trained: about 9 MiB at 64 KiB blocks with 2 threads.
+ * Two parts grow with the image, both bounded. The deduplication table
+ * takes 32 to 64 bytes per distinct stored block, up to DEDUP_MAX_ENTRIES.
+ * Finished index pages go to an unlinked temporary file, and only 24
+ * bytes per page of 4096 blocks stay in memory. */
 #define JOBS_PER_THREAD     4
 #define WRITE_BUFFER_SIZE   (4 * 1024 * 1024)
 #define TRAIN_SIZE          (8 * 1024 * 1024)
 #define PROGRESS_BYTES      (16 * 1024 * 1024)
 #define PROGRESS_INTERVAL   (100 * G_TIME_SPAN_MILLISECOND)
 #define SPLICE_BUFFER_SIZE  (1024 * 1024)
+/* At most 2^22 distinct blocks (256 GiB at 64 KiB blocks) are recorded
+ * for deduplication, so the table stays under 256 MiB. */
+#define DEDUP_MAX_ENTRIES   (1u << 22)
 
 typedef enum {
   JOB_BLOCK,
@@ -103,6 +106,13 @@ typedef struct {
   guint8  used;
 } DedupSlot;
 
+/* A compressed index page, kept in the spill file until close. */
+typedef struct {
+  guint64 spill_offset;
+  guint32 length;
+  guint64 checksum;
+} SpilledPage;
+
 typedef struct {
   gboolean   present;
   gboolean   finished;
@@ -112,7 +122,7 @@ typedef struct {
   guint64    data_checksum;
   XXH3_state_t *data_hash;  /* over the bytes this stream stores first */
   guint64    n_entries;
-  GPtrArray *pages;         /* GBytes of compressed pages */
+  GArray    *pages;         /* SpilledPage */
   guint8    *page_buffer;
   guint      page_fill;
 } StreamState;
@@ -172,6 +182,10 @@ struct _HexzSnapshotWriter
   guint         n_workers;
   guint8       *scratch;              /* decoded bytes for dedup compares */
 
+  /* Index pages wait in an unlinked temporary file until close. */
+  int           spill_fd;
+  guint64       spill_end;
+
   /* Dictionary */
   gboolean      training;
   guint8       *train_buffer;
@@ -184,6 +198,7 @@ struct _HexzSnapshotWriter
   DedupSlot    *dedup;
   gsize         dedup_capacity;
   gsize         dedup_count;
+  gboolean      weak_hash;            /* tests: hash only 16 bytes */
 
   /* Progress */
   guint64       progress_reported;
@@ -235,7 +250,8 @@ job_run (HexzSnapshotWriter *self,
     return;
 
   job->checksum = hexz_checksum (job->input, job->length);
-  job->hash = XXH3_128bits (job->input, job->length);
+  job->hash = XXH3_128bits (job->input,
+                            self->weak_hash ? MIN (job->length, 16) : job->length);
   job->output_length = hexz_compress_block (self->codec, self->level,
                                             self->cdict, job->input,
                                             job->length, job->output,
@@ -291,6 +307,12 @@ discard_output (HexzSnapshotWriter *self)
     {
       close (self->fd);
       self->fd = -1;
+    }
+
+  if (self->spill_fd >= 0)
+    {
+      close (self->spill_fd);
+      self->spill_fd = -1;
     }
 
   if (self->temp_path != NULL)
@@ -545,7 +567,7 @@ output_sync (HexzSnapshotWriter  *self,
 }
 
 /* Appends @length bytes at the end of the file, through the write buffer
- * so that the file sees few, large writes. */
+ * so that the file receives few, large writes. */
 static gboolean
 output_append (HexzSnapshotWriter  *self,
                const guint8        *data,
@@ -720,6 +742,19 @@ writer_start (HexzSnapshotWriter  *self,
   if (!validate_settings (self, error))
     return FALSE;
 
+  if (self->parent != NULL &&
+      g_file_equal (hexz_snapshot_get_file (self->parent), self->file))
+    {
+      g_autofree char *name = writer_display_name (self);
+
+      g_set_error (error, HEXZ_SNAPSHOT_ERROR,
+                   HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                   /* Translators: %s is a file name. */
+                   _("Cannot write snapshot “%s” over its own parent; "
+                     "choose another file name."), name);
+      return FALSE;
+    }
+
   folder = g_file_get_parent (self->file);
   folder_path = folder != NULL ? g_file_get_path (folder) : NULL;
   basename = g_file_get_basename (self->file);
@@ -753,6 +788,29 @@ writer_start (HexzSnapshotWriter  *self,
     g_debug ("Could not lock the temporary file %s: %s", template, g_strerror (errno));
 
   self->temp_path = g_steal_pointer (&template);
+
+  /* The spill file lives in the output's folder, which has room for the
+   * index anyway, and disappears with the process. */
+  self->spill_fd = open (folder_path, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (self->spill_fd < 0)
+    {
+      g_autofree char *spill = g_strdup_printf ("%s/.%s.XXXXXX.index", folder_path,
+                                                basename);
+
+      self->spill_fd = g_mkstemp_full (spill, O_RDWR | O_CLOEXEC, 0600);
+      if (self->spill_fd >= 0)
+        g_unlink (spill);
+    }
+  if (self->spill_fd < 0)
+    {
+      saved_errno = errno;
+      /* Translators: the first %s is a file name, the second the
+       * system's reason. */
+      return writer_fail_errno (self, error, saved_errno,
+                                _("Creating a temporary file for snapshot "
+                                  "“%s” failed: %s"));
+    }
+
   self->started = TRUE;
   self->write_buffer = g_malloc (WRITE_BUFFER_SIZE);
   self->output_buffer = g_malloc (WRITE_BUFFER_SIZE);
@@ -832,11 +890,19 @@ dedup_insert (HexzSnapshotWriter *self,
 {
   DedupSlot *slot;
 
+  /* Past the cap, later blocks are still matched against the blocks
+   * recorded so far, but are not recorded themselves. */
+  if (self->dedup_count >= DEDUP_MAX_ENTRIES)
+    return;
+
   if ((self->dedup_count + 1) * 2 > self->dedup_capacity)
     dedup_grow (self);
 
+  /* Two different blocks with one hash: the first one stays. */
   slot = dedup_find (self, hash);
-  g_assert (!slot->used);
+  if (slot->used)
+    return;
+
   slot->used = TRUE;
   slot->hash_low = hash.low64;
   slot->hash_high = hash.high64;
@@ -848,10 +914,45 @@ dedup_insert (HexzSnapshotWriter *self,
 
 /* Index */
 
-static void
-stream_append_entry (HexzSnapshotWriter   *self,
-                     StreamState          *stream,
-                     const HexzBlockEntry *entry)
+/* Compresses the filled part of the stream's page buffer and moves it to
+ * the spill file. */
+static gboolean
+spill_page (HexzSnapshotWriter  *self,
+            StreamState         *stream,
+            GError             **error)
+{
+  g_autoptr(GBytes) page = NULL;
+  SpilledPage spilled;
+  const guint8 *data;
+  gsize size;
+  int saved_errno;
+
+  page = hexz_compress_page (stream->page_buffer,
+                             stream->page_fill * HEXZ_ENTRY_SIZE);
+  data = g_bytes_get_data (page, &size);
+
+  if (!pwrite_all (self->spill_fd, data, size, self->spill_end, &saved_errno))
+    /* Translators: the first %s is a file name, the second the
+     * system's reason. */
+    return writer_fail_errno (self, error, saved_errno,
+                              _("Writing the index of snapshot “%s” to a "
+                                "temporary file failed: %s"));
+
+  spilled.spill_offset = self->spill_end;
+  spilled.length = size;
+  spilled.checksum = hexz_checksum (data, size);
+  g_array_append_val (stream->pages, spilled);
+  self->spill_end += size;
+  stream->page_fill = 0;
+
+  return TRUE;
+}
+
+static gboolean
+stream_append_entry (HexzSnapshotWriter    *self,
+                     StreamState           *stream,
+                     const HexzBlockEntry  *entry,
+                     GError               **error)
 {
   hexz_block_entry_encode (entry,
                            stream->page_buffer + stream->page_fill * HEXZ_ENTRY_SIZE);
@@ -859,12 +960,9 @@ stream_append_entry (HexzSnapshotWriter   *self,
   stream->n_entries++;
 
   if (stream->page_fill == HEXZ_ENTRIES_PER_PAGE)
-    {
-      g_ptr_array_add (stream->pages,
-                       hexz_compress_page (stream->page_buffer,
-                                           stream->page_fill * HEXZ_ENTRY_SIZE));
-      stream->page_fill = 0;
-    }
+    return spill_page (self, stream, error);
+
+  return TRUE;
 }
 
 /* Returns %TRUE when the stored block @slot names holds the same logical
@@ -915,8 +1013,7 @@ retire_block (HexzSnapshotWriter  *self,
   if (job->zero)
     {
       entry.kind = HEXZ_BLOCK_ZERO;
-      stream_append_entry (self, stream, &entry);
-      return TRUE;
+      return stream_append_entry (self, stream, &entry, error);
     }
 
   entry.kind = HEXZ_BLOCK_DATA;
@@ -937,8 +1034,7 @@ retire_block (HexzSnapshotWriter  *self,
               entry.codec = slot->codec;
               entry.stored_offset = slot->offset;
               entry.stored_length = slot->length;
-              stream_append_entry (self, stream, &entry);
-              return TRUE;
+              return stream_append_entry (self, stream, &entry, error);
             }
 
           g_debug ("Blocks with equal XXH3-128 hashes differ; storing both");
@@ -969,9 +1065,8 @@ retire_block (HexzSnapshotWriter  *self,
   XXH3_64bits_update (stream->data_hash, stored, stored_length);
   dedup_insert (self, job->hash, entry.stored_offset, entry.stored_length,
                 entry.codec);
-  stream_append_entry (self, stream, &entry);
 
-  return TRUE;
+  return stream_append_entry (self, stream, &entry, error);
 }
 
 /* Waits for the oldest job in flight and records it in the index and the
@@ -1027,7 +1122,8 @@ retire_one (HexzSnapshotWriter  *self,
         {
           entry.logical_length = i + 1 == job->count ? job->tail_length
                                                      : self->block_size;
-          stream_append_entry (self, stream, &entry);
+          if (!stream_append_entry (self, stream, &entry, error))
+            return FALSE;
         }
       return TRUE;
 
@@ -1154,9 +1250,16 @@ maybe_emit_progress (HexzSnapshotWriter *self,
       report->stream = self->current;
       report->done = self->position;
       report->expected = self->expected;
-      g_main_context_invoke_full (self->progress_context, G_PRIORITY_DEFAULT,
-                                  progress_report_emit, report,
-                                  progress_report_free);
+      g_autoptr(GSource) source = g_idle_source_new ();
+
+      /* Not g_main_context_invoke(): it runs the function right here when
+       * this thread can acquire the context, which a worker thread can
+       * while the caller has not entered its main loop yet. */
+      g_source_set_priority (source, G_PRIORITY_DEFAULT);
+      g_source_set_callback (source, progress_report_emit, report,
+                             progress_report_free);
+      g_source_set_static_name (source, "[hexz] progress");
+      g_source_attach (source, self->progress_context);
     }
   else
     g_signal_emit (self, signals[PROGRESS], 0, self->current, self->position,
@@ -1248,6 +1351,7 @@ append_data (HexzSnapshotWriter  *self,
         {
           submit_block (self, self->filling, self->block_size);
           self->filling = NULL;
+          maybe_emit_progress (self, FALSE);
         }
     }
 
@@ -1694,7 +1798,7 @@ hexz_snapshot_writer_begin_stream (HexzSnapshotWriter  *self,
 
   state->present = TRUE;
   state->data_offset = output_offset (self);
-  state->pages = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  state->pages = g_array_new (FALSE, FALSE, sizeof (SpilledPage));
   state->page_buffer = g_malloc (HEXZ_ENTRIES_PER_PAGE * HEXZ_ENTRY_SIZE);
   state->data_hash = XXH3_createState ();
   XXH3_64bits_reset (state->data_hash);
@@ -1872,7 +1976,7 @@ hexz_snapshot_writer_write_zeros (HexzSnapshotWriter  *self,
  * @error: return location for a #GError
  *
  * Appends @count bytes that are the same as the parent's bytes at the same
- * offsets of the same stream; they take no room in the file. The stream
+ * offsets of the same stream. They take no room in the file. The stream
  * position must be a multiple of the block size, and @count a multiple of
  * the block size or reach exactly the end of the parent's stream (the
  * stream cannot grow after that). Fails with
@@ -1994,13 +2098,8 @@ hexz_snapshot_writer_end_stream (HexzSnapshotWriter  *self,
     return FALSE;
 
   state = &self->streams[self->current];
-  if (state->page_fill > 0)
-    {
-      g_ptr_array_add (state->pages,
-                       hexz_compress_page (state->page_buffer,
-                                           state->page_fill * HEXZ_ENTRY_SIZE));
-      state->page_fill = 0;
-    }
+  if (state->page_fill > 0 && !spill_page (self, state, error))
+    return FALSE;
   g_clear_pointer (&state->page_buffer, g_free);
 
   state->logical_size = self->position;
@@ -2210,6 +2309,9 @@ build_parent_section (HexzSnapshotWriter *self)
   g_assert (path != NULL);
 
   path_length = strlen (path);
+  if (path_length > HEXZ_MAX_PARENT_PATH)
+    return NULL;
+
   section = g_malloc0 (HEXZ_PARENT_FIXED_SIZE + path_length);
   memcpy (section, hexz_snapshot_get_id_bytes (self->parent), 16);
   hexz_put_u64 (section + 16, hexz_snapshot_get_seal (self->parent));
@@ -2308,6 +2410,22 @@ write_index_and_header (HexzSnapshotWriter  *self,
     {
       g_autoptr(GBytes) parent = build_parent_section (self);
 
+      if (parent == NULL)
+        {
+          g_autofree char *name = writer_display_name (self);
+          GError *local_error;
+
+          local_error = g_error_new (HEXZ_SNAPSHOT_ERROR,
+                                     HEXZ_SNAPSHOT_ERROR_TOO_LARGE,
+                                     /* Translators: %s is a file name, %d a
+                                      * byte count. */
+                                     _("The path of the parent of snapshot "
+                                       "“%s” is longer than %d bytes; move "
+                                       "the parent to a shorter path."),
+                                     name, HEXZ_MAX_PARENT_PATH);
+          return writer_fail (self, error, local_error);
+        }
+
       if (!append_section (self, parent, &header.parent, error))
         return FALSE;
     }
@@ -2344,20 +2462,34 @@ write_index_and_header (HexzSnapshotWriter  *self,
 
       for (guint i = 0; i < state->pages->len; i++)
         {
-          GBytes *page = g_ptr_array_index (state->pages, i);
+          const SpilledPage *page = &g_array_index (state->pages, SpilledPage, i);
+          g_autofree guint8 *data = g_malloc (page->length);
           HexzPageDesc desc;
-          gsize size;
-          const guint8 *data = g_bytes_get_data (page, &size);
+
+          if (!pread_all (self->spill_fd, data, page->length,
+                          page->spill_offset, &saved_errno))
+            /* Translators: the first %s is a file name, the second the
+             * system's reason. */
+            return writer_fail_errno (self, error, saved_errno,
+                                      _("Reading the index of snapshot “%s” "
+                                        "from a temporary file failed: %s"));
+
+          /* The spill file is outside the snapshot's checksums: check the
+           * page before it goes into the file. */
+          if (hexz_checksum (data, page->length) != page->checksum)
+            return writer_fail_errno (self, error, EIO,
+                                      _("Reading the index of snapshot “%s” "
+                                        "from a temporary file failed: %s"));
 
           desc.offset = output_offset (self);
-          desc.length = size;
+          desc.length = page->length;
           desc.entry_count = i + 1 < state->pages->len
             ? HEXZ_ENTRIES_PER_PAGE
             : state->n_entries - (guint64) i * HEXZ_ENTRIES_PER_PAGE;
-          desc.checksum = hexz_checksum (data, size);
+          desc.checksum = page->checksum;
           hexz_page_desc_encode (&desc, directory + i * HEXZ_PAGE_DESC_SIZE);
 
-          if (!output_append (self, data, size, error))
+          if (!output_append (self, data, page->length, error))
             return FALSE;
         }
     }
@@ -2466,7 +2598,12 @@ close_thread (GTask        *task,
   HexzSnapshotWriter *self = source_object;
   GError *error = NULL;
 
-  if (hexz_snapshot_writer_close (self, cancellable, &error))
+  gboolean closed = hexz_snapshot_writer_close (self, cancellable, &error);
+
+  self->busy = FALSE;
+  g_clear_pointer (&self->progress_context, g_main_context_unref);
+
+  if (closed)
     g_task_return_boolean (task, TRUE);
   else
     g_task_return_error (task, error);
@@ -2480,7 +2617,9 @@ close_thread (GTask        *task,
  * @user_data: data for @callback
  *
  * Closes the writer in a worker thread, like
- * [method@Hexz.SnapshotWriter.close].
+ * [method@Hexz.SnapshotWriter.close]. Do not call other methods of @self
+ * until @callback runs. The last progress signal of an open stream is
+ * emitted in the thread-default main context of the caller.
  *
  * Since: 1.0
  */
@@ -2497,6 +2636,9 @@ hexz_snapshot_writer_close_async (HexzSnapshotWriter  *self,
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, hexz_snapshot_writer_close_async);
+
+  self->busy = TRUE;
+  self->progress_context = g_main_context_ref_thread_default ();
   g_task_run_in_thread (task, close_thread);
 }
 
@@ -2549,6 +2691,18 @@ hexz_snapshot_writer_abort (HexzSnapshotWriter *self)
                                     _("Writing the snapshot was aborted.")));
 }
 
+/* Makes the deduplication hash cover only the first 16 bytes of each
+ * block, so that tests can make blocks collide. */
+void
+hexz_snapshot_writer_set_weak_hash_for_testing (HexzSnapshotWriter *self,
+                                                gboolean            weak)
+{
+  g_return_if_fail (HEXZ_IS_SNAPSHOT_WRITER (self));
+  g_return_if_fail (!self->started);
+
+  self->weak_hash = weak;
+}
+
 /* GObject */
 
 static void
@@ -2588,7 +2742,7 @@ hexz_snapshot_writer_finalize (GObject *object)
 
   for (guint s = 0; s < HEXZ_N_STREAMS; s++)
     {
-      g_clear_pointer (&self->streams[s].pages, g_ptr_array_unref);
+      g_clear_pointer (&self->streams[s].pages, g_array_unref);
       g_clear_pointer (&self->streams[s].page_buffer, g_free);
       g_clear_pointer (&self->streams[s].data_hash, XXH3_freeState);
     }
@@ -2774,9 +2928,10 @@ hexz_snapshot_writer_class_init (HexzSnapshotWriterClass *klass)
    *
    * Emitted while a stream is written, at most every 16 MiB or every
    * 100 ms, and once when it ends. It is emitted on the thread that calls
-   * the appending function; during
-   * [method@Hexz.SnapshotWriter.splice_async] it is emitted in the
-   * thread-default main context of the thread that started the splice.
+   * the appending function or [method@Hexz.SnapshotWriter.end_stream].
+   * During [method@Hexz.SnapshotWriter.splice_async] and
+   * [method@Hexz.SnapshotWriter.close_async] it is emitted in the
+   * thread-default main context of the thread that started them.
    *
    * Since: 1.0
    */
@@ -2797,6 +2952,7 @@ hexz_snapshot_writer_init (HexzSnapshotWriter *self)
   self->threads = CLAMP (g_get_num_processors (), 1, 1024);
   self->metadata = json_object_new ();
   self->fd = -1;
+  self->spill_fd = -1;
   self->queue = g_async_queue_new ();
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);

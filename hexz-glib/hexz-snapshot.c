@@ -10,7 +10,7 @@
  * metadata and, for a thin snapshot, its parent.
  *
  * Opening reads and checks the header, the index directories, the
- * metadata, the dictionary and the parent chain; index pages and blocks
+ * metadata, the dictionary and the parent chain. Index pages and blocks
  * are read, checked and cached when first needed. Nothing that the file
  * says is trusted: every offset and length is checked against the file
  * before it is used, every block must decode to exactly its length and
@@ -797,9 +797,8 @@ open_snapshot (GFile         *file,
       return NULL;
     }
 
-  /* O_NONBLOCK keeps open() from waiting for a writer when the path (a
-   * parent path comes from the file) names a FIFO; load_header() then
-   * rejects anything but a regular file, where the flag changes nothing. */
+  /* O_NONBLOCK keeps open() from waiting for a writer when the path is a
+   * FIFO; the check for a regular file follows. */
   self->fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (self->fd < 0)
     {
@@ -1422,7 +1421,7 @@ hexz_snapshot_get_memory_size (HexzSnapshot *self)
  * hexz_snapshot_has_memory:
  * @self: a snapshot
  *
- * Gets whether the snapshot holds a non-empty memory stream, that is,
+ * Gets whether the snapshot contains a non-empty memory stream, that is,
  * whether the virtual machine can be resumed from it.
  *
  * Returns: %TRUE if there is a memory stream
@@ -1993,9 +1992,16 @@ verify_progress (VerifyState *state,
       report->snapshot = g_object_ref (state->snapshot);
       report->done = state->done;
       report->total = state->total;
-      g_main_context_invoke_full (state->context, G_PRIORITY_DEFAULT,
-                                  progress_report_emit, report,
-                                  progress_report_free);
+      g_autoptr(GSource) source = g_idle_source_new ();
+
+      /* Not g_main_context_invoke(): it runs the function right here when
+       * this thread can acquire the context, which a worker thread can
+       * while the caller has not entered its main loop yet. */
+      g_source_set_priority (source, G_PRIORITY_DEFAULT);
+      g_source_set_callback (source, progress_report_emit, report,
+                             progress_report_free);
+      g_source_set_static_name (source, "[hexz] progress");
+      g_source_attach (source, state->context);
     }
   else
     g_signal_emit (state->snapshot, signals[PROGRESS], 0, state->done,
@@ -2151,9 +2157,9 @@ verify_snapshot (HexzSnapshot  *self,
       }
   }
 
-  /* FIXME: the extent list takes 16 bytes per distinct stored block; a
-   * huge file would need a bitmap over the data area or a check that
-   * shares are only ever made to earlier extents of known starts. */
+  /* FIXME: the extent list takes 16 bytes per distinct stored block, so
+   * verifying a file of 2^24 distinct blocks needs 256 MiB. A bitmap of
+   * extent starts over the data area would need less. */
   for (guint i = 0; i < HEXZ_N_STREAMS; i++)
     {
       if (!verify_stream (fresh, order[i], extents, state, cancellable, error))
@@ -2171,10 +2177,11 @@ verify_snapshot (HexzSnapshot  *self,
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError
  *
- * Checks the whole file: it reopens it and checks the header, layout,
- * directories, metadata, dictionary and the seals of the parents, then
- * reads every index page and every stored block, and checks that the
- * stored blocks fill the data area exactly. Emits
+ * Checks the whole file. It reopens the file, which checks the header,
+ * layout, directories, metadata, dictionary and the seals of the parents.
+ * Then it reads every index page and every stored block, checks the
+ * checksums of the stored bytes, and checks that the stored blocks fill
+ * the data area exactly. Emits
  * [signal@Hexz.Snapshot::progress] on the calling thread as it goes.
  *
  * Returns: %TRUE if the file is intact

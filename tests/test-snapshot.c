@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <utime.h>
 #include <unistd.h>
@@ -388,6 +389,113 @@ test_dedup_same_prefix (Fixture       *fixture,
   g_assert_cmpuint (b.stored_offset, !=, c.stored_offset);
 }
 
+/* With a hash over the first 16 bytes only, blocks that agree there
+ * collide. The byte compare must keep them apart and still share the
+ * block that really repeats. */
+static void
+test_dedup_collision (Fixture       *fixture,
+                      gconstpointer  data)
+{
+  g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (fixture->path);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  guint block_size = 4096;
+  gsize size = 4 * block_size;
+  g_autofree guint8 *disk = g_malloc (size);
+  HexzBlockEntry entries[4];
+
+  test_fill_random (disk, block_size, 33);
+  for (guint i = 1; i < 4; i++)
+    memcpy (disk + i * block_size, disk, block_size);
+  disk[block_size + 100] ^= 1;
+  disk[2 * block_size + 4095] ^= 1;
+
+  hexz_snapshot_writer_set_weak_hash_for_testing (writer, TRUE);
+  hexz_snapshot_writer_set_block_size (writer, block_size);
+  hexz_snapshot_writer_set_codec (writer, HEXZ_CODEC_LZ4);
+  g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK, size, &error));
+  g_assert_true (hexz_snapshot_writer_write (writer, disk, size, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_close (writer, NULL, &error));
+  g_assert_no_error (error);
+
+  snapshot = open_ok (fixture->path);
+  assert_stream_equals (snapshot, HEXZ_STREAM_DISK, disk, size);
+  for (guint i = 0; i < 4; i++)
+    {
+      g_assert_true (hexz_snapshot_get_block_entry (snapshot, HEXZ_STREAM_DISK,
+                                                    i, &entries[i], &error));
+      g_assert_no_error (error);
+    }
+
+  g_assert_cmpuint (entries[1].stored_offset, !=, entries[0].stored_offset);
+  g_assert_cmpuint (entries[2].stored_offset, !=, entries[0].stored_offset);
+  g_assert_cmpuint (entries[2].stored_offset, !=, entries[1].stored_offset);
+  g_assert_cmpuint (entries[3].stored_offset, ==, entries[0].stored_offset);
+  g_assert_cmpuint (test_file_size (fixture->path), >=, 3 * block_size);
+  g_assert_cmpuint (test_file_size (fixture->path), <, 4 * block_size);
+
+  g_assert_true (hexz_snapshot_verify (snapshot, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* Streams of many index pages: more pages than the reader keeps loaded,
+ * in both streams, the memory stream written first. */
+static void
+test_many_pages (Fixture       *fixture,
+                 gconstpointer  data)
+{
+  g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (fixture->path);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 zeros = G_GUINT64_CONSTANT (4) << 30;
+  gsize head = 8 * 1024 * 1024;
+  gsize tail = 1024 * 1024 + 5;
+  gsize memory_size = 20 * 1024 * 1024;
+  g_autofree guint8 *disk_head = g_malloc (head);
+  g_autofree guint8 *disk_tail = g_malloc (tail);
+  g_autofree guint8 *memory = g_malloc (memory_size);
+  g_autofree guint8 *buffer = g_malloc (head);
+
+  test_fill_random (disk_head, head, 171);
+  test_fill_text (disk_tail, tail, 172);
+  test_fill_text (memory, memory_size, 173);
+
+  hexz_snapshot_writer_set_block_size (writer, 4096);
+  g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_MEMORY, 0, &error));
+  g_assert_true (hexz_snapshot_writer_write (writer, memory, memory_size, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK, 0, &error));
+  g_assert_true (hexz_snapshot_writer_write (writer, disk_head, head, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_write_zeros (writer, zeros, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_write (writer, disk_tail, tail, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_close (writer, NULL, &error));
+  g_assert_no_error (error);
+
+  snapshot = open_ok (fixture->path);
+  g_assert_cmpuint (hexz_snapshot_get_disk_size (snapshot), ==, head + zeros + tail);
+  assert_stream_equals (snapshot, HEXZ_STREAM_MEMORY, memory, memory_size);
+
+  /* Walks every page of the zero run, evicting pages on the way. */
+  g_assert_true (hexz_snapshot_is_zero (snapshot, HEXZ_STREAM_DISK, head, zeros, &error));
+  g_assert_no_error (error);
+  g_assert_false (hexz_snapshot_is_zero (snapshot, HEXZ_STREAM_DISK, head - 1, 2, &error));
+  g_assert_no_error (error);
+
+  g_assert_true (hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, 0, buffer, head, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpmem (buffer, head, disk_head, head);
+  g_assert_true (hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, head + zeros, buffer, tail,
+                                     NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpmem (buffer, tail, disk_tail, tail);
+  g_assert_true (hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, head + zeros / 2, buffer,
+                                     100000, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (hexz_is_all_zero (buffer, 100000));
+
+  g_assert_true (hexz_snapshot_verify (snapshot, NULL, &error));
+  g_assert_no_error (error);
+}
+
 static void
 test_is_zero (Fixture       *fixture,
               gconstpointer  data)
@@ -566,6 +674,14 @@ test_metadata (Fixture       *fixture,
   hexz_snapshot_writer_set_message (writer, "before the upgrade “ü”");
   g_assert_true (hexz_snapshot_writer_close (writer, NULL, &error));
   g_assert_no_error (error);
+
+  /* Snapshots may hold guest memory: only the owner may read them. */
+  {
+    GStatBuf st;
+
+    g_assert_cmpint (g_stat (fixture->path, &st), ==, 0);
+    g_assert_cmpint (st.st_mode & 0777, ==, 0600);
+  }
 
   snapshot = open_ok (fixture->path);
   metadata = hexz_snapshot_get_metadata (snapshot);
@@ -774,6 +890,16 @@ test_thin_invalid_parent_writes (Fixture       *fixture,
 
   write_small_parent (parent_path, 94);
   parent = open_ok (parent_path);
+
+  /* Over its own parent. */
+  {
+    g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (parent_path);
+
+    hexz_snapshot_writer_set_parent (writer, parent);
+    g_assert_false (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK, 0, &error));
+    g_assert_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT);
+    g_clear_error (&error);
+  }
 
   /* Without a parent. */
   {
@@ -1038,10 +1164,33 @@ wait_for_result (AsyncWait *wait)
   return wait->result;
 }
 
+typedef struct {
+  GThread *thread;
+  guint64  done;
+  guint    count;
+} SpliceProgress;
+
+static void
+on_splice_progress (HexzSnapshotWriter *writer,
+                    HexzStream          stream,
+                    guint64             done,
+                    guint64             expected,
+                    gpointer            user_data)
+{
+  SpliceProgress *progress = user_data;
+
+  g_assert_true (g_thread_self () == progress->thread);
+  g_assert_cmpint (stream, ==, HEXZ_STREAM_MEMORY);
+  g_assert_cmpuint (done, >=, progress->done);
+  progress->done = done;
+  progress->count++;
+}
+
 static void
 test_writer_splice (Fixture       *fixture,
                     gconstpointer  data)
 {
+  SpliceProgress progress = { g_thread_self (), 0, 0 };
   g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (fixture->path);
   gsize size = 7 * 1024 * 1024 + 17;
   g_autofree guint8 *memory = g_malloc (size);
@@ -1054,6 +1203,7 @@ test_writer_splice (Fixture       *fixture,
   test_fill_text (memory, size, 111);
   input = g_memory_input_stream_new_from_data (memory, size, NULL);
 
+  g_signal_connect (writer, "progress", G_CALLBACK (on_splice_progress), &progress);
   g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_MEMORY, 0, &error));
   hexz_snapshot_writer_splice_async (writer, input, NULL, on_async_done, &wait);
   result = wait_for_result (&wait);
@@ -1066,6 +1216,10 @@ test_writer_splice (Fixture       *fixture,
   result = wait_for_result (&wait);
   g_assert_true (hexz_snapshot_writer_close_finish (writer, result, &error));
   g_assert_no_error (error);
+
+  /* Reports posted to this context run before the callback. */
+  g_assert_cmpuint (progress.count, >, 0);
+  g_assert_cmpuint (progress.done, ==, size);
 
   snapshot = open_ok (fixture->path);
   assert_stream_equals (snapshot, HEXZ_STREAM_MEMORY, memory, size);
@@ -1299,6 +1453,45 @@ test_verify_async (Fixture       *fixture,
 }
 
 static void
+cancel_on_progress (HexzSnapshot *snapshot,
+                    guint64       done,
+                    guint64       total,
+                    gpointer      user_data)
+{
+  if (done > 0)
+    g_cancellable_cancel (user_data);
+}
+
+static void
+test_verify_cancelled (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  gsize size = 80 * 1024 * 1024;
+  g_autofree guint8 *disk = g_malloc (size);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+
+  test_fill_text (disk, size, 161);
+  test_write_snapshot (fixture->path, HEXZ_CODEC_LZ4, 64 * 1024, FALSE, disk,
+                       size, NULL, 0);
+  snapshot = open_ok (fixture->path);
+
+  /* Already cancelled. */
+  g_cancellable_cancel (cancellable);
+  g_assert_false (hexz_snapshot_verify (snapshot, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  /* Cancelled at the first progress report after the start, which comes
+   * after 64 MiB of the 80 MiB at the latest. */
+  g_cancellable_reset (cancellable);
+  g_signal_connect (snapshot, "progress", G_CALLBACK (cancel_on_progress), cancellable);
+  g_assert_false (hexz_snapshot_verify (snapshot, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+}
+
+static void
 test_not_a_snapshot (Fixture       *fixture,
                      gconstpointer  data)
 {
@@ -1321,6 +1514,14 @@ test_not_a_snapshot (Fixture       *fixture,
   snapshot = hexz_snapshot_open_path (fixture->dir, NULL, &error);
   g_assert_null (snapshot);
   g_assert_nonnull (error);
+  g_clear_error (&error);
+
+  /* A FIFO with no writer must not block. */
+  g_assert_cmpint (g_remove (fixture->path), ==, 0);
+  g_assert_cmpint (mkfifo (fixture->path, 0600), ==, 0);
+  snapshot = hexz_snapshot_open_path (fixture->path, NULL, &error);
+  g_assert_null (snapshot);
+  g_assert_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_NOT_A_SNAPSHOT);
 }
 
 /* Test data of the round-trip cases, freed after the run. */
@@ -1374,13 +1575,16 @@ main (int   argc,
   ADD ("/snapshot/roundtrip/mixed-writes", test_roundtrip_mixed_writes);
   ADD ("/snapshot/dedup/stored-once", test_dedup_stored_once);
   ADD ("/snapshot/dedup/same-prefix", test_dedup_same_prefix);
+  ADD ("/snapshot/dedup/hash-collision", test_dedup_collision);
   ADD ("/snapshot/read/is-zero", test_is_zero);
+  ADD ("/snapshot/read/many-pages", test_many_pages);
   ADD ("/snapshot/read/past-end", test_read_past_end);
   ADD ("/snapshot/read/input-stream-seek", test_input_stream_seek);
   ADD ("/snapshot/read/threads", test_read_threads);
   ADD ("/snapshot/read/open-async", test_open_async);
   ADD ("/snapshot/read/not-a-snapshot", test_not_a_snapshot);
   ADD ("/snapshot/read/verify-async", test_verify_async);
+  ADD ("/snapshot/read/verify-cancelled", test_verify_cancelled);
   ADD ("/snapshot/metadata", test_metadata);
   ADD ("/snapshot/thin/chain", test_thin_chain);
   ADD ("/snapshot/thin/replaced-parent", test_thin_replaced_parent);
