@@ -154,11 +154,13 @@ check_output_state () {
   elif cmp -s "$output" "$saved"; then
     ok "$label: the previous snapshot is intact"
   elif [ "$finalizing" = 1 ] && "$HEXZ_SNAP" verify "$output" > /dev/null 2>&1 &&
-       "$HEXZ_SNAP" extract "$output" "$dir/extracted" > /dev/null 2>&1 &&
+       "$HEXZ_SNAP" extract "$output" --disk "$dir/extracted" > /dev/null 2>&1 &&
        cmp -s "$dir/extracted" "$expected_disk"; then
     ok "$label: the new snapshot is complete"
   else
-    not_ok "$label: the output path holds neither the previous nor a complete snapshot"
+    not_ok "$label: the output path contains neither the previous nor a complete snapshot"
+    ls -la "$dir" | sed 's/^/# /'
+    "$HEXZ_SNAP" verify "$output" 2>&1 | sed 's/^/# /'
   fi
   rm -f "$dir/extracted"
 }
@@ -201,12 +203,15 @@ kill_series () {
     leftover=$(temp_files "$name")
     age_temp_files "$name"
 
+    # The last flush can complete the file, so from 99 % on the kill may
+    # land while finalizing, even after the rename.
     finalizing=0
     if [ "$point" = finalize ]; then
       target=$final_size
       finalizing=1
     else
       target=$(( final_size * point / 100 ))
+      [ "$point" -ge 99 ] && finalizing=1
     fi
 
     kill_at_size "$name" "$target" "$@"
@@ -221,8 +226,8 @@ kill_series () {
 
     local temps extra
     temps=$(temp_files "$name")
-    if [ "$killed_size" = finished ]; then
-      check "$label at $point %: no temporary file is left" test -z "$temps"
+    if [ "$killed_size" = finished ] || ! cmp -s "$output" "$saved"; then
+      check "$label at $point %: no temporary file is left after the rename" test -z "$temps"
     else
       check "$label at $point %: one temporary file is left" test "$(echo "$temps" | grep -c .)" -eq 1
     fi
@@ -274,5 +279,99 @@ kill_series "commit" committed.hxz "$dir/expected.raw" \
   "$dir/base.hxz" "$dir/disk.overlay" "$dir/disk.meta" "$dir/image.raw" "$dir/expected.raw" -- \
   "$HEXZ_SNAP" commit --base "$dir/base.hxz" --overlay "$dir/disk.overlay" \
     --output "$dir/committed.hxz" --compression zstd --level 9 --threads 1
+
+# The nbdkit plugin, once it is built: killed while a client writes, at
+# about 1, 10, 50 and 99 % of the pages listed in `.meta`. Every listed page
+# must contain the data the client wrote there, the page list must have
+# whole entries without duplicates, and a new server must open the overlay
+# and serve the base with the listed pages.
+plugin="${HEXZ_BUILD_ROOT:-}/tools/hexz-plugin.so"
+if [ ! -f "$plugin" ] || ! command -v nbdkit > /dev/null || ! command -v qemu-io > /dev/null ||
+   ! command -v qemu-img > /dev/null; then
+  ok "plugin kills # SKIP the plugin, nbdkit or qemu-io is missing"
+else
+  socket="$dir/nbd.sock"
+  overlay="$dir/vm.overlay"
+  meta="$dir/vm.meta"
+  write_size=16384
+  n_writes=$((image_mib * 1024 * 1024 / write_size))
+  n_pages=$((image_mib * 1024 * 1024 / 4096))
+  base_sha=$(sha_of "$dir/base.hxz")
+
+  # The client writes every 16 KiB piece once, in order, each with its own
+  # byte pattern: piece i is filled with (i % 255) + 1.
+  write_arguments=()
+  for i in $(seq 0 $((n_writes - 1))); do
+    write_arguments+=(-c "write -P $(( i % 255 + 1 )) $((i * write_size)) $write_size")
+  done
+
+  for point in 1 10 50 99; do
+    rm -f "$overlay" "$meta" "$socket"
+    nbdkit --unix "$socket" --foreground --exit-with-parent "$plugin" \
+      snapshot="$dir/base.hxz" overlay="$overlay" create=true 2> "$dir/nbdkit.log" &
+    server_pid=$!
+    pids+=("$server_pid")
+    for _ in $(seq 200); do
+      [ -S "$socket" ] && break
+      sleep 0.05
+    done
+
+    timeout 300 qemu-io -f raw "${write_arguments[@]}" "nbd+unix:///?socket=$socket" \
+      > /dev/null 2>&1 &
+    writer_pid=$!
+    pids+=("$writer_pid")
+
+    target=$(( n_pages * 8 * point / 100 ))
+    while is_running "$server_pid" && is_running "$writer_pid"; do
+      [ "$(stat -c %s "$meta" 2>/dev/null || echo 0)" -ge "$target" ] && break
+    done
+    kill -KILL "$server_pid"
+    wait "$server_pid" 2>/dev/null
+    wait "$writer_pid" 2>/dev/null
+    listed=$(( $(stat -c %s "$meta") / 8 ))
+
+    check "plugin killed at $point % ($listed of $n_pages pages listed)" test "$listed" -gt 0
+    check "plugin at $point %: listed pages contain the written data" \
+      /usr/bin/python3 - "$meta" "$overlay" "$write_size" <<'PY'
+import struct, sys
+meta, overlay, write_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data = open(meta, 'rb').read()
+assert len(data) % 8 == 0, f'.meta is {len(data)} bytes long, not a multiple of 8'
+pages = [page for (page,) in struct.iter_unpack('<Q', data)]
+assert len(pages) == len(set(pages)), 'the .meta file lists a page twice'
+with open(overlay, 'rb') as f:
+    for page in pages:
+        f.seek(page * 4096)
+        expected = bytes([(page * 4096 // write_size) % 255 + 1]) * 4096
+        assert f.read(4096) == expected, f'listed page {page} does not contain its write'
+PY
+    check "plugin at $point %: the base snapshot is unchanged" test "$(sha_of "$dir/base.hxz")" = "$base_sha"
+
+    # A new server serves the base with the listed pages replaced.
+    /usr/bin/python3 - "$meta" "$dir/image.raw" "$dir/model.raw" "$write_size" <<'PY'
+import struct, sys
+meta, image, model, write_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+data = bytearray(open(image, 'rb').read())
+for (page,) in struct.iter_unpack('<Q', open(meta, 'rb').read()):
+    data[page * 4096:page * 4096 + 4096] = bytes([(page * 4096 // write_size) % 255 + 1]) * 4096
+open(model, 'wb').write(data)
+PY
+    rm -f "$socket"
+    nbdkit --unix "$socket" --foreground --exit-with-parent "$plugin" \
+      snapshot="$dir/base.hxz" overlay="$overlay" 2> "$dir/nbdkit.log" &
+    server_pid=$!
+    pids+=("$server_pid")
+    for _ in $(seq 200); do
+      [ -S "$socket" ] && break
+      is_running "$server_pid" || break
+      sleep 0.05
+    done
+    check "plugin at $point %: a new server serves the listed pages over the base" \
+      timeout 120 qemu-img compare -f raw -F raw "$dir/model.raw" "nbd+unix:///?socket=$socket"
+    kill "$server_pid"
+    wait "$server_pid" 2>/dev/null
+    rm -f "$dir/model.raw"
+  done
+fi
 
 echo "1..$count"
