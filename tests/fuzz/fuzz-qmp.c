@@ -15,18 +15,21 @@
  * context after every piece, and discards what the client sends. Once
  * connected, the client sends, in this order and so with these ids:
  * qmp_capabilities (hexz-1), query-status (hexz-2), stop (hexz-3), cont
- * (hexz-4), query-migrate (hexz-5) and query-name through
- * execute_json (hexz-6), and it waits for a STOP event and for a MIGRATION
- * event whose status is "completed". At the end of the stream the harness
+ * (hexz-4), query-migrate (hexz-5), query-name through execute_json
+ * (hexz-6) and getfd with a descriptor (hexz-7), and it waits for a STOP
+ * event and for a MIGRATION event whose status is "completed". At the end of the stream the harness
  * closes its end, and every operation must finish.
  */
 
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <gio/gunixfdlist.h>
 
 #include "hexz.h"
 
@@ -184,6 +187,38 @@ on_event (HexzQmpClient *client,
 }
 
 static void
+on_getfd (GObject      *source,
+          GAsyncResult *result,
+          gpointer      user_data)
+{
+  g_autoptr(JsonNode) node = NULL;
+  g_autoptr(GError) error = NULL;
+
+  node = hexz_qmp_client_execute_finish (HEXZ_QMP_CLIENT (source), result, &error);
+  on_operation_done (user_data);
+}
+
+/* Sends `getfd` with a descriptor of /dev/null, so that the path that
+ * passes descriptors with a command's first byte runs too. */
+static void
+send_getfd (Run *run)
+{
+  g_autoptr(GUnixFDList) fd_list = g_unix_fd_list_new ();
+  g_autoptr(JsonObject) arguments = json_object_new ();
+  g_autoptr(GError) error = NULL;
+  int fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  if (fd < 0 || g_unix_fd_list_append (fd_list, fd, &error) < 0)
+    g_error ("Cannot pass /dev/null to the QMP client: %s", g_strerror (errno));
+  close (fd);
+
+  json_object_set_string_member (arguments, "fdname", "fuzz");
+  run->outstanding++;
+  hexz_qmp_client_execute_async (run->client, "getfd", arguments, fd_list, NULL, on_getfd,
+                                 run);
+}
+
+static void
 send_commands (Run *run)
 {
   HexzQmpClient *client = run->client;
@@ -201,6 +236,7 @@ send_commands (Run *run)
                                     on_event_waited, run);
   hexz_qmp_client_wait_event_async (client, "MIGRATION", is_migration_completed, NULL, NULL,
                                     0, NULL, on_event_waited, run);
+  send_getfd (run);
 }
 
 static void

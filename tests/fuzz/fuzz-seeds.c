@@ -329,7 +329,7 @@ write_meta_seeds (void)
 /* QMP transcripts, one line per message as QEMU sends them. The client
  * numbers its commands hexz-1 (qmp_capabilities), hexz-2 (query-status),
  * hexz-3 (stop), hexz-4 (cont), hexz-5 (query-migrate), hexz-6
- * (query-name). */
+ * (query-name), hexz-7 (getfd). */
 #define GREETING \
   "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, " \
   "\"package\": \"Debian 1:7.2+dfsg-7\"}, \"capabilities\": [\"oob\"]}}\r\n"
@@ -355,6 +355,7 @@ static const struct
     "\"precopy-bytes\": 9876543, \"downtime-bytes\": 0, \"postcopy-bytes\": 0, "
     "\"dirty-pages-rate\": 0, \"skipped\": 0}}, \"id\": \"hexz-5\"}\r\n"
     "{\"return\": {\"name\": \"hexz\"}, \"id\": \"hexz-6\"}\r\n"
+    "{\"return\": {}, \"id\": \"hexz-7\"}\r\n"
     "{\"timestamp\": {\"seconds\": 1764880001, \"microseconds\": 5}, \"event\": \"MIGRATION\", \"data\": {\"status\": \"setup\"}}\r\n"
     "{\"timestamp\": {\"seconds\": 1764880001, \"microseconds\": 9}, \"event\": \"MIGRATION\", \"data\": {\"status\": \"completed\"}}\r\n" },
   { "errors-split", 0x08 | 0x04,
