@@ -45,6 +45,7 @@
 #include "hexz-commit-private.h"
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
+#include "hexz-util-private.h"
 #include "hexz-snapshot-writer.h"
 
 /* Progress is reported at most this often, in microseconds. */
@@ -616,8 +617,8 @@ commit_run_report (CommitRun  *run,
       event->stream = stream;
       event->done = done;
       event->total = total;
-      g_main_context_invoke_full (run->context, G_PRIORITY_DEFAULT,
-                                  emit_progress_in_context, event, progress_event_free);
+      hexz_schedule_in_context (run->context, emit_progress_in_context, event,
+                                progress_event_free);
     }
   else
     {

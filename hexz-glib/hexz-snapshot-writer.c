@@ -53,6 +53,7 @@
 #include "hexz-enum-types.h"
 #include "hexz-format-private.h"
 #include "hexz-i18n-private.h"
+#include "hexz-util-private.h"
 #include "hexz-snapshot-private.h"
 
 /* Blocks in flight per worker thread. The writer's memory is bounded by
@@ -1250,16 +1251,9 @@ maybe_emit_progress (HexzSnapshotWriter *self,
       report->stream = self->current;
       report->done = self->position;
       report->expected = self->expected;
-      g_autoptr(GSource) source = g_idle_source_new ();
 
-      /* Not g_main_context_invoke(): it runs the function right here when
-       * this thread can acquire the context, which a worker thread can
-       * while the caller has not entered its main loop yet. */
-      g_source_set_priority (source, G_PRIORITY_DEFAULT);
-      g_source_set_callback (source, progress_report_emit, report,
-                             progress_report_free);
-      g_source_set_static_name (source, "[hexz] progress");
-      g_source_attach (source, self->progress_context);
+      hexz_schedule_in_context (self->progress_context, progress_report_emit, report,
+                                progress_report_free);
     }
   else
     g_signal_emit (self, signals[PROGRESS], 0, self->current, self->position,

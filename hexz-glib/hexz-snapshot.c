@@ -47,6 +47,7 @@
 #include "hexz-enum-types.h"
 #include "hexz-format-private.h"
 #include "hexz-i18n-private.h"
+#include "hexz-util-private.h"
 #include "hexz-snapshot-private.h"
 
 /* Decoded index pages kept in memory at once: 256 pages of 4096 entries
@@ -1992,16 +1993,9 @@ verify_progress (VerifyState *state,
       report->snapshot = g_object_ref (state->snapshot);
       report->done = state->done;
       report->total = state->total;
-      g_autoptr(GSource) source = g_idle_source_new ();
 
-      /* Not g_main_context_invoke(): it runs the function right here when
-       * this thread can acquire the context, which a worker thread can
-       * while the caller has not entered its main loop yet. */
-      g_source_set_priority (source, G_PRIORITY_DEFAULT);
-      g_source_set_callback (source, progress_report_emit, report,
-                             progress_report_free);
-      g_source_set_static_name (source, "[hexz] progress");
-      g_source_attach (source, state->context);
+      hexz_schedule_in_context (state->context, progress_report_emit, report,
+                                progress_report_free);
     }
   else
     g_signal_emit (state->snapshot, signals[PROGRESS], 0, state->done,

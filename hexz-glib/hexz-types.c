@@ -9,6 +9,7 @@
 
 #include "hexz-types.h"
 #include "hexz-i18n-private.h"
+#include "hexz-util-private.h"
 
 /* The library's messages live in their own text domain, bound once when the
  * shared object is loaded, so that callers need not know about it. */
@@ -101,4 +102,23 @@ hexz_codec_from_string (const char *name,
     return FALSE;
 
   return TRUE;
+}
+
+/* Runs @function once from @context's main loop, never on the calling
+ * thread. g_main_context_invoke() is not used because it runs the function
+ * at once when the calling thread can acquire the context, which a worker
+ * thread can while the context's owner has not entered its main loop yet:
+ * signals would then be emitted on the worker thread. */
+void
+hexz_schedule_in_context (GMainContext   *context,
+                          GSourceFunc     function,
+                          gpointer        data,
+                          GDestroyNotify  notify)
+{
+  g_autoptr(GSource) source = g_idle_source_new ();
+
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, function, data, notify);
+  g_source_set_static_name (source, "[hexz] emit in context");
+  g_source_attach (source, context);
 }

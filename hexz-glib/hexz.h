@@ -15,5 +15,8 @@
 #include "hexz-overlay.h"
 #include "hexz-commit.h"
 #include "hexz-qmp-client.h"
+#include "hexz-capture.h"
+#include "hexz-restore.h"
+#include "hexz-boot.h"
 
 #undef __HEXZ_INSIDE__

@@ -57,6 +57,41 @@ static const HexzToolCommand commands[] = {
        "file, readable by the owner only. The output appears only when complete."),
     hexz_tool_command_extract,
   },
+  {
+    "boot", N_("SNAPSHOT [-- QEMU-ARGUMENT…]"),
+    N_("Run a virtual machine from a snapshot"),
+    N_("Serves the disk of SNAPSHOT through nbdkit with a copy-on-write overlay and starts "
+       "QEMU on it. When the snapshot contains memory, the machine resumes where the "
+       "snapshot was taken. Give it the RAM size, CPUs, kernel and QEMU arguments of the "
+       "machine the snapshot was taken from. Runs until QEMU exits, and Ctrl-C shuts the "
+       "machine down. Arguments after “--” are passed to QEMU."),
+    hexz_tool_command_boot,
+  },
+  {
+    "snap", "",
+    N_("Take a snapshot of a running virtual machine"),
+    N_("Pauses the QEMU virtual machine behind the QMP socket as briefly as the mode "
+       "allows, writes its memory and the disk of the base snapshot with the overlay’s "
+       "pages into OUTPUT, and resumes it. On any failure or Ctrl-C the migration is "
+       "cancelled, the machine is left in its previous run state, its migration settings "
+       "are restored and no file is written."),
+    hexz_tool_command_snap,
+  },
+  {
+    "restore", N_("SNAPSHOT"),
+    N_("Load a snapshot’s memory into a waiting QEMU"),
+    N_("Feeds the memory stream of SNAPSHOT to a QEMU started with “-incoming defer” "
+       "and the same machine configuration, then resumes it unless --paused is given. "
+       "Give QEMU the snapshot’s disk (see “extract --disk”)."),
+    hexz_tool_command_restore,
+  },
+  {
+    "resume", "",
+    N_("Resume a paused virtual machine"),
+    N_("Waits until QEMU has finished a migration, then sends “cont”. Use it when a "
+       "snapshot lost its QMP connection while the machine was paused."),
+    hexz_tool_command_resume,
+  },
 };
 
 static void

@@ -127,6 +127,10 @@ gboolean hexz_tool_command_extract (HexzTool *tool, int argc, char **argv);
 gboolean hexz_tool_command_commit  (HexzTool *tool, int argc, char **argv);
 gboolean hexz_tool_command_info    (HexzTool *tool, int argc, char **argv);
 gboolean hexz_tool_command_verify  (HexzTool *tool, int argc, char **argv);
+gboolean hexz_tool_command_boot    (HexzTool *tool, int argc, char **argv);
+gboolean hexz_tool_command_snap    (HexzTool *tool, int argc, char **argv);
+gboolean hexz_tool_command_restore (HexzTool *tool, int argc, char **argv);
+gboolean hexz_tool_command_resume  (HexzTool *tool, int argc, char **argv);
 
 /* Helpers shared by subcommands. */
 void     hexz_tool_report_written_snapshot (HexzTool   *tool,

@@ -1,0 +1,17 @@
+/* hexz-util-private.h: small helpers shared inside the library
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+void hexz_schedule_in_context (GMainContext   *context,
+                               GSourceFunc     function,
+                               gpointer        data,
+                               GDestroyNotify  notify);
+
+G_END_DECLS

@@ -1,0 +1,1131 @@
+/* test-capture.c: the live-snapshot chain against a scripted QMP server
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The mock server stands in for QEMU. It replies to the commands the chain
+ * sends, receives the pipe passed with getfd, writes a fake migration stream
+ * into it and records every command, so that the tests can check which
+ * commands reached the "machine" on each failure path.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <gio/gunixfdmessage.h>
+
+#include "hexz.h"
+#include "hexz-capture-private.h"
+
+#define DISK_SIZE (1024 * 1024)
+#define RAM_SIZE (64 * 1024 * 1024)
+#define ORIGINAL_BANDWIDTH 33554432
+#define MODIFIED_PAGE 7
+
+typedef struct
+{
+  char *dir;
+  char *socket_path;
+  GSocket *listener;
+  GThread *thread;
+  GCancellable *stop;
+
+  GMutex lock;
+  GPtrArray *commands;
+  gsize bytes_received;
+
+  /* Script */
+  gboolean greet;
+  char run_state[32];
+  gboolean offer_background;
+  gboolean reject_background;
+  char *fail_command;
+  const char * const *statuses;
+  const char *error_desc;
+  guint finish_migrate_polls;
+  guint cont_rejects;
+  gsize stream_size;
+  gboolean hold_stream;
+  char *cancel_on;
+  GCancellable *cancel;
+  GMainContext *context;
+
+  /* Machine state */
+  gboolean events;
+  gboolean background;
+  gint64 max_bandwidth;
+  int fd;
+  gboolean migrating;
+  guint status_index;
+  char migration_status[32];
+} MockQemu;
+
+static void
+mock_send_all (GSocket    *socket,
+               const char *data,
+               gsize       length)
+{
+  while (length > 0)
+    {
+      gssize n = g_socket_send (socket, data, length, NULL, NULL);
+
+      if (n <= 0)
+        return;
+      data += n;
+      length -= n;
+    }
+}
+
+static void
+mock_send (GSocket    *socket,
+           JsonObject *object)
+{
+  g_autoptr(JsonNode) node = json_node_init_object (json_node_alloc (), object);
+  g_autofree char *text = json_to_string (node, FALSE);
+  g_autofree char *line = g_strconcat (text, "\r\n", NULL);
+
+  mock_send_all (socket, line, strlen (line));
+}
+
+static void
+mock_send_event (GSocket    *socket,
+                 const char *status)
+{
+  g_autoptr(JsonObject) event = json_object_new ();
+  JsonObject *data = json_object_new ();
+  JsonObject *timestamp = json_object_new ();
+
+  json_object_set_string_member (data, "status", status);
+  json_object_set_int_member (timestamp, "seconds", 1);
+  json_object_set_int_member (timestamp, "microseconds", 0);
+  json_object_set_string_member (event, "event", "MIGRATION");
+  json_object_set_object_member (event, "data", data);
+  json_object_set_object_member (event, "timestamp", timestamp);
+  mock_send (socket, event);
+}
+
+static gboolean
+mock_cancel_cb (gpointer user_data)
+{
+  g_cancellable_cancel (G_CANCELLABLE (user_data));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+mock_write_stream (MockQemu *mock)
+{
+  g_autofree guint8 *buffer = g_malloc (mock->stream_size);
+
+  for (gsize i = 0; i < mock->stream_size; i++)
+    buffer[i] = (guint8) (i * 7 + i / 4096);
+
+  for (gsize done = 0; done < mock->stream_size;)
+    {
+      gssize n = write (mock->fd, buffer + done, mock->stream_size - done);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        break;
+      done += n;
+    }
+
+  close (mock->fd);
+  mock->fd = -1;
+}
+
+static void
+mock_close_fd (MockQemu *mock)
+{
+  if (mock->fd >= 0)
+    {
+      close (mock->fd);
+      mock->fd = -1;
+    }
+}
+
+/* Returns the reply's "return" value, or NULL after setting @error_desc. */
+static JsonNode *
+mock_handle (MockQemu    *mock,
+             GSocket     *socket,
+             const char  *command,
+             JsonObject  *arguments,
+             int          fd,
+             char       **error_desc)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+
+  if (mock->fail_command != NULL && g_str_equal (command, mock->fail_command))
+    {
+      *error_desc = g_strdup_printf ("mock failure of %s", command);
+      return NULL;
+    }
+
+  json_builder_begin_object (builder);
+
+  if (g_str_equal (command, "query-memory-size-summary"))
+    {
+      json_builder_set_member_name (builder, "base-memory");
+      json_builder_add_int_value (builder, RAM_SIZE);
+    }
+  else if (g_str_equal (command, "query-status"))
+    {
+      if (g_str_equal (mock->run_state, "finish-migrate"))
+        {
+          if (mock->finish_migrate_polls > 0)
+            mock->finish_migrate_polls--;
+          else
+            g_strlcpy (mock->run_state, "postmigrate", sizeof mock->run_state);
+        }
+      json_builder_set_member_name (builder, "status");
+      json_builder_add_string_value (builder, mock->run_state);
+      json_builder_set_member_name (builder, "running");
+      json_builder_add_boolean_value (builder, g_str_equal (mock->run_state, "running"));
+      json_builder_set_member_name (builder, "singlestep");
+      json_builder_add_boolean_value (builder, FALSE);
+    }
+  else if (g_str_equal (command, "query-migrate"))
+    {
+      if (mock->migrating)
+        {
+          const char *status = mock->statuses[mock->status_index];
+
+          if (mock->statuses[mock->status_index + 1] != NULL)
+            mock->status_index++;
+          if (!g_str_equal (mock->migration_status, "cancelled"))
+            g_strlcpy (mock->migration_status, status, sizeof mock->migration_status);
+
+          if (g_str_equal (mock->migration_status, "completed") && !mock->background)
+            {
+              if (g_str_equal (mock->run_state, "paused") || g_str_equal (mock->run_state, "running"))
+                g_strlcpy (mock->run_state,
+                           mock->finish_migrate_polls > 0 ? "finish-migrate" : "postmigrate",
+                           sizeof mock->run_state);
+            }
+          if (!g_str_equal (mock->migration_status, "active") &&
+              !g_str_equal (mock->migration_status, "setup"))
+            mock->migrating = !g_str_equal (mock->migration_status, "completed") &&
+                              !g_str_equal (mock->migration_status, "failed") &&
+                              !g_str_equal (mock->migration_status, "cancelled");
+        }
+
+      if (mock->migration_status[0] != '\0')
+        {
+          json_builder_set_member_name (builder, "status");
+          json_builder_add_string_value (builder, mock->migration_status);
+          json_builder_set_member_name (builder, "ram");
+          json_builder_begin_object (builder);
+          json_builder_set_member_name (builder, "transferred");
+          json_builder_add_int_value (builder, mock->hold_stream ? 0 : (gint64) mock->stream_size);
+          json_builder_set_member_name (builder, "total");
+          json_builder_add_int_value (builder, RAM_SIZE);
+          json_builder_end_object (builder);
+        }
+      if (g_str_equal (mock->migration_status, "completed"))
+        {
+          json_builder_set_member_name (builder, "downtime");
+          json_builder_add_int_value (builder, 12);
+        }
+      if (g_str_equal (mock->migration_status, "failed") && mock->error_desc != NULL)
+        {
+          json_builder_set_member_name (builder, "error-desc");
+          json_builder_add_string_value (builder, mock->error_desc);
+        }
+    }
+  else if (g_str_equal (command, "query-migrate-capabilities"))
+    {
+      json_builder_end_object (builder);
+      json_builder_reset (builder);
+      json_builder_begin_array (builder);
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "capability");
+      json_builder_add_string_value (builder, "events");
+      json_builder_set_member_name (builder, "state");
+      json_builder_add_boolean_value (builder, mock->events);
+      json_builder_end_object (builder);
+      if (mock->offer_background)
+        {
+          json_builder_begin_object (builder);
+          json_builder_set_member_name (builder, "capability");
+          json_builder_add_string_value (builder, "background-snapshot");
+          json_builder_set_member_name (builder, "state");
+          json_builder_add_boolean_value (builder, mock->background);
+          json_builder_end_object (builder);
+        }
+      json_builder_end_array (builder);
+      return json_builder_get_root (builder);
+    }
+  else if (g_str_equal (command, "query-migrate-parameters"))
+    {
+      json_builder_set_member_name (builder, "max-bandwidth");
+      json_builder_add_int_value (builder, mock->max_bandwidth);
+      json_builder_set_member_name (builder, "downtime-limit");
+      json_builder_add_int_value (builder, 300);
+    }
+  else if (g_str_equal (command, "query-name"))
+    {
+      json_builder_set_member_name (builder, "name");
+      json_builder_add_string_value (builder, "mock-vm");
+    }
+  else if (g_str_equal (command, "migrate-set-capabilities"))
+    {
+      JsonArray *list = json_object_get_array_member (arguments, "capabilities");
+
+      for (guint i = 0; i < json_array_get_length (list); i++)
+        {
+          JsonObject *item = json_array_get_object_element (list, i);
+          const char *name = json_object_get_string_member (item, "capability");
+          gboolean state = json_object_get_boolean_member (item, "state");
+
+          if (g_str_equal (name, "background-snapshot") && state && mock->reject_background)
+            {
+              *error_desc = g_strdup ("Background-snapshot is not supported by host kernel");
+              return NULL;
+            }
+        }
+      for (guint i = 0; i < json_array_get_length (list); i++)
+        {
+          JsonObject *item = json_array_get_object_element (list, i);
+          const char *name = json_object_get_string_member (item, "capability");
+          gboolean state = json_object_get_boolean_member (item, "state");
+
+          if (g_str_equal (name, "events"))
+            mock->events = state;
+          else if (g_str_equal (name, "background-snapshot"))
+            mock->background = state;
+        }
+    }
+  else if (g_str_equal (command, "migrate-set-parameters"))
+    {
+      if (json_object_has_member (arguments, "max-bandwidth"))
+        mock->max_bandwidth = json_object_get_int_member (arguments, "max-bandwidth");
+    }
+  else if (g_str_equal (command, "stop"))
+    {
+      g_strlcpy (mock->run_state, "paused", sizeof mock->run_state);
+    }
+  else if (g_str_equal (command, "cont"))
+    {
+      if (g_str_equal (mock->run_state, "finish-migrate") || mock->cont_rejects > 0)
+        {
+          if (mock->cont_rejects > 0)
+            mock->cont_rejects--;
+          *error_desc = g_strdup ("Migration is not finalized yet");
+          return NULL;
+        }
+      g_strlcpy (mock->run_state, "running", sizeof mock->run_state);
+    }
+  else if (g_str_equal (command, "getfd"))
+    {
+      if (fd < 0)
+        {
+          *error_desc = g_strdup ("No file descriptor supplied via SCM_RIGHTS");
+          return NULL;
+        }
+      mock_close_fd (mock);
+      mock->fd = fd;
+    }
+  else if (g_str_equal (command, "closefd"))
+    {
+      mock_close_fd (mock);
+    }
+  else if (g_str_equal (command, "migrate"))
+    {
+      if (mock->fd < 0)
+        {
+          *error_desc = g_strdup ("File descriptor named 'hexz-snapshot' not found");
+          return NULL;
+        }
+      mock->migrating = TRUE;
+      mock->status_index = 0;
+      g_strlcpy (mock->migration_status, "setup", sizeof mock->migration_status);
+      if (mock->background)
+        g_strlcpy (mock->run_state, "running", sizeof mock->run_state);
+    }
+  else if (g_str_equal (command, "migrate_cancel"))
+    {
+      if (mock->migrating)
+        g_strlcpy (mock->migration_status, "cancelled", sizeof mock->migration_status);
+      mock->migrating = FALSE;
+      mock_close_fd (mock);
+      if (g_str_equal (mock->run_state, "finish-migrate"))
+        g_strlcpy (mock->run_state, "paused", sizeof mock->run_state);
+    }
+  else if (g_str_equal (command, "qmp_capabilities"))
+    {
+    }
+  else
+    {
+      *error_desc = g_strdup_printf ("The command %s has not been found", command);
+      return NULL;
+    }
+
+  json_builder_end_object (builder);
+  return json_builder_get_root (builder);
+}
+
+static void
+mock_serve_line (MockQemu   *mock,
+                 GSocket    *socket,
+                 const char *line,
+                 int        *fd)
+{
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(JsonObject) reply = json_object_new ();
+  g_autoptr(JsonNode) result = NULL;
+  g_autofree char *error_desc = NULL;
+  JsonObject *request;
+  JsonObject *arguments = NULL;
+  const char *command;
+  gboolean start_stream = FALSE;
+
+  if (!json_parser_load_from_data (parser, line, -1, NULL))
+    return;
+
+  request = json_node_get_object (json_parser_get_root (parser));
+  command = json_object_get_string_member_with_default (request, "execute", "");
+  if (json_object_has_member (request, "arguments"))
+    arguments = json_object_get_object_member (request, "arguments");
+
+  g_mutex_lock (&mock->lock);
+  g_ptr_array_add (mock->commands, g_strdup (command));
+  result = mock_handle (mock, socket, command, arguments, *fd, &error_desc);
+  if (g_str_equal (command, "getfd") && result != NULL)
+    *fd = -1;
+  start_stream = g_str_equal (command, "migrate") && result != NULL && !mock->hold_stream;
+  g_mutex_unlock (&mock->lock);
+
+  if (mock->cancel_on != NULL && g_str_equal (command, mock->cancel_on))
+    {
+      g_main_context_invoke (mock->context, mock_cancel_cb, mock->cancel);
+      /* Let the cancellation reach the chain before the reply does. */
+      g_usleep (50 * 1000);
+    }
+
+  if (result != NULL)
+    json_object_set_member (reply, "return", g_steal_pointer (&result));
+  else
+    {
+      JsonObject *error = json_object_new ();
+
+      json_object_set_string_member (error, "class", "GenericError");
+      json_object_set_string_member (error, "desc", error_desc);
+      json_object_set_object_member (reply, "error", error);
+    }
+
+  if (json_object_has_member (request, "id"))
+    json_object_set_member (reply, "id", json_node_copy (json_object_get_member (request, "id")));
+
+  mock_send (socket, reply);
+
+  if (start_stream)
+    {
+      mock_write_stream (mock);
+      mock_send_event (socket, "completed");
+    }
+}
+
+static void
+mock_serve_client (MockQemu *mock,
+                   GSocket  *socket)
+{
+  g_autoptr(GString) pending = g_string_new (NULL);
+  int fd = -1;
+
+  if (mock->greet)
+    {
+      const char *greeting =
+        "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "
+        "\"package\": \"mock\"}, \"capabilities\": [\"oob\"]}}\r\n";
+
+      mock_send_all (socket, greeting, strlen (greeting));
+    }
+
+  for (;;)
+    {
+      char buffer[4096];
+      GInputVector vector = { buffer, sizeof buffer };
+      GSocketControlMessage **messages = NULL;
+      int n_messages = 0;
+      gssize n;
+      char *newline;
+
+      n = g_socket_receive_message (socket, NULL, &vector, 1, &messages, &n_messages,
+                                    NULL, mock->stop, NULL);
+      for (int i = 0; i < n_messages; i++)
+        {
+          if (G_IS_UNIX_FD_MESSAGE (messages[i]))
+            {
+              GUnixFDList *list = g_unix_fd_message_get_fd_list (G_UNIX_FD_MESSAGE (messages[i]));
+              int *fds = g_unix_fd_list_steal_fds (list, NULL);
+
+              if (fd >= 0)
+                close (fd);
+              fd = fds[0];
+              g_free (fds);
+            }
+          g_object_unref (messages[i]);
+        }
+      g_free (messages);
+
+      if (n <= 0)
+        break;
+
+      g_mutex_lock (&mock->lock);
+      mock->bytes_received += n;
+      g_mutex_unlock (&mock->lock);
+
+      g_string_append_len (pending, buffer, n);
+      while ((newline = strchr (pending->str, '\n')) != NULL)
+        {
+          g_autofree char *line = g_strndup (pending->str, newline - pending->str);
+
+          g_string_erase (pending, 0, newline - pending->str + 1);
+          g_strstrip (line);
+          if (line[0] != '\0')
+            mock_serve_line (mock, socket, line, &fd);
+        }
+    }
+
+  if (fd >= 0)
+    close (fd);
+}
+
+static gpointer
+mock_thread (gpointer user_data)
+{
+  MockQemu *mock = user_data;
+
+  for (;;)
+    {
+      g_autoptr(GSocket) client = g_socket_accept (mock->listener, mock->stop, NULL);
+
+      if (client == NULL)
+        break;
+
+      g_socket_set_blocking (client, TRUE);
+      mock_serve_client (mock, client);
+    }
+
+  return NULL;
+}
+
+static const char * const completed_statuses[] = { "active", "completed", NULL };
+
+static MockQemu *
+mock_new (void)
+{
+  MockQemu *mock = g_new0 (MockQemu, 1);
+  g_autoptr(GSocketAddress) address = NULL;
+  g_autoptr(GError) error = NULL;
+
+  mock->dir = g_dir_make_tmp ("hexz-capture-mock-XXXXXX", &error);
+  g_assert_no_error (error);
+  mock->socket_path = g_build_filename (mock->dir, "qmp.sock", NULL);
+  mock->listener = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0, &error);
+  g_assert_no_error (error);
+  address = g_unix_socket_address_new (mock->socket_path);
+  g_socket_bind (mock->listener, address, FALSE, &error);
+  g_assert_no_error (error);
+  g_socket_listen (mock->listener, &error);
+  g_assert_no_error (error);
+  g_socket_set_blocking (mock->listener, TRUE);
+
+  g_mutex_init (&mock->lock);
+  mock->commands = g_ptr_array_new_with_free_func (g_free);
+  mock->stop = g_cancellable_new ();
+  mock->greet = TRUE;
+  g_strlcpy (mock->run_state, "running", sizeof mock->run_state);
+  mock->statuses = completed_statuses;
+  mock->stream_size = 300 * 1024;
+  mock->max_bandwidth = ORIGINAL_BANDWIDTH;
+  mock->fd = -1;
+  mock->context = g_main_context_ref_thread_default ();
+
+  return mock;
+}
+
+static void
+mock_start (MockQemu *mock)
+{
+  mock->thread = g_thread_new ("mock-qemu", mock_thread, mock);
+}
+
+static void
+mock_free (MockQemu *mock)
+{
+  g_cancellable_cancel (mock->stop);
+  if (mock->thread != NULL)
+    g_thread_join (mock->thread);
+  mock_close_fd (mock);
+  g_object_unref (mock->listener);
+  g_unlink (mock->socket_path);
+  g_rmdir (mock->dir);
+  g_free (mock->socket_path);
+  g_free (mock->dir);
+  g_ptr_array_unref (mock->commands);
+  g_object_unref (mock->stop);
+  g_clear_object (&mock->cancel);
+  g_free (mock->fail_command);
+  g_free (mock->cancel_on);
+  g_main_context_unref (mock->context);
+  g_mutex_clear (&mock->lock);
+  g_free (mock);
+}
+
+static guint
+mock_count (MockQemu   *mock,
+            const char *command)
+{
+  guint count = 0;
+
+  g_mutex_lock (&mock->lock);
+  for (guint i = 0; i < mock->commands->len; i++)
+    if (g_str_equal (mock->commands->pdata[i], command))
+      count++;
+  g_mutex_unlock (&mock->lock);
+
+  return count;
+}
+
+/* Fixture: a base snapshot, an overlay with one modified page, an output
+ * path, and the mock. */
+
+typedef struct
+{
+  char *dir;
+  char *base_path;
+  char *overlay_path;
+  char *output_path;
+  MockQemu *mock;
+  HexzCapture *capture;
+  GCancellable *cancellable;
+  GAsyncResult *result;
+} Fixture;
+
+static guint8
+base_byte (guint64 offset)
+{
+  return (guint8) (offset / 512 + offset % 251);
+}
+
+static void
+fixture_set_up (Fixture       *fixture,
+                gconstpointer  data)
+{
+  g_autoptr(HexzSnapshotWriter) writer = NULL;
+  g_autoptr(HexzOverlay) overlay = NULL;
+  g_autoptr(GFile) output = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree guint8 *disk = g_malloc (DISK_SIZE);
+  guint8 page[HEXZ_OVERLAY_PAGE_SIZE];
+
+  fixture->dir = g_dir_make_tmp ("hexz-capture-XXXXXX", &error);
+  g_assert_no_error (error);
+  fixture->base_path = g_build_filename (fixture->dir, "base.hexz", NULL);
+  fixture->overlay_path = g_build_filename (fixture->dir, "disk.overlay", NULL);
+  fixture->output_path = g_build_filename (fixture->dir, "out.hexz", NULL);
+
+  for (gsize i = 0; i < DISK_SIZE; i++)
+    disk[i] = base_byte (i);
+
+  writer = hexz_snapshot_writer_new_for_path (fixture->base_path);
+  hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK, DISK_SIZE, &error);
+  g_assert_no_error (error);
+  hexz_snapshot_writer_write (writer, disk, DISK_SIZE, NULL, &error);
+  g_assert_no_error (error);
+  hexz_snapshot_writer_end_stream (writer, NULL, &error);
+  g_assert_no_error (error);
+  hexz_snapshot_writer_close (writer, NULL, &error);
+  g_assert_no_error (error);
+
+  overlay = hexz_overlay_create_path (fixture->overlay_path, DISK_SIZE,
+                                      HEXZ_OVERLAY_CREATE_NONE, &error);
+  g_assert_no_error (error);
+  memset (page, 0xa5, sizeof page);
+  hexz_overlay_write (overlay, MODIFIED_PAGE * HEXZ_OVERLAY_PAGE_SIZE, page, sizeof page, &error);
+  g_assert_no_error (error);
+  hexz_overlay_sync (overlay, &error);
+  g_assert_no_error (error);
+
+  fixture->mock = mock_new ();
+  fixture->cancellable = g_cancellable_new ();
+
+  output = g_file_new_for_path (fixture->output_path);
+  fixture->capture = hexz_capture_new ();
+  hexz_capture_set_socket_path (fixture->capture, fixture->mock->socket_path);
+  hexz_capture_set_overlay (fixture->capture, fixture->overlay_path);
+  hexz_capture_set_base_path (fixture->capture, fixture->base_path);
+  hexz_capture_set_output (fixture->capture, output);
+  hexz_capture_set_block_size (fixture->capture, 16 * 1024);
+  hexz_capture_set_check_free_space (fixture->capture, FALSE);
+  hexz_capture_set_poll_interval (fixture->capture, 20);
+  hexz_capture_set_cleanup_timeout (fixture->capture, 3000);
+}
+
+static void
+fixture_tear_down (Fixture       *fixture,
+                   gconstpointer  data)
+{
+  g_autoptr(GDir) dir = NULL;
+  const char *name;
+
+  g_clear_object (&fixture->capture);
+  g_clear_object (&fixture->result);
+  g_clear_object (&fixture->cancellable);
+  mock_free (fixture->mock);
+
+  dir = g_dir_open (fixture->dir, 0, NULL);
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (fixture->dir, name, NULL);
+
+      g_unlink (path);
+    }
+  g_rmdir (fixture->dir);
+
+  g_free (fixture->base_path);
+  g_free (fixture->overlay_path);
+  g_free (fixture->output_path);
+  g_free (fixture->dir);
+}
+
+static void
+on_run_done (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  Fixture *fixture = user_data;
+
+  fixture->result = g_object_ref (result);
+  g_main_context_wakeup (NULL);
+}
+
+static gboolean
+fixture_run (Fixture  *fixture,
+             GError  **error)
+{
+  mock_start (fixture->mock);
+  hexz_capture_run_async (fixture->capture, fixture->cancellable, on_run_done, fixture);
+
+  while (fixture->result == NULL)
+    g_main_context_iteration (NULL, TRUE);
+
+  return hexz_capture_run_finish (fixture->capture, fixture->result, error);
+}
+
+/* Checks what every failure must leave behind. */
+static void
+assert_cleaned_up (Fixture    *fixture,
+                   const char *expected_run_state)
+{
+  g_autofree guint8 *meta = NULL;
+  gsize meta_length = 0;
+  g_autofree char *meta_path = hexz_overlay_get_meta_path_for (fixture->overlay_path);
+
+  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
+  g_assert_cmpstr (fixture->mock->run_state, ==, expected_run_state);
+  g_assert_cmpint (fixture->mock->max_bandwidth, ==, ORIGINAL_BANDWIDTH);
+  g_assert_false (fixture->mock->events);
+  g_assert_false (fixture->mock->background);
+  g_assert_cmpint (hexz_capture_get_phase (fixture->capture), ==, HEXZ_CAPTURE_PHASE_FAILED);
+
+  /* The overlay and its .meta file are only read. */
+  g_assert_true (g_file_get_contents (meta_path, (char **) &meta, &meta_length, NULL));
+  g_assert_cmpuint (meta_length, ==, 8);
+
+  /* Nothing but the inputs is left in the folder. */
+  {
+    g_autoptr(GDir) dir = g_dir_open (fixture->dir, 0, NULL);
+    guint count = 0;
+
+    while (g_dir_read_name (dir) != NULL)
+      count++;
+    g_assert_cmpuint (count, ==, 3);
+  }
+}
+
+static void
+test_paused_success (Fixture       *fixture,
+                     gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GBytes) memory = NULL;
+  guint8 page[HEXZ_OVERLAY_PAGE_SIZE];
+  guint8 byte;
+  JsonObject *metadata;
+  const guint8 *bytes;
+  gsize length;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  hexz_capture_set_message (fixture->capture, "mock snapshot");
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 1);
+  g_assert_cmpuint (mock_count (fixture->mock, "getfd"), ==, 1);
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate"), ==, 1);
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate_cancel"), ==, 0);
+  g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+  g_assert_cmpint (fixture->mock->max_bandwidth, ==, ORIGINAL_BANDWIDTH);
+  g_assert_false (fixture->mock->events);
+
+  g_assert_cmpint (hexz_capture_get_chosen_mode (fixture->capture), ==, HEXZ_CAPTURE_MODE_PAUSED);
+  g_assert_cmpint (hexz_capture_get_phase (fixture->capture), ==, HEXZ_CAPTURE_PHASE_DONE);
+  g_assert_cmpint (hexz_capture_get_pause_time (fixture->capture), >, 0);
+  g_assert_cmpint (hexz_capture_get_downtime (fixture->capture), ==, 12);
+
+  snapshot = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (hexz_snapshot_get_disk_size (snapshot), ==, DISK_SIZE);
+  g_assert_cmpuint (hexz_snapshot_get_memory_size (snapshot), ==, fixture->mock->stream_size);
+
+  memory = hexz_snapshot_read_bytes (snapshot, HEXZ_STREAM_MEMORY, 0,
+                                     fixture->mock->stream_size, NULL, &error);
+  g_assert_no_error (error);
+  bytes = g_bytes_get_data (memory, &length);
+  g_assert_cmpuint (length, ==, fixture->mock->stream_size);
+  for (gsize i = 0; i < length; i++)
+    if (bytes[i] != (guint8) (i * 7 + i / 4096))
+      g_assert_cmpuint (i, ==, G_MAXSIZE);
+
+  hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, MODIFIED_PAGE * HEXZ_OVERLAY_PAGE_SIZE,
+                      page, sizeof page, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (page[0], ==, 0xa5);
+  g_assert_cmpuint (page[sizeof page - 1], ==, 0xa5);
+  hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, 12345, &byte, 1, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (byte, ==, base_byte (12345));
+
+  metadata = hexz_snapshot_get_metadata (snapshot);
+  g_assert_nonnull (metadata);
+  g_assert_cmpstr (json_object_get_string_member (metadata, "capture-mode"), ==, "paused");
+  g_assert_cmpstr (json_object_get_string_member (metadata, "vm-name"), ==, "mock-vm");
+  g_assert_cmpint (json_object_get_int_member (metadata, "ram-size"), ==, RAM_SIZE);
+  g_assert_cmpint (json_object_get_int_member (metadata, "qemu-downtime-ms"), ==, 12);
+}
+
+static void
+test_migrate_rejected (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->fail_command = g_strdup ("migrate");
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_assert_nonnull (error);
+  g_test_message ("error: %s", error->message);
+  g_assert_nonnull (strstr (error->message, "mock failure of migrate"));
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 1);
+  /* The descriptor QEMU kept for the rejected migrate is closed. */
+  g_assert_cmpuint (mock_count (fixture->mock, "closefd"), ==, 1);
+  g_assert_cmpint (fixture->mock->fd, ==, -1);
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+  assert_cleaned_up (fixture, "running");
+}
+
+static const char * const failed_statuses[] = { "setup", "active", "failed", NULL };
+
+static void
+test_migration_failed (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->statuses = failed_statuses;
+  fixture->mock->error_desc = "Unable to write to socket: Broken pipe";
+  fixture->mock->hold_stream = TRUE;
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_MIGRATION_FAILED);
+  g_test_message ("error: %s", error->message);
+  g_assert_nonnull (strstr (error->message, "Unable to write to socket: Broken pipe"));
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+  assert_cleaned_up (fixture, "running");
+}
+
+static const char * const long_statuses[] = {
+  "setup", "wait-unplug", "active", "device", "some-future-status", "active", "completed", NULL
+};
+
+static void
+test_status_sequence (Fixture       *fixture,
+                      gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->statuses = long_statuses;
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (mock_count (fixture->mock, "query-migrate"), >=, 7);
+  g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+  g_assert_true (g_file_test (fixture->output_path, G_FILE_TEST_IS_REGULAR));
+}
+
+static void
+test_finish_migrate (Fixture       *fixture,
+                     gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->finish_migrate_polls = 3;
+  fixture->mock->cont_rejects = 2;
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 3);
+  g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+}
+
+static void
+test_no_greeting (Fixture       *fixture,
+                  gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  fixture->mock->greet = FALSE;
+  hexz_capture_set_connect_timeout (fixture->capture, 500);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_assert_nonnull (error);
+  g_test_message ("error: %s", error->message);
+  g_assert_error (error, HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_NO_GREETING);
+  g_assert_cmpuint (fixture->mock->bytes_received, ==, 0);
+  g_assert_cmpuint (fixture->mock->commands->len, ==, 0);
+  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
+}
+
+static void
+test_cancel (Fixture       *fixture,
+             gconstpointer  data)
+{
+  const char *command = data;
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  if (command == NULL)
+    g_cancellable_cancel (fixture->cancellable);
+  else
+    {
+      fixture->mock->cancel_on = g_strdup (command);
+      fixture->mock->cancel = g_object_ref (fixture->cancellable);
+    }
+  if (g_strcmp0 (command, "migrate") == 0)
+    fixture->mock->hold_stream = TRUE;
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_test_message ("error: %s", error->message);
+
+  if (command == NULL)
+    g_assert_cmpuint (fixture->mock->bytes_received, ==, 0);
+  if (g_strcmp0 (command, "migrate") == 0)
+    g_assert_cmpuint (mock_count (fixture->mock, "migrate_cancel"), ==, 1);
+  if (fixture->mock->commands->len > 0 && mock_count (fixture->mock, "stop") > 0)
+    g_assert_cmpuint (mock_count (fixture->mock, "cont"), >=, 1);
+  assert_cleaned_up (fixture, "running");
+}
+
+static void
+test_user_paused (Fixture       *fixture,
+                  gconstpointer  data)
+{
+  gboolean fail = GPOINTER_TO_INT (data);
+  g_autoptr(GError) error = NULL;
+
+  g_strlcpy (fixture->mock->run_state, "paused", sizeof fixture->mock->run_state);
+  fixture->mock->offer_background = TRUE;
+  if (fail)
+    fixture->mock->fail_command = g_strdup ("migrate");
+
+  if (fail)
+    {
+      g_assert_false (fixture_run (fixture, &error));
+      g_assert_nonnull (error);
+      assert_cleaned_up (fixture, "paused");
+    }
+  else
+    {
+      g_assert_true (fixture_run (fixture, &error));
+      g_assert_no_error (error);
+      /* Auto must not pick background for a paused machine. */
+      g_assert_cmpint (hexz_capture_get_chosen_mode (fixture->capture), ==,
+                       HEXZ_CAPTURE_MODE_PAUSED);
+      g_assert_cmpstr (fixture->mock->run_state, ==, "postmigrate");
+    }
+
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 0);
+}
+
+static void
+test_background (Fixture       *fixture,
+                 gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  fixture->mock->offer_background = TRUE;
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (hexz_capture_get_chosen_mode (fixture->capture), ==,
+                   HEXZ_CAPTURE_MODE_BACKGROUND);
+  g_assert_null (hexz_capture_get_fallback_reason (fixture->capture));
+  g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+  g_assert_false (fixture->mock->background);
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 1);
+}
+
+static void
+test_auto_fallback (Fixture       *fixture,
+                    gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  fixture->mock->offer_background = TRUE;
+  fixture->mock->reject_background = TRUE;
+
+  g_test_expect_message ("Hexz", G_LOG_LEVEL_MESSAGE, "*background-snapshot*");
+  g_assert_true (fixture_run (fixture, &error));
+  g_test_assert_expected_messages ();
+  g_assert_no_error (error);
+  g_assert_cmpint (hexz_capture_get_chosen_mode (fixture->capture), ==, HEXZ_CAPTURE_MODE_PAUSED);
+  g_assert_nonnull (hexz_capture_get_fallback_reason (fixture->capture));
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+}
+
+static void
+test_live (Fixture       *fixture,
+           gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_LIVE);
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+  g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+}
+
+static const char * const stalled_statuses[] = { "setup", "active", NULL };
+
+static void
+test_stall (Fixture       *fixture,
+            gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  hexz_capture_set_stall_timeout (fixture->capture, 1);
+  fixture->mock->statuses = stalled_statuses;
+  fixture->mock->hold_stream = TRUE;
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_STALLED);
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate_cancel"), ==, 1);
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+  assert_cleaned_up (fixture, "running");
+}
+
+static void
+test_existing_output_kept (Fixture       *fixture,
+                           gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+
+  g_file_set_contents (fixture->output_path, "old snapshot", -1, &error);
+  g_assert_no_error (error);
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->fail_command = g_strdup ("migrate");
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_assert_nonnull (error);
+  g_assert_true (g_file_get_contents (fixture->output_path, &contents, NULL, NULL));
+  g_assert_cmpstr (contents, ==, "old snapshot");
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+}
+
+static void
+test_overlay_too_large (Fixture       *fixture,
+                        gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_cmpint (truncate (fixture->overlay_path, DISK_SIZE * 2), ==, 0);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT);
+  g_assert_cmpuint (fixture->mock->bytes_received, ==, 0);
+}
+
+static void
+test_connection_lost (Fixture       *fixture,
+                      gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->hold_stream = TRUE;
+  fixture->mock->statuses = stalled_statuses;
+  fixture->mock->cancel_on = g_strdup ("migrate");
+  fixture->mock->cancel = g_object_ref (fixture->mock->stop);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_assert_nonnull (error);
+  g_test_message ("error: %s", error->message);
+  g_assert_nonnull (strstr (error->message, "may still be paused"));
+  g_assert_nonnull (strstr (error->message, fixture->mock->socket_path));
+  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+#define ADD(path, data, func) \
+  g_test_add (path, Fixture, data, fixture_set_up, func, fixture_tear_down)
+
+  ADD ("/capture/paused", NULL, test_paused_success);
+  ADD ("/capture/live", NULL, test_live);
+  ADD ("/capture/background", NULL, test_background);
+  ADD ("/capture/auto-fallback", NULL, test_auto_fallback);
+  ADD ("/capture/status-sequence", NULL, test_status_sequence);
+  ADD ("/capture/finish-migrate", NULL, test_finish_migrate);
+  ADD ("/capture/user-paused/success", GINT_TO_POINTER (FALSE), test_user_paused);
+  ADD ("/capture/user-paused/failure", GINT_TO_POINTER (TRUE), test_user_paused);
+  ADD ("/capture/failure/migrate-rejected", NULL, test_migrate_rejected);
+  ADD ("/capture/failure/migration-failed", NULL, test_migration_failed);
+  ADD ("/capture/failure/stall", NULL, test_stall);
+  ADD ("/capture/failure/existing-output", NULL, test_existing_output_kept);
+  ADD ("/capture/failure/overlay-too-large", NULL, test_overlay_too_large);
+  ADD ("/capture/failure/no-greeting", NULL, test_no_greeting);
+  ADD ("/capture/failure/connection-lost", NULL, test_connection_lost);
+  ADD ("/capture/cancel/before", NULL, test_cancel);
+  ADD ("/capture/cancel/prepare", "query-migrate-capabilities", test_cancel);
+  ADD ("/capture/cancel/settings", "migrate-set-parameters", test_cancel);
+  ADD ("/capture/cancel/pause", "stop", test_cancel);
+  ADD ("/capture/cancel/getfd", "getfd", test_cancel);
+  ADD ("/capture/cancel/memory", "migrate", test_cancel);
+  ADD ("/capture/cancel/resume", "cont", test_cancel);
+
+#undef ADD
+
+  return g_test_run ();
+}

@@ -1,0 +1,520 @@
+/* hexz-snap-vm.c: the subcommands that talk to a running QEMU: snap,
+ * restore and resume
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <stdio.h>
+
+#include "hexz-snap.h"
+
+/* snap */
+
+typedef struct
+{
+  HexzTool *tool;
+  HexzCapture *capture;
+  char *output_path;
+  gboolean json;
+} SnapCommand;
+
+static void
+snap_command_free (SnapCommand *snap)
+{
+  g_clear_object (&snap->capture);
+  g_free (snap->output_path);
+  g_free (snap);
+}
+
+static void
+snap_on_progress (HexzCapture      *capture,
+                  HexzCapturePhase  phase,
+                  guint64           done,
+                  guint64           expected,
+                  gpointer          user_data)
+{
+  SnapCommand *snap = user_data;
+
+  /* A phase starts with both counters 0. */
+  if (done == 0 && expected == 0)
+    hexz_tool_progress_begin (snap->tool, hexz_capture_phase_to_string (phase), 0);
+  else
+    hexz_tool_progress_update (snap->tool, done, expected);
+}
+
+static void
+snap_report (SnapCommand *snap)
+{
+  HexzCapture *capture = snap->capture;
+  gint64 pause_us = hexz_capture_get_pause_time (capture);
+  gint64 downtime_ms = hexz_capture_get_downtime (capture);
+  const char *mode = hexz_capture_mode_to_string (hexz_capture_get_chosen_mode (capture));
+
+  if (snap->json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+      g_autoptr(HexzSnapshot) snapshot = NULL;
+      g_autoptr(GError) error = NULL;
+
+      snapshot = hexz_snapshot_open_path (snap->output_path, NULL, &error);
+      if (snapshot == NULL)
+        {
+          hexz_tool_finish (snap->tool, error);
+          return;
+        }
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "command");
+      json_builder_add_string_value (builder, "snap");
+      json_builder_set_member_name (builder, "mode");
+      json_builder_add_string_value (builder, mode);
+      json_builder_set_member_name (builder, "pause_time_ms");
+      json_builder_add_double_value (builder, pause_us / 1000.0);
+      json_builder_set_member_name (builder, "qemu_downtime_ms");
+      if (downtime_ms >= 0)
+        json_builder_add_int_value (builder, downtime_ms);
+      else
+        json_builder_add_null_value (builder);
+      json_builder_set_member_name (builder, "fallback_reason");
+      if (hexz_capture_get_fallback_reason (capture) != NULL)
+        json_builder_add_string_value (builder, hexz_capture_get_fallback_reason (capture));
+      else
+        json_builder_add_null_value (builder);
+      hexz_tool_add_snapshot_summary (builder, snapshot);
+      json_builder_set_member_name (builder, "seconds");
+      json_builder_add_double_value (builder, hexz_tool_elapsed_seconds (snap->tool));
+      json_builder_end_object (builder);
+      hexz_tool_print_json (snap->tool, builder);
+    }
+  else
+    {
+      /* Translators: the first %s is a file name, the second a capture mode
+       * (paused, background, live), then durations. */
+      g_print (_("Wrote %s (%s mode) in %.1f s; the virtual machine was paused for %.1f ms"),
+               snap->output_path, mode, hexz_tool_elapsed_seconds (snap->tool),
+               pause_us / 1000.0);
+      if (downtime_ms >= 0)
+        /* Translators: %d is a duration in milliseconds. */
+        g_print (_(" (QEMU reports %d ms of downtime)"), (int) downtime_ms);
+      g_print ("\n");
+    }
+
+  hexz_tool_finish (snap->tool, NULL);
+}
+
+static void
+snap_on_done (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  SnapCommand *snap = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!hexz_capture_run_finish (snap->capture, result, &error))
+    {
+      /* The tool's generic cancel message would hide that the machine was
+       * resumed and its settings restored. */
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        {
+          g_clear_error (&error);
+          g_set_error_literal (&error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_FAILED,
+                               _("Interrupted: the snapshot was cancelled, the virtual "
+                                 "machine is back in its previous run state and no file "
+                                 "was written"));
+        }
+      hexz_tool_finish (snap->tool, error);
+    }
+  else
+    {
+      snap_report (snap);
+    }
+
+  snap_command_free (snap);
+}
+
+gboolean
+hexz_tool_command_snap (HexzTool  *tool,
+                        int        argc,
+                        char     **argv)
+{
+  g_autofree char *socket_path = NULL;
+  g_autofree char *overlay = NULL;
+  g_autofree char *base = NULL;
+  g_autofree char *output = NULL;
+  g_autofree char *mode_name = NULL;
+  g_autofree char *message = NULL;
+  gboolean live = FALSE;
+  gboolean thin = FALSE;
+  gboolean json = FALSE;
+  gboolean allow_larger = FALSE;
+  int stall_timeout = -1;
+  HexzToolWriterOptions writer_options;
+  HexzCaptureMode mode = HEXZ_CAPTURE_MODE_AUTO;
+  g_autoptr(GOptionContext) context = NULL;
+  g_autoptr(GFile) output_file = NULL;
+  SnapCommand *snap;
+  const GOptionEntry entries[] = {
+    { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
+      N_("The QMP unix socket of the running QEMU"), N_("PATH") },
+    { "overlay", 'O', 0, G_OPTION_ARG_FILENAME, &overlay,
+      N_("The overlay the machine writes its disk changes to"), N_("PATH") },
+    { "base", 'B', 0, G_OPTION_ARG_FILENAME, &base,
+      N_("The snapshot the machine booted from"), N_("PATH") },
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
+      N_("The snapshot file to write"), N_("PATH") },
+    { "mode", 'm', 0, G_OPTION_ARG_STRING, &mode_name,
+      N_("How to capture memory: auto (default), background, paused or live"), N_("MODE") },
+    { "live", 0, 0, G_OPTION_ARG_NONE, &live,
+      N_("Same as --mode live: copy memory while the guest runs"), NULL },
+    { "thin", 0, 0, G_OPTION_ARG_NONE, &thin,
+      N_("Refer to the base for unmodified disk blocks instead of copying them"), NULL },
+    { "message", 0, 0, G_OPTION_ARG_STRING, &message,
+      N_("A message to record in the snapshot"), N_("TEXT") },
+    { "stall-timeout", 0, 0, G_OPTION_ARG_INT, &stall_timeout,
+      N_("Cancel when the memory dump makes no progress for this many seconds "
+         "(default 30, 0 waits forever)"), N_("SECONDS") },
+    { "allow-larger-overlay", 0, 0, G_OPTION_ARG_NONE, &allow_larger,
+      N_("Accept an overlay larger than the base's disk"), NULL },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+      N_("Print the result as JSON"), NULL },
+    { NULL }
+  };
+
+  hexz_tool_writer_options_init (&writer_options);
+  context = hexz_tool_option_context_new (tool);
+  g_option_context_set_main_group (context, hexz_tool_writer_option_group (&writer_options, entries));
+
+  if (!hexz_tool_parse_options (tool, context, &argc, &argv, 0, 0))
+    return FALSE;
+
+  /* Training needs samples before the first block, and the memory is
+   * written as it arrives. */
+  if (writer_options.train_dictionary)
+    {
+      hexz_tool_usage_error (tool, "%s", _("snap does not support --dictionary"));
+      return FALSE;
+    }
+
+  if (socket_path == NULL || overlay == NULL || base == NULL || output == NULL)
+    {
+      hexz_tool_usage_error (tool, "%s",
+                             _("--socket, --overlay, --base and --output are required"));
+      return FALSE;
+    }
+
+  if (mode_name != NULL && !hexz_capture_mode_from_string (mode_name, &mode))
+    {
+      /* Translators: %s is a value given on the command line. */
+      hexz_tool_usage_error (tool, _("Unknown mode “%s”: use auto, background, paused or live"),
+                             mode_name);
+      return FALSE;
+    }
+  if (live)
+    {
+      if (mode_name != NULL && mode != HEXZ_CAPTURE_MODE_LIVE)
+        {
+          hexz_tool_usage_error (tool, "%s", _("--live contradicts --mode"));
+          return FALSE;
+        }
+      mode = HEXZ_CAPTURE_MODE_LIVE;
+    }
+
+  output_file = g_file_new_for_commandline_arg (output);
+
+  snap = g_new0 (SnapCommand, 1);
+  snap->tool = tool;
+  snap->json = json;
+  snap->output_path = g_file_get_path (output_file);
+  snap->capture = hexz_capture_new ();
+  hexz_capture_set_socket_path (snap->capture, socket_path);
+  hexz_capture_set_overlay (snap->capture, overlay);
+  hexz_capture_set_base_path (snap->capture, base);
+  hexz_capture_set_output (snap->capture, output_file);
+  hexz_capture_set_mode (snap->capture, mode);
+  hexz_capture_set_thin (snap->capture, thin);
+  hexz_capture_set_codec (snap->capture, writer_options.codec);
+  hexz_capture_set_level (snap->capture, writer_options.level);
+  hexz_capture_set_block_size (snap->capture, writer_options.block_size);
+  hexz_capture_set_threads (snap->capture, writer_options.threads);
+  hexz_capture_set_message (snap->capture, message);
+  hexz_capture_set_allow_larger_overlay (snap->capture, allow_larger);
+  if (stall_timeout >= 0)
+    hexz_capture_set_stall_timeout (snap->capture, stall_timeout);
+
+  g_signal_connect (snap->capture, "progress", G_CALLBACK (snap_on_progress), snap);
+  hexz_capture_run_async (snap->capture, tool->cancellable, snap_on_done, snap);
+
+  return TRUE;
+}
+
+/* restore and resume: both start with a QMP connection. */
+
+typedef struct
+{
+  HexzTool *tool;
+  HexzQmpClient *client;
+  HexzSnapshot *snapshot;
+  char *socket_path;
+  gboolean keep_paused;
+  gboolean json;
+} VmCommand;
+
+static void
+vm_command_free (VmCommand *command)
+{
+  if (command->client != NULL)
+    hexz_qmp_client_close (command->client);
+  g_clear_object (&command->client);
+  g_clear_object (&command->snapshot);
+  g_free (command->socket_path);
+  g_free (command);
+}
+
+static void
+vm_command_finish (VmCommand    *command,
+                   const GError *error,
+                   const char   *what,
+                   HexzRunState  state)
+{
+  if (error == NULL)
+    {
+      if (command->json)
+        {
+          g_autoptr(JsonBuilder) builder = json_builder_new ();
+
+          json_builder_begin_object (builder);
+          json_builder_set_member_name (builder, "command");
+          json_builder_add_string_value (builder, what);
+          json_builder_set_member_name (builder, "status");
+          json_builder_add_string_value (builder, hexz_run_state_to_string (state));
+          json_builder_set_member_name (builder, "seconds");
+          json_builder_add_double_value (builder, hexz_tool_elapsed_seconds (command->tool));
+          json_builder_end_object (builder);
+          hexz_tool_print_json (command->tool, builder);
+        }
+      else
+        {
+          /* Translators: %s is a QEMU run state such as running or paused. */
+          g_print (_("The virtual machine is %s\n"), hexz_run_state_to_string (state));
+        }
+    }
+
+  hexz_tool_finish (command->tool, error);
+  vm_command_free (command);
+}
+
+static void
+vm_on_final_status (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  VmCommand *command = user_data;
+  g_autoptr(GError) error = NULL;
+  HexzRunState state;
+
+  state = hexz_qmp_client_query_status_finish (command->client, result, NULL, &error);
+  vm_command_finish (command, error,
+                     command->snapshot != NULL ? "restore" : "resume", state);
+}
+
+static void
+vm_query_final_status (VmCommand *command)
+{
+  hexz_qmp_client_query_status_async (command->client, command->tool->cancellable,
+                                      vm_on_final_status, command);
+}
+
+static void
+restore_on_done (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  VmCommand *command = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!hexz_restore_memory_finish (result, &error))
+    {
+      vm_command_finish (command, error, "restore", HEXZ_RUN_STATE_UNKNOWN);
+      return;
+    }
+
+  vm_query_final_status (command);
+}
+
+static void resume_check (VmCommand *command);
+
+static gboolean
+resume_retry_cb (gpointer user_data)
+{
+  resume_check (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+resume_on_cont (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  VmCommand *command = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!hexz_qmp_client_cont_finish (command->client, result, &error))
+    {
+      vm_command_finish (command, error, "resume", HEXZ_RUN_STATE_UNKNOWN);
+      return;
+    }
+
+  vm_query_final_status (command);
+}
+
+static void
+resume_on_status (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  VmCommand *command = user_data;
+  g_autoptr(GError) error = NULL;
+  HexzRunState state;
+  gboolean running = FALSE;
+
+  state = hexz_qmp_client_query_status_finish (command->client, result, &running, &error);
+  if (error != NULL)
+    {
+      vm_command_finish (command, error, "resume", HEXZ_RUN_STATE_UNKNOWN);
+      return;
+    }
+
+  if (running)
+    {
+      vm_command_finish (command, NULL, "resume", state);
+      return;
+    }
+
+  /* QEMU rejects cont until a finishing migration is done. */
+  if (state == HEXZ_RUN_STATE_FINISH_MIGRATE)
+    {
+      g_timeout_add (50, resume_retry_cb, command);
+      return;
+    }
+
+  hexz_qmp_client_cont_async (command->client, command->tool->cancellable,
+                              resume_on_cont, command);
+}
+
+static void
+resume_check (VmCommand *command)
+{
+  hexz_qmp_client_query_status_async (command->client, command->tool->cancellable,
+                                      resume_on_status, command);
+}
+
+static void
+vm_on_connected (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  VmCommand *command = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!hexz_qmp_client_connect_finish (command->client, result, &error))
+    {
+      g_autoptr(GError) wrapped = NULL;
+
+      wrapped = g_error_new (error->domain, error->code,
+                             /* Translators: %s is a socket path, then an error message. */
+                             _("Cannot connect to the QMP socket “%s”: %s"),
+                             command->socket_path, error->message);
+      vm_command_finish (command, wrapped, "", HEXZ_RUN_STATE_UNKNOWN);
+      return;
+    }
+
+  if (command->snapshot != NULL)
+    hexz_restore_memory_async (command->client, command->snapshot,
+                               command->keep_paused ? HEXZ_RESTORE_FLAGS_KEEP_PAUSED
+                                                    : HEXZ_RESTORE_FLAGS_NONE,
+                               command->tool->cancellable, restore_on_done, command);
+  else
+    resume_check (command);
+}
+
+static gboolean
+vm_command_start (HexzTool  *tool,
+                  int        argc,
+                  char     **argv,
+                  gboolean   restore)
+{
+  g_autofree char *socket_path = NULL;
+  gboolean keep_paused = FALSE;
+  gboolean json = FALSE;
+  g_autoptr(GOptionContext) context = NULL;
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  VmCommand *command;
+  const GOptionEntry restore_entries[] = {
+    { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
+      N_("The QMP unix socket of a QEMU started with “-incoming defer”"), N_("PATH") },
+    { "paused", 0, 0, G_OPTION_ARG_NONE, &keep_paused,
+      N_("Leave the machine paused once its memory is loaded"), NULL },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, N_("Print the result as JSON"), NULL },
+    { NULL }
+  };
+  const GOptionEntry resume_entries[] = {
+    { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
+      N_("The QMP unix socket of the QEMU to resume"), N_("PATH") },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, N_("Print the result as JSON"), NULL },
+    { NULL }
+  };
+
+  context = hexz_tool_option_context_new (tool);
+  g_option_context_add_main_entries (context, restore ? restore_entries : resume_entries,
+                                     GETTEXT_PACKAGE);
+
+  if (!hexz_tool_parse_options (tool, context, &argc, &argv, restore ? 1 : 0, restore ? 1 : 0))
+    return FALSE;
+
+  if (socket_path == NULL)
+    {
+      hexz_tool_usage_error (tool, "%s", _("--socket is required"));
+      return FALSE;
+    }
+
+  if (restore)
+    {
+      snapshot = hexz_snapshot_open_path (argv[1], tool->cancellable, &error);
+      if (snapshot == NULL)
+        {
+          hexz_tool_finish (tool, error);
+          return TRUE;
+        }
+    }
+
+  command = g_new0 (VmCommand, 1);
+  command->tool = tool;
+  command->client = hexz_qmp_client_new ();
+  command->snapshot = g_steal_pointer (&snapshot);
+  command->socket_path = g_strdup (socket_path);
+  command->keep_paused = keep_paused;
+  command->json = json;
+
+  hexz_qmp_client_connect_to_path_async (command->client, socket_path, tool->cancellable,
+                                         vm_on_connected, command);
+  return TRUE;
+}
+
+gboolean
+hexz_tool_command_restore (HexzTool  *tool,
+                           int        argc,
+                           char     **argv)
+{
+  return vm_command_start (tool, argc, argv, TRUE);
+}
+
+gboolean
+hexz_tool_command_resume (HexzTool  *tool,
+                          int        argc,
+                          char     **argv)
+{
+  return vm_command_start (tool, argc, argv, FALSE);
+}
