@@ -60,11 +60,12 @@ check () {
 # each kill point its own flush.
 image_mib=64
 
-# The temporary files of output NAME in $dir.
+# temp_files NAME [FOLDER]: the temporary files of output NAME in FOLDER
+# (default $dir).
 temp_files () {
-  local name=$1
+  local name=$1 folder=${2:-$dir}
   local file
-  for file in "$dir"/."$name".??????.tmp; do
+  for file in "$folder"/."$name".??????.tmp; do
     [ -e "$file" ] && echo "$file"
   done
 }
@@ -112,11 +113,11 @@ kill_at_size () {
   command_status=$?
 }
 
-# Makes the temporary files of output NAME look a minute old, as after a
-# crash some time ago.
+# age_temp_files NAME [FOLDER]: makes the temporary files of output NAME
+# look a minute old, as after a crash some time ago.
 age_temp_files () {
   local file
-  for file in $(temp_files "$1"); do
+  for file in $(temp_files "$1" "${2:-$dir}"); do
     touch -d '-1 minute' "$file"
   done
 }
@@ -279,6 +280,140 @@ kill_series "commit" committed.hxz "$dir/expected.raw" \
   "$dir/base.hxz" "$dir/disk.overlay" "$dir/disk.meta" "$dir/image.raw" "$dir/expected.raw" -- \
   "$HEXZ_SNAP" commit --base "$dir/base.hxz" --overlay "$dir/disk.overlay" \
     --output "$dir/committed.hxz" --compression zstd --level 9 --threads 1
+
+# hexz-snap snap of a running test guest, killed at the start of each
+# capture phase (the log shows "Capture: phase NAME" in debug output). In
+# paused mode the machine is paused from the pause phase to the resume
+# phase. After each kill the output path keeps the previous snapshot, at
+# most one temporary file is left, the .meta file is unchanged and the
+# overlay differs at most in the page the guest writes, `hexz-snap resume`
+# leaves the machine running, and the next snap succeeds.
+guest=${HEXZ_TEST_GUEST:-}
+qemu=$(command -v qemu-system-x86_64)
+if [ -z "$guest" ] || [ ! -f "$guest" ] || [ -z "$qemu" ]; then
+  ok "snap kills # SKIP the test guest or qemu-system-x86_64 is missing"
+else
+  accel=${HEXZ_TEST_ACCEL:-}
+  if [ -z "$accel" ]; then
+    accel=tcg
+    [ -w /dev/kvm ] && accel=kvm
+  fi
+  fill=1M
+  [ "$accel" = tcg ] && fill=8M
+
+  vm_dir="$dir/vm"
+  mkdir -m 0700 "$vm_dir"
+  qmp="$vm_dir/qmp.sock"
+  disk_size=$((4 * 1024 * 1024))
+  record_page=256   # the guest writes its record at 1 MiB
+
+  head -c $disk_size /dev/zero > "$vm_dir/disk.raw"
+  printf 'hexz kill test marker' | dd of="$vm_dir/disk.raw" bs=1 seek=65536 conv=notrunc status=none
+  "$HEXZ_SNAP" pack "$vm_dir/disk.raw" "$vm_dir/base.hxz" > /dev/null
+  cp "$vm_dir/disk.raw" "$vm_dir/disk.overlay"
+  printf '\x00\x01\x00\x00\x00\x00\x00\x00' > "$vm_dir/disk.meta"
+  meta_sha=$(sha_of "$vm_dir/disk.meta")
+
+  "$qemu" -accel "$accel" -nodefaults -no-reboot -machine pc -m 64 -display none \
+    -kernel "$guest" -append "fill=$fill interval=50" \
+    -drive "file=$vm_dir/disk.overlay,format=raw,if=ide,cache=writethrough" \
+    -qmp "unix:$qmp,server=on,wait=off" > "$vm_dir/qemu.log" 2>&1 &
+  qemu_pid=$!
+  pids+=("$qemu_pid")
+  for _ in $(seq 200); do
+    [ -S "$qmp" ] && break
+    sleep 0.05
+  done
+  check "snap: QEMU ($accel) listens on its QMP socket" test -S "$qmp"
+
+  # vm_status: prints QEMU's run state, through a bare QMP session.
+  vm_status () {
+    /usr/bin/python3 - "$qmp" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(20)
+s.connect(sys.argv[1])
+f = s.makefile('rw')
+json.loads(f.readline())
+for command in ('qmp_capabilities', 'query-status'):
+    f.write(json.dumps({'execute': command}) + '\n')
+    f.flush()
+    while True:
+        reply = json.loads(f.readline())
+        if 'return' in reply or 'error' in reply:
+            break
+print(reply['return']['status'])
+PY
+  }
+
+  # overlay_matches SAVED: the overlay equals SAVED outside the record page.
+  overlay_matches () {
+    /usr/bin/python3 - "$vm_dir/disk.overlay" "$1" "$record_page" <<'PY'
+import sys
+a, b, page = open(sys.argv[1], 'rb').read(), open(sys.argv[2], 'rb').read(), int(sys.argv[3])
+assert len(a) == len(b), f'the overlay is {len(a)} bytes, was {len(b)}'
+start, end = page * 4096, page * 4096 + 4096
+assert a[:start] == b[:start] and a[end:] == b[end:], 'the overlay changed outside the guest record page'
+PY
+  }
+
+  snap_command=("$HEXZ_SNAP" snap --socket "$qmp" --overlay "$vm_dir/disk.overlay"
+                --base "$vm_dir/base.hxz" --output "$vm_dir/snap.hxz" --mode paused)
+
+  # A first complete snap gives the previous output.
+  sleep 1
+  "${snap_command[@]}" > "$vm_dir/snap.log" 2>&1
+  check "snap: a complete snap succeeds" test $? -eq 0
+  check "snap: the complete snapshot verifies" "$HEXZ_SNAP" verify "$vm_dir/snap.hxz"
+  cp "$vm_dir/snap.hxz" "$vm_dir/saved.hxz"
+  cp "$vm_dir/disk.overlay" "$vm_dir/overlay.saved"
+
+  for phase in pause disk memory resume merge finalize; do
+    age_temp_files snap.hxz "$vm_dir"
+    G_MESSAGES_DEBUG=Hexz "${snap_command[@]}" > "$vm_dir/snap.log" 2>&1 &
+    snap_pid=$!
+    pids+=("$snap_pid")
+    while is_running "$snap_pid"; do
+      grep -q "Capture: phase $phase\b" "$vm_dir/snap.log" && break
+    done
+    if is_running "$snap_pid"; then
+      kill -KILL "$snap_pid"
+      wait "$snap_pid" 2>/dev/null
+      ok "snap: killed at the start of phase $phase"
+    else
+      wait "$snap_pid"
+      check "snap: at phase $phase the run finished before the kill" test $? -eq 0
+    fi
+
+    if cmp -s "$vm_dir/snap.hxz" "$vm_dir/saved.hxz"; then
+      ok "snap at phase $phase: the previous snapshot is intact"
+    elif "$HEXZ_SNAP" verify "$vm_dir/snap.hxz" > /dev/null 2>&1; then
+      ok "snap at phase $phase: the new snapshot is complete"
+      cp "$vm_dir/snap.hxz" "$vm_dir/saved.hxz"
+    else
+      not_ok "snap at phase $phase: the output path contains a damaged snapshot"
+    fi
+    temps=$(cd "$vm_dir" && ls -A | grep -c '^\.snap\.hxz\.......\.tmp$')
+    check "snap at phase $phase: at most one temporary file is left ($temps)" test "$temps" -le 1
+    check "snap at phase $phase: the .meta file is unchanged" test "$(sha_of "$vm_dir/disk.meta")" = "$meta_sha"
+    check "snap at phase $phase: the overlay changed only where the guest writes" overlay_matches "$vm_dir/overlay.saved"
+
+    status=$(vm_status)
+    echo "# QEMU is $status after the kill at phase $phase"
+    "$HEXZ_SNAP" resume --socket "$qmp" > /dev/null 2>&1
+    check "snap at phase $phase: hexz-snap resume leaves the machine running" test "$(vm_status)" = running
+  done
+
+  age_temp_files snap.hxz "$vm_dir"
+  "${snap_command[@]}" > "$vm_dir/snap.log" 2>&1
+  check "snap: the snap after the kills succeeds" test $? -eq 0
+  check "snap: no temporary file is left at the end" \
+    test "$(cd "$vm_dir" && ls -A | grep -c '^\.snap\.hxz\.......\.tmp$')" -eq 0
+  check "snap: the final snapshot verifies" "$HEXZ_SNAP" verify "$vm_dir/snap.hxz"
+
+  kill "$qemu_pid"
+  wait "$qemu_pid" 2>/dev/null
+fi
 
 # The nbdkit plugin, once it is built: killed while a client writes, at
 # about 1, 10, 50 and 99 % of the pages listed in `.meta`. Every listed page
