@@ -284,10 +284,13 @@ kill_series "commit" committed.hxz "$dir/expected.raw" \
 # hexz-snap snap of a running test guest, killed at the start of each
 # capture phase (the log shows "Capture: phase NAME" in debug output). In
 # paused mode the machine is paused from the pause phase to the resume
-# phase. After each kill the output path keeps the previous snapshot, at
-# most one temporary file is left, the .meta file is unchanged and the
-# overlay differs at most in the page the guest writes, `hexz-snap resume`
-# leaves the machine running, and the next snap succeeds.
+# phase. After each kill the output path keeps the previous snapshot (or a
+# complete new one), at most one temporary file is left, the .meta file is
+# unchanged and the overlay differs at most in the page the guest writes.
+# The next snap then succeeds, resumes a machine the killed run left
+# paused and says so, restores the migration settings the killed run
+# changed, and removes the leftover temporary file. `hexz-snap resume`
+# alone also brings the machine back.
 guest=${HEXZ_TEST_GUEST:-}
 qemu=$(command -v qemu-system-x86_64)
 if [ -z "$guest" ] || [ ! -f "$guest" ] || [ -z "$qemu" ]; then
@@ -346,6 +349,31 @@ print(reply['return']['status'])
 PY
   }
 
+  # vm_settings: prints the migration settings a capture changes and
+  # restores (the events and background-snapshot capabilities, max-bandwidth).
+  vm_settings () {
+    /usr/bin/python3 - "$qmp" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(20)
+s.connect(sys.argv[1])
+f = s.makefile('rw')
+json.loads(f.readline())
+def run(command):
+    f.write(json.dumps({'execute': command}) + '\n')
+    f.flush()
+    while True:
+        reply = json.loads(f.readline())
+        if 'return' in reply or 'error' in reply:
+            return reply.get('return')
+run('qmp_capabilities')
+capabilities = {c['capability']: c['state'] for c in run('query-migrate-capabilities')}
+parameters = run('query-migrate-parameters')
+print(f"events={capabilities.get('events')} background-snapshot={capabilities.get('background-snapshot')}"
+      f" max-bandwidth={parameters.get('max-bandwidth')}")
+PY
+  }
+
   # overlay_matches SAVED: the overlay equals SAVED outside the record page.
   overlay_matches () {
     /usr/bin/python3 - "$vm_dir/disk.overlay" "$1" "$record_page" <<'PY'
@@ -367,6 +395,7 @@ PY
   check "snap: the complete snapshot verifies" "$HEXZ_SNAP" verify "$vm_dir/snap.hxz"
   cp "$vm_dir/snap.hxz" "$vm_dir/saved.hxz"
   cp "$vm_dir/disk.overlay" "$vm_dir/overlay.saved"
+  settings=$(vm_settings)
 
   for phase in pause disk memory resume merge finalize; do
     age_temp_files snap.hxz "$vm_dir"
@@ -400,9 +429,38 @@ PY
 
     status=$(vm_status)
     echo "# QEMU is $status after the kill at phase $phase"
-    "$HEXZ_SNAP" resume --socket "$qmp" > /dev/null 2>&1
-    check "snap at phase $phase: hexz-snap resume leaves the machine running" test "$(vm_status)" = running
+
+    # The next snap finds the killed run's marker: it restores the
+    # migration settings, resumes a machine the killed run paused, and
+    # says so.
+    age_temp_files snap.hxz "$vm_dir"
+    "${snap_command[@]}" > "$vm_dir/snap.log" 2>&1
+    check "snap after phase $phase: the next snap succeeds" test $? -eq 0
+    if [ "$status" != running ]; then
+      check "snap after phase $phase: the next snap reports the machine it resumes" \
+        grep -q "left paused by an earlier snapshot" "$vm_dir/snap.log"
+    fi
+    check "snap after phase $phase: the machine is running" test "$(vm_status)" = running
+    check "snap after phase $phase: the migration settings are restored" test "$(vm_settings)" = "$settings"
+    check "snap after phase $phase: the leftover temporary file was removed" \
+      test "$(cd "$vm_dir" && ls -A | grep -c '^\.snap\.hxz\.......\.tmp$')" -eq 0
+    check "snap after phase $phase: the new snapshot verifies" "$HEXZ_SNAP" verify "$vm_dir/snap.hxz"
+    cp "$vm_dir/snap.hxz" "$vm_dir/saved.hxz"
   done
+
+  # The documented one-line recovery: resume the machine a killed snap left
+  # paused.
+  G_MESSAGES_DEBUG=Hexz "${snap_command[@]}" > "$vm_dir/snap.log" 2>&1 &
+  snap_pid=$!
+  pids+=("$snap_pid")
+  while is_running "$snap_pid"; do
+    grep -q "Capture: phase memory\b" "$vm_dir/snap.log" && break
+  done
+  kill -KILL "$snap_pid"
+  wait "$snap_pid" 2>/dev/null
+  echo "# QEMU is $(vm_status) after the kill at phase memory"
+  "$HEXZ_SNAP" resume --socket "$qmp" > /dev/null 2>&1
+  check "snap: hexz-snap resume leaves the machine running" test "$(vm_status)" = running
 
   age_temp_files snap.hxz "$vm_dir"
   "${snap_command[@]}" > "$vm_dir/snap.log" 2>&1
@@ -410,6 +468,7 @@ PY
   check "snap: no temporary file is left at the end" \
     test "$(cd "$vm_dir" && ls -A | grep -c '^\.snap\.hxz\.......\.tmp$')" -eq 0
   check "snap: the final snapshot verifies" "$HEXZ_SNAP" verify "$vm_dir/snap.hxz"
+  check "snap: the migration settings are restored at the end" test "$(vm_settings)" = "$settings"
 
   kill "$qemu_pid"
   wait "$qemu_pid" 2>/dev/null
