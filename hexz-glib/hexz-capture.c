@@ -1220,6 +1220,9 @@ capture_resume (CaptureState *state)
 /* Step 5a: copy the overlay's modified pages while the machine is paused,
  * into a private overlay whose files are unlinked at once. */
 
+/* Pages copied by one write: 1 MiB. */
+#define COPY_RUN_PAGES 256
+
 static gboolean
 capture_copy_pages (CaptureState  *state,
                     GCancellable  *cancellable,
@@ -1231,7 +1234,7 @@ capture_copy_pages (CaptureState  *state,
   g_autofree char *folder = NULL;
   g_autofree char *copy_path = NULL;
   g_autofree char *meta_path = NULL;
-  guint8 buffer[HEXZ_OVERLAY_PAGE_SIZE];
+  g_autofree guint8 *buffer = NULL;
   gsize n_pages = 0;
 
   /* Reopened here, not in the preflight, because the list of modified
@@ -1267,15 +1270,33 @@ capture_copy_pages (CaptureState  *state,
   pages = hexz_overlay_dup_modified_pages (source, &n_pages);
   g_debug ("Capture: copying %" G_GSIZE_FORMAT " modified pages", n_pages);
 
-  for (gsize i = 0; i < n_pages; i++)
+  /* The machine is paused during this copy, so runs of consecutive pages
+   * go to the copy in one write each, which also appends their .meta
+   * entries at once: per-page writes cost about 8 ms per MiB here. */
+  buffer = g_malloc (COPY_RUN_PAGES * HEXZ_OVERLAY_PAGE_SIZE);
+
+  for (gsize i = 0; i < n_pages;)
     {
+      gsize run = 0;
+
       if (g_cancellable_set_error_if_cancelled (cancellable, error))
         return FALSE;
 
-      if (!hexz_overlay_read_page (source, pages[i], buffer, error) ||
-          !hexz_overlay_write (copy, pages[i] * HEXZ_OVERLAY_PAGE_SIZE, buffer,
-                               sizeof buffer, error))
+      do
+        {
+          if (!hexz_overlay_read_page (source, pages[i + run],
+                                       buffer + run * HEXZ_OVERLAY_PAGE_SIZE, error))
+            return FALSE;
+          run++;
+        }
+      while (i + run < n_pages && run < COPY_RUN_PAGES &&
+             pages[i + run] == pages[i] + run);
+
+      if (!hexz_overlay_write (copy, pages[i] * HEXZ_OVERLAY_PAGE_SIZE, buffer,
+                               run * HEXZ_OVERLAY_PAGE_SIZE, error))
         return FALSE;
+
+      i += run;
     }
 
   state->disk_copy = g_steal_pointer (&copy);

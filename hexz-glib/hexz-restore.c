@@ -184,6 +184,9 @@ restore_check_status (RestoreState *state)
                                       restore_state_ref (state));
 }
 
+/* Bytes of memory stream read and written at a time. */
+#define FEED_CHUNK_SIZE (1024 * 1024)
+
 /* Writes the memory stream into the socket QEMU reads from. Runs in a
  * worker thread; a socket rather than a pipe, so that a QEMU that exits
  * early gives an error instead of SIGPIPE. */
@@ -197,19 +200,35 @@ restore_feed_thread (GTask        *task,
   g_autoptr(GInputStream) input = NULL;
   g_autoptr(GSocketConnection) connection = NULL;
   GOutputStream *output;
+  g_autofree guint8 *buffer = NULL;
   GError *error = NULL;
-  gssize count;
+  gssize count = 0;
 
   input = hexz_snapshot_open_stream (state->snapshot, HEXZ_STREAM_MEMORY);
   connection = g_socket_connection_factory_create_connection (state->socket);
   output = g_io_stream_get_output_stream (G_IO_STREAM (connection));
 
-  count = g_output_stream_splice (output, input, G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE,
-                                  cancellable, &error);
-  if (count < 0)
+  /* Not g_output_stream_splice(): its 8 KiB chunks made QEMU's load of a
+   * 1 GiB stream two to four times slower than 1 MiB writes. */
+  buffer = g_malloc (FEED_CHUNK_SIZE);
+  for (;;)
     {
-      g_task_return_error (task, error);
-      return;
+      gssize n_read = g_input_stream_read (input, buffer, FEED_CHUNK_SIZE, cancellable, &error);
+
+      if (n_read < 0)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+      if (n_read == 0)
+        break;
+
+      if (!g_output_stream_write_all (output, buffer, n_read, NULL, cancellable, &error))
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+      count += n_read;
     }
 
   /* Shutting down the write side gives QEMU the end of the stream. */

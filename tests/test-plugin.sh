@@ -280,6 +280,76 @@ else
   not_ok "server restarts on the existing overlay"
 fi
 
+# Two connections write at once (the plugin advertises multi-conn), each
+# with parallel requests, to interleaved ranges that share pages.
+if start_server snapshot="$snapshot" overlay="$overlay"; then
+  first_commands=()
+  second_commands=()
+  for index in $(seq 0 31); do
+    first_commands+=("aio_write -P $((index + 1)) $((4000000 + index * 6000)) 3000")
+    second_commands+=("aio_write -P $((index + 101)) $((4003000 + index * 6000)) 3000")
+  done
+  qemu_io "$export_uri" raw "${first_commands[@]}" "aio_flush" &
+  first_writer=$!
+  qemu_io "$export_uri" raw "${second_commands[@]}" "aio_flush" &
+  second_writer=$!
+  writers_ok=yes
+  wait "$first_writer" || writers_ok=no
+  wait "$second_writer" || writers_ok=no
+  check "two connections write in parallel" test "$writers_ok" = yes
+  qemu_io "$tmp/expected.raw" raw "${first_commands[@]}" "${second_commands[@]}" "aio_flush"
+  check "both connections' writes read back" \
+    qemu-img compare -f raw -F raw "$tmp/expected.raw" "$export_uri"
+  stop_server
+else
+  not_ok "two connections write in parallel"
+fi
+
+# Flush order: on every thread, each fdatasync of the page list follows a
+# sync of the overlay, so no durable entry names data that is not durable.
+if ! command -v strace >/dev/null; then
+  test_number=$((test_number + 1))
+  echo "ok $test_number - flush syncs the overlay before the page list # SKIP needs strace"
+else
+  rm -f "$socket" "$tmp/traced.pid"
+  strace -f -qq -o "$tmp/strace.log" -e trace=openat,fsync,fdatasync \
+    nbdkit --unix "$socket" --foreground --exit-with-parent --pidfile "$tmp/traced.pid" \
+    "$plugin" snapshot="$snapshot" overlay="$overlay" 2>"$tmp/nbdkit.log" &
+  strace_pid=$!
+  for _ in $(seq 100); do
+    [ -S "$socket" ] && [ -s "$tmp/traced.pid" ] && break
+    sleep 0.1
+  done
+  flush_commands=("write -P 0xe1 5000000 100" "flush" "write -P 0xe2 5100000 5000" "flush")
+  qemu_io "$export_uri" raw "${flush_commands[@]}"
+  qemu_io "$tmp/expected.raw" raw "${flush_commands[@]}"
+  [ -s "$tmp/traced.pid" ] && kill "$(cat "$tmp/traced.pid")"
+  wait "$strace_pid"
+  check "flush syncs the overlay before the page list" \
+    "$python" - "$tmp/strace.log" "$overlay" "$meta" <<'EOF'
+import re, sys
+log, overlay, meta = sys.argv[1:4]
+fds, syncs = {}, {}
+for line in open(log):
+    opened = re.match(r'(\d+) +openat\([^,]+, "([^"]+)".* = (\d+)$', line)
+    if opened and opened.group(2) in (overlay, meta):
+        fds[int(opened.group(3))] = 'overlay' if opened.group(2) == overlay else 'meta'
+    # A call that another thread interrupts in the log ends in
+    # '<unfinished ...>'; its start is what orders it on its thread.
+    synced = re.match(r'(\d+) +f(?:data)?sync\((\d+)[) ]', line)
+    if synced and int(synced.group(2)) in fds:
+        syncs.setdefault(synced.group(1), []).append(fds[int(synced.group(2))])
+assert len(fds) == 2, f'overlay and page list not both opened: {fds}'
+meta_syncs = sum(s.count('meta') for s in syncs.values())
+assert meta_syncs >= 2, f'{meta_syncs} syncs of the page list for two flushes'
+for thread, order in syncs.items():
+    for index, name in enumerate(order):
+        if name == 'meta':
+            assert index > 0 and order[index - 1] == 'overlay', f'thread {thread}: {order}'
+print(f'{meta_syncs} flushes, each syncing the overlay first')
+EOF
+fi
+
 check ".meta still lists each modified page once" meta_check
 
 check "commit the overlay" \
@@ -288,15 +358,19 @@ check "extract the committed disk" \
   "$HEXZ_SNAP" extract "$tmp/committed.hxz" --disk "$tmp/committed.raw"
 check "committed disk equals the expected image" cmp "$tmp/expected.raw" "$tmp/committed.raw"
 
-# The committed snapshot (thin when commit writes parent references) serves
-# the expected disk.
-if start_server snapshot="$tmp/committed.hxz"; then
-  check "committed snapshot serves the expected disk" \
-    qemu-img compare -f raw -F raw "$tmp/expected.raw" "$export_uri"
-  stop_server
-else
-  not_ok "committed snapshot serves the expected disk"
-fi
+# The committed snapshot serves the expected disk, and so does a thin one,
+# which the plugin reads through its parent.
+check "thin commit of the overlay" \
+  "$HEXZ_SNAP" commit --thin --base "$snapshot" --overlay "$overlay" --output "$tmp/thin.hxz"
+for committed in committed thin; do
+  if start_server snapshot="$tmp/$committed.hxz"; then
+    check "$committed snapshot serves the expected disk" \
+      qemu-img compare -f raw -F raw "$tmp/expected.raw" "$export_uri"
+    stop_server
+  else
+    not_ok "$committed snapshot serves the expected disk"
+  fi
+done
 
 # Invalid page lists are rejected at start.
 cp "$meta" "$tmp/meta.saved"

@@ -131,32 +131,6 @@ page_map_set (PageMap *map,
     }
 }
 
-/**
- * hexz_plugin_disk_get_meta_path:
- * @overlay_path: path of an overlay file
- *
- * Derives the path of the overlay's `.meta` file: the extension of the
- * overlay's file name is replaced by `.meta` (`vm.overlay` gives `vm.meta`,
- * `disk.img.ovl` gives `disk.img.meta`), and a name without an extension
- * gets `.meta` appended. A leading dot does not start an extension.
- *
- * Returns: (transfer full): the `.meta` path
- */
-char *
-hexz_plugin_disk_get_meta_path (const char *overlay_path)
-{
-  const char *name = strrchr (overlay_path, '/');
-  const char *dot;
-
-  name = name != NULL ? name + 1 : overlay_path;
-  dot = strrchr (name, '.');
-
-  if (dot == NULL || dot == name)
-    return g_strconcat (overlay_path, ".meta", NULL);
-
-  return g_strdup_printf ("%.*s.meta", (int) (dot - overlay_path), overlay_path);
-}
-
 static gboolean set_io_error (GError     **error,
                               int          saved_errno,
                               const char  *format,
@@ -603,7 +577,8 @@ open_overlay (HexzPluginDisk  *disk,
   gboolean meta_created = FALSE;
 
   disk->overlay_path = g_strdup (overlay_path);
-  disk->meta_path = hexz_plugin_disk_get_meta_path (overlay_path);
+  /* The rule shared with HexzOverlay and hexz-snap commit. */
+  disk->meta_path = hexz_overlay_get_meta_path_for (overlay_path);
 
   if (strcmp (disk->meta_path, disk->overlay_path) == 0)
     {

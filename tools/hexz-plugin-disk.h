@@ -20,8 +20,6 @@ typedef enum {
   HEXZ_PLUGIN_EXTENT_ZERO,
 } HexzPluginExtentType;
 
-char           *hexz_plugin_disk_get_meta_path (const char            *overlay_path);
-
 HexzPluginDisk *hexz_plugin_disk_open          (const char            *snapshot_path,
                                                 const char            *overlay_path,
                                                 gboolean               create_overlay,
