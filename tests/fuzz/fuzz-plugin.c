@@ -100,7 +100,7 @@ LLVMFuzzerInitialize (int    *argc,
   g_assert_no_error (error);
   base_path = g_build_filename (fuzz_dir, "base.hxz", NULL);
   overlay_path = g_build_filename (fuzz_dir, "disk.overlay", NULL);
-  meta_path = hexz_plugin_disk_get_meta_path (overlay_path);
+  meta_path = hexz_overlay_get_meta_path_for (overlay_path);
   atexit (remove_fuzz_dir);
 
   write_base ();
