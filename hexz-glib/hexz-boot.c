@@ -49,6 +49,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -1023,7 +1024,7 @@ start_check_ram (StartState  *state,
     {
       g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
                    /* Translators: %" G_GUINT64_FORMAT " is a size in bytes. */
-                   _("The RAM size %" G_GUINT64_FORMAT " bytes is not a whole number of MiB"),
+                   _("The RAM size %" PRIu64 " bytes is not a whole number of MiB"),
                    state->ram);
       return FALSE;
     }
@@ -1053,13 +1054,14 @@ start_check_overlay (StartState  *state,
       guint64 n_modified = hexz_overlay_get_n_modified (overlay);
 
       g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
-                   /* Translators: the first %s is a file name, %" G_GUINT64_FORMAT " a
-                    * number of pages, the second %s a file name. */
                    g_dngettext (GETTEXT_PACKAGE,
-                                "The overlay “%s” already contains %" G_GUINT64_FORMAT
+                                /* Translators: the first %s is a file name, the
+                                 * number a number of pages, the second %s a
+                                 * file name. */
+                                "The overlay “%s” already contains %" PRIu64
                                 " modified page, so the disk would not match the memory of "
                                 "“%s”: give a new overlay file",
-                                "The overlay “%s” already contains %" G_GUINT64_FORMAT
+                                "The overlay “%s” already contains %" PRIu64
                                 " modified pages, so the disk would not match the memory of "
                                 "“%s”: give a new overlay file",
                                 n_modified),

@@ -52,6 +52,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -155,6 +156,15 @@ static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (HexzCapture, hexz_capture, G_TYPE_OBJECT)
 
+/**
+ * hexz_capture_error_quark:
+ *
+ * Gets the error domain of live snapshots, %HEXZ_CAPTURE_ERROR.
+ *
+ * Returns: the error domain
+ *
+ * Since: 1.0
+ */
 G_DEFINE_QUARK (hexz-capture-error-quark, hexz_capture_error)
 
 /* The state of one run, which owns the task until the run completes. Every
@@ -213,6 +223,7 @@ struct _CaptureState
 
   /* The memory stream. */
   GInputStream *memory_input;
+  GCancellable *drain_cancellable;
   gboolean splice_running;
   gboolean splice_done;
   guint64 memory_bytes;
@@ -239,6 +250,8 @@ struct _CaptureState
   gboolean marker_written;
 
   gint64 cleanup_deadline;
+  guint64 cleanup_transferred;
+  gboolean migrate_cancel_sent;
   gboolean failing;
   gboolean connection_lost;
   GError *error;
@@ -267,6 +280,7 @@ capture_state_clear (CaptureState *state)
   g_clear_pointer (&state->output_dir, g_free);
   g_clear_pointer (&state->vm_name, g_free);
   g_clear_object (&state->memory_input);
+  g_clear_object (&state->drain_cancellable);
   g_clear_error (&state->error);
   if (state->cleanup_notes != NULL)
     g_string_free (state->cleanup_notes, TRUE);
@@ -761,6 +775,28 @@ static void capture_cleanup_vm        (CaptureState *state);
 static void capture_cleanup_finish    (CaptureState *state);
 
 static void
+capture_on_drained (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+  g_autoptr(GError) error = NULL;
+  gssize count;
+
+  count = g_input_stream_skip_finish (G_INPUT_STREAM (source), result, &error);
+  if (count > 0)
+    {
+      g_input_stream_skip_async (G_INPUT_STREAM (source), 1024 * 1024, G_PRIORITY_DEFAULT,
+                                 state->drain_cancellable, capture_on_drained,
+                                 capture_state_ref (state));
+      return;
+    }
+
+  g_debug ("Capture: drained the cancelled memory stream");
+  g_input_stream_close (G_INPUT_STREAM (source), NULL, NULL);
+}
+
+static void
 capture_cleanup_memory (CaptureState *state)
 {
   /* The splice returns soon after the internal cancellable is cancelled;
@@ -768,11 +804,24 @@ capture_cleanup_memory (CaptureState *state)
   if (state->splice_running)
     return;
 
-  /* Closing the read end makes a QEMU that is still writing fail with
-   * EPIPE instead of blocking forever on a full pipe. */
   if (state->memory_input != NULL)
     {
-      g_input_stream_close (state->memory_input, NULL, NULL);
+      /* A background migration is left to finish into nowhere: see
+       * capture_cleanup_migration(). */
+      if (state->mode == HEXZ_CAPTURE_MODE_BACKGROUND && state->migrate_sent &&
+          !state->migration_finished && !state->connection_lost)
+        {
+          state->drain_cancellable = g_cancellable_new ();
+          g_input_stream_skip_async (state->memory_input, 1024 * 1024, G_PRIORITY_DEFAULT,
+                                     state->drain_cancellable, capture_on_drained,
+                                     capture_state_ref (state));
+        }
+      else
+        {
+          /* Closing the read end makes a QEMU that is still writing fail
+           * with EPIPE instead of blocking forever on a full pipe. */
+          g_input_stream_close (state->memory_input, NULL, NULL);
+        }
       g_clear_object (&state->memory_input);
     }
 
@@ -780,6 +829,9 @@ capture_cleanup_memory (CaptureState *state)
 }
 
 static void capture_cleanup_poll_migration (CaptureState *state);
+static void capture_on_migrate_cancel      (GObject      *source,
+                                            GAsyncResult *result,
+                                            gpointer      user_data);
 
 static gboolean
 capture_cleanup_poll_migration_cb (gpointer user_data)
@@ -816,7 +868,28 @@ capture_on_cleanup_migration_status (GObject      *source,
       return;
     }
 
-  if (g_get_monotonic_time () > state->cleanup_deadline)
+  /* A background migration that still makes progress gets more time;
+   * one that stalls is cancelled after all. */
+  if (!state->migrate_cancel_sent)
+    {
+      guint64 transferred = hexz_migration_info_get_ram_transferred (info);
+
+      if (transferred > state->cleanup_transferred)
+        {
+          state->cleanup_transferred = transferred;
+          state->cleanup_deadline = g_get_monotonic_time () +
+                                    (gint64) state->self->cleanup_timeout * 1000;
+        }
+      else if (g_get_monotonic_time () > state->cleanup_deadline)
+        {
+          state->migrate_cancel_sent = TRUE;
+          state->cleanup_deadline = g_get_monotonic_time () +
+                                    (gint64) state->self->cleanup_timeout * 1000;
+          capture_execute (state, "migrate_cancel", NULL, NULL, capture_on_migrate_cancel);
+          return;
+        }
+    }
+  else if (g_get_monotonic_time () > state->cleanup_deadline)
     {
       g_autoptr(GError) timeout = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                                                        _("The migration did not end in time"));
@@ -912,8 +985,23 @@ capture_cleanup_migration (CaptureState *state)
       return;
     }
 
+  /* QEMU 7.2 under KVM can leave the guest's vCPUs stuck when a
+   * background migration is cancelled or fails early: the run state says
+   * running, but the guest executes nothing and `stop` hangs (seen in the
+   * capture-qemu cancel tests, about one run in ten). A background
+   * migration is therefore left to complete while the pipe is drained,
+   * and cancelled only if it stops making progress. The guest runs in the
+   * meantime. */
+  if (state->migrate_sent && !state->migration_finished &&
+      state->mode == HEXZ_CAPTURE_MODE_BACKGROUND && state->drain_cancellable != NULL)
+    {
+      capture_cleanup_poll_migration (state);
+      return;
+    }
+
   if (state->migrate_sent && !state->migration_finished)
     {
+      state->migrate_cancel_sent = TRUE;
       capture_execute (state, "migrate_cancel", NULL, NULL, capture_on_migrate_cancel);
       return;
     }
@@ -948,6 +1036,7 @@ capture_cleanup_finish (CaptureState *state)
       return;
     }
 
+  g_cancellable_cancel (state->drain_cancellable);
   if (state->writer != NULL)
     hexz_snapshot_writer_abort (state->writer);
   g_clear_object (&state->disk_copy);
@@ -1042,8 +1131,10 @@ capture_on_user_cancelled (GCancellable *cancellable,
 
   GSource *source = g_idle_source_new ();
 
-  /* Always deferred, even from the context's own thread: the cancellable
-   * may be cancelled already when the run connects to it. */
+  /* Always deferred, even from the context's own thread, because the
+   * cancellable may be cancelled already when the run connects to it. The
+   * high priority puts it before the completion of a running step. */
+  g_source_set_priority (source, G_PRIORITY_HIGH);
   g_source_set_callback (source, capture_on_user_cancelled_idle,
                          capture_state_ref (state), (GDestroyNotify) capture_state_unref);
   g_source_attach (source, state->context);
@@ -2263,8 +2354,8 @@ capture_check_space (CaptureState  *state,
     {
       g_set_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_NO_SPACE,
                    /* Translators: %s is a folder name, the numbers are sizes in bytes. */
-                   _("Not enough free space in “%s”: %" G_GUINT64_FORMAT " bytes free, "
-                     "%" G_GUINT64_FORMAT " needed for the memory and the modified disk "
+                   _("Not enough free space in “%s”: %" PRIu64 " bytes free, "
+                     "%" PRIu64 " needed for the memory and the modified disk "
                      "pages; free some space or write elsewhere"),
                    state->output_dir, available, needed);
       return FALSE;
@@ -2409,8 +2500,8 @@ capture_check_inputs (CaptureState  *state,
         {
           g_set_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
                        /* Translators: %s is a file name, the numbers are sizes in bytes. */
-                       _("The overlay “%s” (%" G_GUINT64_FORMAT " bytes) is larger than "
-                         "the base's disk (%" G_GUINT64_FORMAT " bytes); check that it "
+                       _("The overlay “%s” (%" PRIu64 " bytes) is larger than "
+                         "the base's disk (%" PRIu64 " bytes); check that it "
                          "belongs to this base, or allow a larger overlay"),
                        self->overlay, overlay_size, state->disk_size);
           return FALSE;

@@ -39,6 +39,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include "hexz-commit.h"
@@ -704,8 +705,8 @@ commit_run_check_sizes (CommitRun  *run,
 
       g_set_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT,
                    /* Translators: the numbers are sizes in bytes, %s is a file name. */
-                   _("The overlay covers a disk of %" G_GUINT64_FORMAT " bytes, larger than "
-                     "the %" G_GUINT64_FORMAT "-byte disk of base snapshot “%s”. Check that "
+                   _("The overlay covers a disk of %" PRIu64 " bytes, larger than "
+                     "the %" PRIu64 "-byte disk of base snapshot “%s”. Check that "
                      "the overlay belongs to this snapshot; if the disk was grown on "
                      "purpose, allow the larger disk (--allow-grow)"),
                    overlay_size, base_size, base_name);
@@ -816,7 +817,7 @@ commit_run_copy_memory (CommitRun           *run,
         {
           g_prefix_error (error,
                           /* Translators: the number is an offset in bytes. */
-                          _("Cannot read the memory image at byte %" G_GUINT64_FORMAT ": "),
+                          _("Cannot read the memory image at byte %" PRIu64 ": "),
                           done);
           return FALSE;
         }
@@ -835,8 +836,8 @@ commit_run_copy_memory (CommitRun           *run,
     {
       g_set_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT,
                    /* Translators: the numbers are sizes in bytes. */
-                   _("The memory image ended after %" G_GUINT64_FORMAT " bytes, but %"
-                     G_GUINT64_FORMAT " bytes were expected: it changed or was cut while "
+                   _("The memory image ended after %" PRIu64 " bytes, but %"
+                     PRIu64 " bytes were expected: it changed or was cut while "
                      "being read"),
                    done, size);
       return FALSE;

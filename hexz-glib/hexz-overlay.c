@@ -49,6 +49,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -396,7 +397,7 @@ load_meta (HexzOverlay   *self,
     {
       g_set_error (error, HEXZ_OVERLAY_ERROR, HEXZ_OVERLAY_ERROR_INVALID_META,
                    /* Translators: %s is a file name, the first number a length in bytes. */
-                   _("Overlay metadata “%s” is %" G_GSIZE_FORMAT " bytes long, not a multiple "
+                   _("Overlay metadata “%s” is %zu bytes long, not a multiple "
                      "of 8: its last entry is incomplete. The file is damaged; a crash "
                      "during a write may have cut it, so recreate the overlay from a snapshot"),
                    self->meta_path, length);
@@ -420,9 +421,9 @@ load_meta (HexzOverlay   *self,
           g_set_error (error, HEXZ_OVERLAY_ERROR, HEXZ_OVERLAY_ERROR_OUT_OF_RANGE,
                        /* Translators: %s is a file name; the numbers are an entry index,
                         * a page number, a page count and a size in bytes. */
-                       _("Overlay metadata “%s” entry %" G_GSIZE_FORMAT " lists page %"
-                         G_GUINT64_FORMAT ", past the end of the disk (%" G_GUINT64_FORMAT
-                         " pages of 4 KiB, %" G_GUINT64_FORMAT " bytes). The overlay does "
+                       _("Overlay metadata “%s” entry %zu lists page %"
+                         PRIu64 ", past the end of the disk (%" PRIu64
+                         " pages of 4 KiB, %" PRIu64 " bytes). The overlay does "
                          "not belong to this disk: use it with the snapshot it was made for"),
                        self->meta_path, i, page, n_disk_pages, self->disk_size);
           return FALSE;
@@ -433,8 +434,8 @@ load_meta (HexzOverlay   *self,
           g_set_error (error, HEXZ_OVERLAY_ERROR, HEXZ_OVERLAY_ERROR_TRUNCATED,
                        /* Translators: the first %s is a file name; the numbers are an entry
                         * index, a page number and a size in bytes; the last %s a file name. */
-                       _("Overlay metadata “%s” entry %" G_GSIZE_FORMAT " lists page %"
-                         G_GUINT64_FORMAT ", but overlay “%s” ends at byte %" G_GUINT64_FORMAT
+                       _("Overlay metadata “%s” entry %zu lists page %"
+                         PRIu64 ", but overlay “%s” ends at byte %" PRIu64
                          ", before that page. The overlay was truncated: recreate it from a "
                          "snapshot"),
                        self->meta_path, i, page, self->path, self->file_size);
@@ -922,7 +923,7 @@ hexz_overlay_read_page (HexzOverlay  *self,
       g_set_error (error, HEXZ_OVERLAY_ERROR, HEXZ_OVERLAY_ERROR_OUT_OF_RANGE,
                    /* Translators: the numbers are a page number and a size in bytes,
                     * %s is a file name. */
-                   _("Page %" G_GUINT64_FORMAT " is past the end of the %" G_GUINT64_FORMAT
+                   _("Page %" PRIu64 " is past the end of the %" PRIu64
                      "-byte disk of overlay “%s”"),
                    page, self->disk_size, self->path);
       return FALSE;
@@ -945,7 +946,7 @@ hexz_overlay_read_page (HexzOverlay  *self,
           g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
                        /* Translators: the first %s is a file name, the number an offset in
                         * bytes, the last %s an error message. */
-                       _("Cannot read overlay “%s” at byte %" G_GUINT64_FORMAT ": %s"),
+                       _("Cannot read overlay “%s” at byte %" PRIu64 ": %s"),
                        self->path, offset + done, g_strerror (saved_errno));
           return FALSE;
         }
@@ -955,8 +956,8 @@ hexz_overlay_read_page (HexzOverlay  *self,
           g_set_error (error, HEXZ_OVERLAY_ERROR, HEXZ_OVERLAY_ERROR_TRUNCATED,
                        /* Translators: %s is a file name, the numbers are a page number and
                         * an offset in bytes. */
-                       _("Overlay “%s” ends inside page %" G_GUINT64_FORMAT ", at byte %"
-                         G_GUINT64_FORMAT ": the file was truncated while in use; recreate "
+                       _("Overlay “%s” ends inside page %" PRIu64 ", at byte %"
+                         PRIu64 ": the file was truncated while in use; recreate "
                          "it from a snapshot"),
                        self->path, page, offset + done);
           return FALSE;
@@ -1025,8 +1026,8 @@ check_range (HexzOverlay  *self,
 
   g_set_error (error, HEXZ_OVERLAY_ERROR, HEXZ_OVERLAY_ERROR_OUT_OF_RANGE,
                /* Translators: the numbers are sizes and offsets in bytes, %s a file name. */
-               _("Write of %" G_GUINT64_FORMAT " bytes at byte %" G_GUINT64_FORMAT
-                 " is past the end of the %" G_GUINT64_FORMAT "-byte disk of overlay “%s”"),
+               _("Write of %" PRIu64 " bytes at byte %" PRIu64
+                 " is past the end of the %" PRIu64 "-byte disk of overlay “%s”"),
                count, offset, self->disk_size, self->path);
   return FALSE;
 }
@@ -1151,7 +1152,7 @@ hexz_overlay_write (HexzOverlay   *self,
           g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
                        /* Translators: the first %s is a file name, the number an offset in
                         * bytes, the last %s an error message. */
-                       _("Cannot write overlay “%s” at byte %" G_GUINT64_FORMAT ": %s"),
+                       _("Cannot write overlay “%s” at byte %" PRIu64 ": %s"),
                        self->path, offset + done, g_strerror (saved_errno));
           return FALSE;
         }
@@ -1236,8 +1237,8 @@ hexz_overlay_mark_pages (HexzOverlay  *self,
       g_set_error (error, HEXZ_OVERLAY_ERROR, HEXZ_OVERLAY_ERROR_OUT_OF_RANGE,
                    /* Translators: the numbers are page numbers and a page count,
                     * %s a file name. */
-                   _("Pages %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT " are past the end "
-                     "of the disk (%" G_GUINT64_FORMAT " pages) of overlay “%s”"),
+                   _("Pages %" PRIu64 " to %" PRIu64 " are past the end "
+                     "of the disk (%" PRIu64 " pages) of overlay “%s”"),
                    first_page, first_page + n_pages - 1, n_disk_pages, self->path);
       return FALSE;
     }

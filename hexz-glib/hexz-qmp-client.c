@@ -1248,9 +1248,10 @@ connection_write_done (QmpConnection *conn,
     {
       GError *reason;
 
-      /* Translators: the first placeholder is the QMP socket or address,
-       * the second the system's error message. */
       reason = g_error_new (HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_DISCONNECTED,
+                            /* Translators: the first placeholder is the QMP
+                             * socket or address, the second the system's
+                             * error message. */
                             _("Failed to send to QMP server %s: %s"),
                             self->peer_name, error->message);
       g_error_free (error);
@@ -2417,7 +2418,7 @@ hexz_qmp_client_execute_async (HexzQmpClient       *self,
  * Finishes a command started with [method@Hexz.QmpClient.execute_async].
  * An error reply from QEMU becomes an error in the %HEXZ_QMP_ERROR domain
  * whose message contains QEMU's description; its QMP class is available
- * from [func@Hexz.qmp_error_get_class].
+ * from [func@Hexz.QmpError.get_class].
  *
  * Returns: (transfer full): the `return` member of the reply, often an
  *   empty object, or %NULL on error

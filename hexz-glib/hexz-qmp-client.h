@@ -21,7 +21,7 @@ G_BEGIN_DECLS
  *
  * Error domain for the QMP client. Errors in this domain are from the
  * [error@Hexz.QmpError] enumeration. An error reply from QEMU keeps its
- * QMP error class, which [func@Hexz.qmp_error_get_class] returns.
+ * QMP error class, which [func@Hexz.QmpError.get_class] returns.
  *
  * Since: 1.0
  */

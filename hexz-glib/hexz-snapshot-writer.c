@@ -39,6 +39,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -933,9 +934,9 @@ spill_page (HexzSnapshotWriter  *self,
   data = g_bytes_get_data (page, &size);
 
   if (!pwrite_all (self->spill_fd, data, size, self->spill_end, &saved_errno))
-    /* Translators: the first %s is a file name, the second the
-     * system's reason. */
     return writer_fail_errno (self, error, saved_errno,
+                              /* Translators: the first %s is a file name, the
+                               * second the system's reason. */
                               _("Writing the index of snapshot “%s” to a "
                                 "temporary file failed: %s"));
 
@@ -2019,9 +2020,9 @@ hexz_snapshot_writer_write_parent (HexzSnapshotWriter  *self,
                    HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT,
                    /* Translators: %s is a stream name, then come byte
                     * offsets and sizes. */
-                   _("Cannot refer to parent bytes %" G_GUINT64_FORMAT
-                     " to %" G_GUINT64_FORMAT ": the parent's %s stream has "
-                     "only %" G_GUINT64_FORMAT " bytes."),
+                   _("Cannot refer to parent bytes %" PRIu64
+                     " to %" PRIu64 ": the parent's %s stream has "
+                     "only %" PRIu64 " bytes."),
                    self->position, self->position + count,
                    hexz_stream_to_string (self->current), parent_size);
       return FALSE;
@@ -2035,8 +2036,8 @@ hexz_snapshot_writer_write_parent (HexzSnapshotWriter  *self,
                    /* Translators: these are byte counts. */
                    _("Parent references must start and end on block "
                      "boundaries (block size %u), or end at the end of the "
-                     "parent's stream; got %" G_GUINT64_FORMAT " bytes at "
-                     "offset %" G_GUINT64_FORMAT "."),
+                     "parent's stream; got %" PRIu64 " bytes at "
+                     "offset %" PRIu64 "."),
                    self->block_size, count, self->position);
       return FALSE;
     }
@@ -2462,9 +2463,9 @@ write_index_and_header (HexzSnapshotWriter  *self,
 
           if (!pread_all (self->spill_fd, data, page->length,
                           page->spill_offset, &saved_errno))
-            /* Translators: the first %s is a file name, the second the
-             * system's reason. */
             return writer_fail_errno (self, error, saved_errno,
+                                      /* Translators: the first %s is a file name,
+                                       * the second the system's reason. */
                                       _("Reading the index of snapshot “%s” "
                                         "from a temporary file failed: %s"));
 

@@ -35,6 +35,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -166,7 +167,7 @@ set_too_large (HexzSnapshot  *self,
                 * names a part of the file such as “metadata”; then come
                 * two byte counts. */
                _("Snapshot “%s” cannot be read: its %s take %"
-                 G_GUINT64_FORMAT " bytes, more than the %" G_GUINT64_FORMAT
+                 PRIu64 " bytes, more than the %" PRIu64
                  " bytes this program accepts."),
                self->name, what, size, limit);
   return FALSE;
@@ -197,7 +198,7 @@ read_exact (HexzSnapshot  *self,
           g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
                        /* Translators: the first %s is a file name, then
                         * comes a byte offset and the system's reason. */
-                       _("Reading snapshot “%s” at offset %" G_GUINT64_FORMAT
+                       _("Reading snapshot “%s” at offset %" PRIu64
                          " failed: %s"),
                        self->name, start, g_strerror (saved_errno));
           return FALSE;
@@ -207,7 +208,7 @@ read_exact (HexzSnapshot  *self,
         {
           g_autofree char *detail =
             /* Translators: %s is a byte offset. */
-            g_strdup_printf (_("the file ends before offset %" G_GUINT64_FORMAT),
+            g_strdup_printf (_("the file ends before offset %" PRIu64),
                              offset + length);
 
           hexz_set_corrupt_error (error, HEXZ_SNAPSHOT_ERROR_TRUNCATED,
@@ -242,7 +243,7 @@ read_section (HexzSnapshot          *self,
                           /* Translators: the first %s names a part of the
                            * file such as “the metadata”, then comes an
                            * offset. */
-                          _("%s at offset %" G_GUINT64_FORMAT " fail their "
+                          _("%s at offset %" PRIu64 " fail their "
                             "checksum"),
                           what, section->offset);
       return NULL;
@@ -683,8 +684,8 @@ load_header (HexzSnapshot  *self,
     {
       g_autofree char *detail =
         g_strdup_printf (/* Translators: these are byte counts. */
-                         _("it has %" G_GUINT64_FORMAT " bytes instead of %"
-                           G_GUINT64_FORMAT),
+                         _("it has %" PRIu64 " bytes instead of %"
+                           PRIu64),
                          (guint64) st.st_size, self->header.file_size);
 
       hexz_set_corrupt_error (error, HEXZ_SNAPSHOT_ERROR_TRUNCATED, self->name,
@@ -695,7 +696,7 @@ load_header (HexzSnapshot  *self,
   if ((guint64) st.st_size > self->header.file_size)
     return set_corrupt_printf (self, error,
                                /* Translators: this is a byte count. */
-                               _("%" G_GUINT64_FORMAT " unexpected bytes "
+                               _("%" PRIu64 " unexpected bytes "
                                  "follow its end"),
                                (guint64) st.st_size - self->header.file_size);
 
@@ -907,7 +908,7 @@ load_page (HexzSnapshot  *self,
                           /* Translators: %s is disk or memory, then come a
                            * page number and an offset. */
                           _("index page %u of the %s stream at offset %"
-                            G_GUINT64_FORMAT " fails its checksum"),
+                            PRIu64 " fails its checksum"),
                           page_index, hexz_stream_to_string (s), page->offset);
       return NULL;
     }
@@ -919,7 +920,7 @@ load_page (HexzSnapshot  *self,
                           /* Translators: %s is disk or memory, then come a
                            * page number and an offset. */
                           _("index page %u of the %s stream at offset %"
-                            G_GUINT64_FORMAT " does not decompress"),
+                            PRIu64 " does not decompress"),
                           page_index, hexz_stream_to_string (s), page->offset);
       return NULL;
     }
@@ -936,8 +937,8 @@ load_page (HexzSnapshot  *self,
           set_corrupt_printf (self, error,
                               /* Translators: %s is disk or memory, then come
                                * a block number and an offset. */
-                              _("the index entry of %s block %" G_GUINT64_FORMAT
-                                " (index page at offset %" G_GUINT64_FORMAT
+                              _("the index entry of %s block %" PRIu64
+                                " (index page at offset %" PRIu64
                                 ") is invalid"),
                               hexz_stream_to_string (s), first + i,
                               page->offset);
@@ -1024,8 +1025,8 @@ decode_stored (HexzSnapshot          *self,
                                /* Translators: %s is disk or memory, then
                                 * come a block number, an offset and a
                                 * byte count. */
-                               _("%s block %" G_GUINT64_FORMAT " at offset %"
-                                 G_GUINT64_FORMAT " does not decompress to "
+                               _("%s block %" PRIu64 " at offset %"
+                                 PRIu64 " does not decompress to "
                                  "its %u bytes"),
                                hexz_stream_to_string (s), index,
                                entry->stored_offset, entry->logical_length);
@@ -1034,8 +1035,8 @@ decode_stored (HexzSnapshot          *self,
     return set_corrupt_printf (self, error,
                                /* Translators: %s is disk or memory, then come
                                 * a block number and an offset. */
-                               _("%s block %" G_GUINT64_FORMAT " at offset %"
-                                 G_GUINT64_FORMAT " fails its checksum"),
+                               _("%s block %" PRIu64 " at offset %"
+                                 PRIu64 " fails its checksum"),
                                hexz_stream_to_string (s), index,
                                entry->stored_offset);
 
@@ -1176,9 +1177,9 @@ check_read_range (HexzSnapshot  *self,
                    HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT,
                    /* Translators: these are byte offsets, disk or memory, a
                     * file name and a byte count. */
-                   _("Cannot read bytes %" G_GUINT64_FORMAT " to %"
-                     G_GUINT64_FORMAT " of the %s stream of snapshot “%s”: "
-                     "the stream has %" G_GUINT64_FORMAT " bytes."),
+                   _("Cannot read bytes %" PRIu64 " to %"
+                     PRIu64 " of the %s stream of snapshot “%s”: "
+                     "the stream has %" PRIu64 " bytes."),
                    offset, offset + count, hexz_stream_to_string (stream),
                    self->name, size);
       return FALSE;
@@ -2070,8 +2071,8 @@ verify_stream (HexzSnapshot  *fresh,
                                       /* Translators: %s is disk or memory,
                                        * then come a block number and an
                                        * offset. */
-                                      _("%s block %" G_GUINT64_FORMAT
-                                        " at offset %" G_GUINT64_FORMAT
+                                      _("%s block %" PRIu64
+                                        " at offset %" PRIu64
                                         " overlaps other stored data"),
                                       stream_name, index,
                                       entry.stored_offset);
@@ -2102,7 +2103,7 @@ verify_stream (HexzSnapshot  *fresh,
                                /* Translators: %s is disk or memory, then
                                 * comes an offset. */
                                _("the stored bytes of the %s stream at offset %"
-                                 G_GUINT64_FORMAT " fail their checksum"),
+                                 PRIu64 " fail their checksum"),
                                stream_name, stream->desc.data_offset);
 
   return TRUE;

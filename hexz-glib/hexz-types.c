@@ -20,6 +20,15 @@ hexz_i18n_init (void)
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
 }
 
+/**
+ * hexz_snapshot_error_quark:
+ *
+ * Gets the error domain of snapshot files, %HEXZ_SNAPSHOT_ERROR.
+ *
+ * Returns: the error domain
+ *
+ * Since: 1.0
+ */
 G_DEFINE_QUARK (hexz-snapshot-error-quark, hexz_snapshot_error)
 
 /**

@@ -540,6 +540,24 @@ restore_and_check (Fixture *fixture)
   g_assert_no_error (error);
 }
 
+/* Checks that the guest's counter moves: a run state of "running" alone
+ * does not show that its vCPUs execute. */
+static void
+assert_guest_runs (TestVm *vm)
+{
+  g_autoptr(GError) error = NULL;
+  HexzTestGuestStatus before;
+  HexzTestGuestStatus after;
+
+  g_assert_true (read_status (vm, &before, &error));
+  g_assert_no_error (error);
+  g_usleep (200 * 1000);
+  g_assert_true (read_status (vm, &after, &error));
+  g_assert_no_error (error);
+  hexz_test_guest_check_progress (&before, &after, &error);
+  g_assert_no_error (error);
+}
+
 static void
 start_guest (Fixture  *fixture,
              gboolean  sandbox)
@@ -588,6 +606,7 @@ test_snapshot_restore (Fixture       *fixture,
   g_assert_true (running);
   g_assert_cmpint (hexz_capture_get_pause_time (capture), >=, 0);
   assert_settings_restored (fixture->vm);
+  assert_guest_runs (fixture->vm);
 
   snapshot = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
   g_assert_no_error (error);
@@ -644,9 +663,10 @@ test_cancel (Fixture       *fixture,
   if (fixture->guest == NULL)
     return;
 
+  /* The low byte of @data is the phase, the next one the mode. */
   start_guest (fixture, FALSE);
-  fixture->cancel_phase = GPOINTER_TO_INT (data);
-  capture = capture_new (fixture, HEXZ_CAPTURE_MODE_PAUSED, HEXZ_CODEC_LZ4, FALSE);
+  fixture->cancel_phase = GPOINTER_TO_INT (data) & 0xff;
+  capture = capture_new (fixture, GPOINTER_TO_INT (data) >> 8, HEXZ_CODEC_LZ4, FALSE);
 
   /* Closing the file is past the point where a cancellation counts. */
   if (fixture->cancel_phase == HEXZ_CAPTURE_PHASE_FINALIZE)
@@ -674,7 +694,7 @@ test_cancel (Fixture       *fixture,
   g_usleep (200 * 1000);
   g_assert_true (read_status (fixture->vm, &after, &error));
   g_assert_no_error (error);
-  g_assert_true (hexz_test_guest_check_progress (&before, &after, &error));
+  hexz_test_guest_check_progress (&before, &after, &error);
   g_assert_no_error (error);
 }
 
@@ -1009,13 +1029,25 @@ main (int    argc,
   ADD ("/capture-qemu/auto/lz4-thin", &auto_lz4_thin, test_snapshot_restore);
   ADD ("/capture-qemu/live/lz4-thick", &live_lz4_thick, test_snapshot_restore);
   ADD ("/capture-qemu/user-paused", NULL, test_user_paused);
-  ADD ("/capture-qemu/cancel/prepare", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_PREPARE), test_cancel);
-  ADD ("/capture-qemu/cancel/pause", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_PAUSE), test_cancel);
-  ADD ("/capture-qemu/cancel/disk", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_DISK), test_cancel);
-  ADD ("/capture-qemu/cancel/memory", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_MEMORY), test_cancel);
-  ADD ("/capture-qemu/cancel/resume", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_RESUME), test_cancel);
-  ADD ("/capture-qemu/cancel/merge", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_MERGE), test_cancel);
-  ADD ("/capture-qemu/cancel/finalize-ignored", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_FINALIZE), test_cancel);
+  ADD ("/capture-qemu/cancel/prepare", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_PREPARE | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
+  ADD ("/capture-qemu/cancel/pause", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_PAUSE | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
+  ADD ("/capture-qemu/cancel/disk", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_DISK | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
+  ADD ("/capture-qemu/cancel/memory", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_MEMORY | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
+  ADD ("/capture-qemu/cancel/resume", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_RESUME | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
+  ADD ("/capture-qemu/cancel/merge", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_MERGE | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
+  ADD ("/capture-qemu/cancel/background/disk",
+       GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_DISK | HEXZ_CAPTURE_MODE_BACKGROUND << 8), test_cancel);
+  ADD ("/capture-qemu/cancel/background/memory",
+       GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_MEMORY | HEXZ_CAPTURE_MODE_BACKGROUND << 8), test_cancel);
+  ADD ("/capture-qemu/cancel/background/merge",
+       GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_MERGE | HEXZ_CAPTURE_MODE_BACKGROUND << 8), test_cancel);
+  ADD ("/capture-qemu/cancel/live/memory",
+       GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_MEMORY | HEXZ_CAPTURE_MODE_LIVE << 8), test_cancel);
+  ADD ("/capture-qemu/cancel/live/disk",
+       GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_DISK | HEXZ_CAPTURE_MODE_LIVE << 8), test_cancel);
+  ADD ("/capture-qemu/cancel/live/resume",
+       GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_RESUME | HEXZ_CAPTURE_MODE_LIVE << 8), test_cancel);
+  ADD ("/capture-qemu/cancel/finalize-ignored", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_FINALIZE | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
   ADD ("/capture-qemu/failure/no-space", NULL, test_no_space);
   ADD ("/capture-qemu/failure/qemu-killed", NULL, test_qemu_killed);
   ADD ("/capture-qemu/restore/rejected", NULL, test_restore_rejected);

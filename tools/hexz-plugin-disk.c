@@ -19,6 +19,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -175,17 +176,18 @@ pread_all (int          fd,
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)
-        /* Translators: the first placeholder is a byte count, the second an
-         * offset in bytes and the third a file name. */
         return set_error_from_errno (error, errno,
-                                     _("Failed to read %zu bytes at offset %" G_GUINT64_FORMAT " of “%s”"),
+                                     /* Translators: the first placeholder is a byte
+                                      * count, the second an offset in bytes and the
+                                      * third a file name. */
+                                     _("Failed to read %zu bytes at offset %" PRIu64 " of “%s”"),
                                      count, offset, path);
       if (n == 0)
         {
           g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
                        /* Translators: the first placeholder is a file name,
                         * the second an offset in bytes. */
-                       _("File “%s” ends before offset %" G_GUINT64_FORMAT ": it was truncated. "
+                       _("File “%s” ends before offset %" PRIu64 ": it was truncated. "
                          "Its size must stay the size of the disk"),
                        path, offset + count);
           return FALSE;
@@ -214,10 +216,11 @@ pwrite_all (int            fd,
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)
-        /* Translators: the first placeholder is a byte count, the second an
-         * offset in bytes and the third a file name. */
         return set_error_from_errno (error, errno,
-                                     _("Failed to write %zu bytes at offset %" G_GUINT64_FORMAT " of “%s”"),
+                                     /* Translators: the first placeholder is a byte
+                                      * count, the second an offset in bytes and the
+                                      * third a file name. */
+                                     _("Failed to write %zu bytes at offset %" PRIu64 " of “%s”"),
                                      count, offset, path);
 
       buffer += n;
@@ -243,8 +246,8 @@ check_range (HexzPluginDisk  *disk,
   g_set_error (error, G_IO_ERROR, code,
                /* Translators: the placeholders are byte counts and
                 * offsets. */
-               _("Request of %" G_GUINT64_FORMAT " bytes at offset %" G_GUINT64_FORMAT
-                 " goes past the end of the disk (%" G_GUINT64_FORMAT " bytes)"),
+               _("Request of %" PRIu64 " bytes at offset %" PRIu64
+                 " goes past the end of the disk (%" PRIu64 " bytes)"),
                count, offset, disk->size);
   return FALSE;
 }
@@ -398,7 +401,7 @@ load_meta (HexzPluginDisk  *disk,
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                    /* Translators: the first placeholder is a file name, the
                     * second a size in bytes. */
-                   _("Page list “%s” is %" G_GUINT64_FORMAT " bytes long, not a multiple of 8: "
+                   _("Page list “%s” is %" PRIu64 " bytes long, not a multiple of 8: "
                      "it is damaged. Restore it, or discard the overlay and its page list"),
                    disk->meta_path, (guint64) st.st_size);
       return FALSE;
@@ -424,8 +427,8 @@ load_meta (HexzPluginDisk  *disk,
                            /* Translators: the first placeholder is a file
                             * name, then a page number, a byte offset and a
                             * count of pages. */
-                           _("Page list “%s” names page %" G_GUINT64_FORMAT " at offset %"
-                             G_GUINT64_FORMAT ", but the disk has %" G_GUINT64_FORMAT
+                           _("Page list “%s” names page %" PRIu64 " at offset %"
+                             PRIu64 ", but the disk has %" PRIu64
                              " pages of 4096 bytes: the page list belongs to another disk "
                              "or is damaged"),
                            disk->meta_path, page, offset + i * 8, disk->n_pages);
@@ -546,8 +549,8 @@ open_overlay_files (HexzPluginDisk  *disk,
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                    /* Translators: the first placeholder is a file name, the
                     * others are sizes in bytes. */
-                   _("Overlay “%s” must be a regular file of %" G_GUINT64_FORMAT
-                     " bytes, the size of the snapshot's disk, but it has %" G_GUINT64_FORMAT
+                   _("Overlay “%s” must be a regular file of %" PRIu64
+                     " bytes, the size of the snapshot's disk, but it has %" PRIu64
                      " bytes: it belongs to another disk"),
                    overlay_path, disk->size, (guint64) st.st_size);
       return FALSE;
@@ -882,11 +885,11 @@ zero_overlay (HexzPluginDisk  *disk,
     }
 
   if (errno != EOPNOTSUPP && errno != ENOSYS)
-    /* Translators: the first placeholders are a byte count and an offset,
-     * the last a file name. */
     return set_error_from_errno (error, errno,
-                                 _("Failed to zero %" G_GUINT64_FORMAT " bytes at offset %"
-                                   G_GUINT64_FORMAT " of “%s”"),
+                                 /* Translators: the first placeholders are a byte
+                                  * count and an offset, the last a file name. */
+                                 _("Failed to zero %" PRIu64 " bytes at offset %"
+                                   PRIu64 " of “%s”"),
                                  count, offset, disk->overlay_path);
 
   zeros_size = MIN (count, 1024 * 1024);

@@ -5,6 +5,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -94,7 +95,7 @@ pack_read_image (PackJob  *job,
           g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
                        /* Translators: the first %s is a file name, the number an offset in
                         * bytes, the last %s an error message. */
-                       _("Cannot read disk image “%s” at byte %" G_GUINT64_FORMAT ": %s"),
+                       _("Cannot read disk image “%s” at byte %" PRIu64 ": %s"),
                        job->image_path, offset + done,
                        n_read < 0 ? g_strerror (saved_errno) : _("the file shrank while being read"));
           return FALSE;
