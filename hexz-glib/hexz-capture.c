@@ -2083,13 +2083,13 @@ capture_adopt_marker (CaptureState *state)
     /* Translators: the first placeholder is a process id, the second a file
      * name. */
     g_message (_("The virtual machine was left paused by an earlier snapshot (process %"
-                 G_GINT64_FORMAT ", marker “%s”) that ended before it could resume it. "
+                 PRId64 ", marker “%s”) that ended before it could resume it. "
                  "This snapshot resumes it and restores the migration settings."),
                pid, state->marker_path);
   else
     /* Translators: the first placeholder is a process id, the second a file
      * name. */
-    g_message (_("An earlier snapshot (process %" G_GINT64_FORMAT ", marker “%s”) ended "
+    g_message (_("An earlier snapshot (process %" PRId64 ", marker “%s”) ended "
                  "before it restored the migration settings. This snapshot restores them."),
                pid, state->marker_path);
 }
