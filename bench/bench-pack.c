@@ -1,11 +1,13 @@
-/* bench-pack.c: packing throughput of the snapshot writer against lz4 -1
+/* bench-pack.c: packing and extracting speed of the snapshot format
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * Builds a disk-like test image (text, random bytes, zeros and repeated
- * blocks) in a temporary folder, then times `lz4 -1` compressing it to
- * /dev/null and HexzSnapshotWriter packing it with LZ4, both reading the
- * image from the page cache. Prints both rates and their ratio.
+ * blocks) in a temporary folder, then times, reading the image from the
+ * page cache: `lz4 -1` and `zstd -1 -T0` compressing it to a file and
+ * HexzSnapshotWriter packing it; then extracting the snapshot's disk to a
+ * file against `cat` copying the image to a file. Prints the rates, the
+ * output sizes and the ratios against each reference.
  *
  * Usage: bench-pack [--size MIB] [--threads N] [--codec lz4|zstd|raw]
  *                   [--block-size BYTES] [--rounds N]
@@ -84,16 +86,35 @@ now_seconds (void)
   return g_get_monotonic_time () / (double) G_USEC_PER_SEC;
 }
 
-/* Times `lz4 -1 IMAGE OUTPUT`; with @output NULL, lz4 writes to
+/* Times a compressor's command line with no shell; with @stdout_path
+ * set, the command's standard output goes to that file, else to
  * /dev/null. */
+static double
+time_command (const char *const *argv,
+              const char         *stdout_path)
+{
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) process = NULL;
+  g_autoptr(GError) error = NULL;
+  double start = now_seconds ();
+
+  launcher = g_subprocess_launcher_new (stdout_path != NULL ? G_SUBPROCESS_FLAGS_NONE
+                                                            : G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+  if (stdout_path != NULL)
+    g_subprocess_launcher_set_stdout_file_path (launcher, stdout_path);
+
+  process = g_subprocess_launcher_spawnv (launcher, argv, &error);
+  if (process == NULL || !g_subprocess_wait_check (process, NULL, &error))
+    g_error ("%s failed: %s", argv[0], error->message);
+
+  return now_seconds () - start;
+}
+
 static double
 time_lz4 (const char *image,
           const char *output)
 {
   const char *argv[] = { "lz4", "-1", "-f", "-q", image, output, NULL };
-  g_autoptr(GError) error = NULL;
-  int status;
-  double start = now_seconds ();
 
   if (output == NULL)
     {
@@ -101,15 +122,35 @@ time_lz4 (const char *image,
       argv[5] = image;
     }
 
-  /* No shell: with -c, lz4's output goes to /dev/null through
-   * G_SPAWN_STDOUT_TO_DEV_NULL. */
-  if (!g_spawn_sync (NULL, (char **) argv, NULL,
-                     G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
-                     NULL, NULL, NULL, NULL, &status, &error) ||
-      !g_spawn_check_wait_status (status, &error))
-    g_error ("lz4 failed: %s", error->message);
+  return time_command (argv, NULL);
+}
 
-  return now_seconds () - start;
+static double
+time_zstd (const char *image,
+           const char *output)
+{
+  const char *argv[] = { "zstd", "-1", "-T0", "-f", "-q", image, "-o", output, NULL };
+
+  return time_command (argv, NULL);
+}
+
+static double
+time_cat (const char *image,
+          const char *output)
+{
+  const char *argv[] = { "cat", image, NULL };
+
+  return time_command (argv, output);
+}
+
+static guint64
+file_size (const char *path)
+{
+  GStatBuf st;
+
+  if (g_stat (path, &st) != 0)
+    g_error ("Cannot stat %s", path);
+  return st.st_size;
 }
 
 static double
@@ -192,6 +233,41 @@ time_read (const char *image,
   return seconds;
 }
 
+/* Extracts the disk stream into a file in 1 MiB reads, as
+ * `hexz-snap extract --disk` does, and returns the seconds it took. */
+static double
+time_extract (const char *snapshot_path,
+              const char *output)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HexzSnapshot) snapshot = hexz_snapshot_open_path (snapshot_path, NULL, &error);
+  g_autofree guint8 *buffer = g_malloc (1024 * 1024);
+  double start = now_seconds ();
+  guint64 size, offset = 0;
+  int fd;
+
+  if (snapshot == NULL)
+    g_error ("%s", error->message);
+
+  size = hexz_snapshot_get_disk_size (snapshot);
+  fd = open (output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  g_assert (fd >= 0);
+
+  while (offset < size)
+    {
+      gsize n = MIN (size - offset, 1024 * 1024);
+
+      if (!hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, offset, buffer, n, NULL, &error))
+        g_error ("%s", error->message);
+      if (write (fd, buffer, n) != (gssize) n)
+        g_error ("Cannot write %s", output);
+      offset += n;
+    }
+  close (fd);
+
+  return now_seconds () - start;
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -207,8 +283,11 @@ main (int   argc,
   guint64 size;
   GStatBuf st;
   g_autofree char *lz4_output = NULL;
-  double lz4_seconds, lz4_null_seconds, hexz_seconds, again;
-  double close_seconds, close_again, read_seconds;
+  g_autofree char *zstd_output = NULL;
+  g_autofree char *copy_output = NULL;
+  double lz4_seconds, lz4_null_seconds, zstd_seconds, hexz_seconds, again;
+  double close_seconds, close_again, read_seconds, cat_seconds, extract_seconds;
+  guint64 lz4_size = 0, zstd_size = 0;
   FILE *f;
 
   g_option_context_add_main_entries (context, entries, NULL);
@@ -223,6 +302,8 @@ main (int   argc,
   image = g_build_filename (dir, "image.raw", NULL);
   output = g_build_filename (dir, "image.hxz", NULL);
   lz4_output = g_build_filename (dir, "image.lz4", NULL);
+  zstd_output = g_build_filename (dir, "image.zst", NULL);
+  copy_output = g_build_filename (dir, "copy.raw", NULL);
 
   f = g_fopen (image, "wb");
   for (int i = 0; i < size_mib; i++)
@@ -235,7 +316,8 @@ main (int   argc,
   /* Warm the page cache, then alternate the runs and keep the best of
    * each: other load on the machine slows single runs a lot. */
   time_lz4 (image, NULL);
-  lz4_seconds = lz4_null_seconds = hexz_seconds = G_MAXDOUBLE;
+  lz4_seconds = lz4_null_seconds = zstd_seconds = hexz_seconds = G_MAXDOUBLE;
+  cat_seconds = extract_seconds = G_MAXDOUBLE;
   close_seconds = 0;
   for (int round = 0; round < rounds; round++)
     {
@@ -243,7 +325,11 @@ main (int   argc,
         {
           lz4_null_seconds = MIN (lz4_null_seconds, time_lz4 (image, NULL));
           lz4_seconds = MIN (lz4_seconds, time_lz4 (image, lz4_output));
+          lz4_size = file_size (lz4_output);
           g_unlink (lz4_output);
+          zstd_seconds = MIN (zstd_seconds, time_zstd (image, zstd_output));
+          zstd_size = file_size (zstd_output);
+          g_unlink (zstd_output);
         }
       again = time_hexz (image, output, codec, size, &close_again);
       if (again < hexz_seconds)
@@ -254,6 +340,14 @@ main (int   argc,
     }
   g_stat (output, &st);
   read_seconds = time_read (image, output);
+
+  for (int round = 0; round < rounds && !only_hexz; round++)
+    {
+      cat_seconds = MIN (cat_seconds, time_cat (image, copy_output));
+      g_unlink (copy_output);
+      extract_seconds = MIN (extract_seconds, time_extract (output, copy_output));
+      g_unlink (copy_output);
+    }
 
   g_print ("image:            %d MiB, %d processors\n", size_mib, g_get_num_processors ());
   g_print ("lz4 -1 to a file: %.0f MiB/s\n", size_mib / lz4_seconds);
@@ -266,6 +360,14 @@ main (int   argc,
            size_mib / read_seconds);
   g_print ("ratio:            %.2fx lz4 -1 to a file, %.2fx lz4 -1 -c\n",
            lz4_seconds / hexz_seconds, lz4_null_seconds / hexz_seconds);
+  if (!only_hexz)
+    {
+      g_print ("zstd -1 -T0:      %.0f MiB/s, file %.1f %% of the image (hexz speed %.2fx)\n",
+               size_mib / zstd_seconds, 100.0 * zstd_size / size, zstd_seconds / hexz_seconds);
+      g_print ("lz4 -1 file:      %.1f %% of the image\n", 100.0 * lz4_size / size);
+      g_print ("extract to file:  %.0f MiB/s, cat to a file %.0f MiB/s (extract speed %.2fx cat)\n",
+               size_mib / extract_seconds, size_mib / cat_seconds, cat_seconds / extract_seconds);
+    }
 
   g_unlink (image);
   g_unlink (output);

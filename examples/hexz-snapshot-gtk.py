@@ -5,8 +5,8 @@
 Fill in the machine's QMP socket, the overlay it writes its disk changes
 to, the snapshot it booted from and the file to write, then press
 "Take Snapshot". A progress bar follows the phases of the snapshot, and
-"Cancel" stops it at any time: the machine is put back in its previous run
-state and no file is left behind. All work runs asynchronously on GTK's
+"Cancel" stops it in any phase before the file is finalized: the machine is
+put back in its previous run state and no file is left behind. All work runs asynchronously on GTK's
 main loop, so the window stays responsive.
 
 The fields can be filled from the command line:

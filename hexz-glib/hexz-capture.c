@@ -29,6 +29,13 @@
  * migration settings the capture changed, and leaves no file at the output
  * path. The overlay is only read.
  *
+ * A run that is killed before its cleanup cannot undo anything. It leaves
+ * a marker file beside the QMP socket (`SOCKET.hexz-capture`) that records
+ * the machine's run state and migration settings from before the run. The
+ * next run on that socket restores those settings, resumes the machine if
+ * the killed run found it running, and logs a message saying so;
+ * `hexz-snap resume` also resumes it.
+ *
  * ```c
  * g_autoptr(HexzCapture) capture = hexz_capture_new ();
  * g_autoptr(GFile) output = g_file_new_for_path ("vm-now.hexz");
@@ -48,6 +55,7 @@
 #include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -236,6 +244,11 @@ struct _CaptureState
   gboolean worker_running;
   gboolean cleanup_waits_for_worker;
 
+  /* The marker file beside the QMP socket (see capture_write_marker()),
+   * NULL without a socket path; marker_written once this run wrote it. */
+  char *marker_path;
+  gboolean marker_written;
+
   gint64 cleanup_deadline;
   guint64 cleanup_transferred;
   gboolean migrate_cancel_sent;
@@ -271,6 +284,7 @@ capture_state_clear (CaptureState *state)
   g_clear_error (&state->error);
   if (state->cleanup_notes != NULL)
     g_string_free (state->cleanup_notes, TRUE);
+  g_free (state->marker_path);
 }
 
 static void
@@ -451,6 +465,11 @@ capture_complete (CaptureState *state)
     }
 
   self->running = FALSE;
+
+  /* A note means the cleanup could not restore everything: the marker then
+   * stays for the next run. */
+  if (state->marker_written && state->cleanup_notes == NULL && !state->connection_lost)
+    g_unlink (state->marker_path);
 
   /* A QMP socket serves one client at a time: free it for the next. */
   if (state->own_client)
@@ -2013,6 +2032,96 @@ capture_choose_mode (CaptureState  *state,
     }
 }
 
+/* Marker of a run in progress.
+ *
+ * A capture that is killed (SIGKILL, a crash) after it changed the
+ * machine cannot undo its changes: the machine may stay paused, and the
+ * migration settings stay changed, so that the next capture would take
+ * them for the originals. Before changing anything, a run writes a marker
+ * beside the QMP socket (`SOCKET.hexz-capture`) with its pid, the run
+ * state and the migration settings it found, and it removes the marker
+ * once its cleanup restored them. A run that finds the marker of a process
+ * that no longer exists takes over its saved state: it restores those
+ * settings at its end, resumes the machine when the killed run had found
+ * it running, and says so. */
+
+#define MARKER_GROUP "capture"
+
+static void
+capture_adopt_marker (CaptureState *state)
+{
+  g_autoptr(GKeyFile) marker = g_key_file_new ();
+  g_autoptr(GError) error = NULL;
+  gboolean resumes;
+  gint64 pid;
+
+  if (state->marker_path == NULL ||
+      !g_key_file_load_from_file (marker, state->marker_path, G_KEY_FILE_NONE, &error))
+    return;
+
+  /* Only a process that no longer exists (ESRCH) left its marker behind. */
+  pid = g_key_file_get_int64 (marker, MARKER_GROUP, "pid", NULL);
+  if (pid <= 0 || pid > G_MAXINT || pid == getpid () ||
+      kill ((pid_t) pid, 0) == 0 || errno != ESRCH)
+    {
+      g_debug ("Capture: leaving marker %s of pid %" G_GINT64_FORMAT " alone",
+               state->marker_path, pid);
+      return;
+    }
+
+  resumes = g_key_file_get_boolean (marker, MARKER_GROUP, "was-running", NULL) &&
+            !state->was_running;
+  if (resumes)
+    state->was_running = TRUE;
+  state->saved_events = g_key_file_get_boolean (marker, MARKER_GROUP, "events", NULL);
+  if (state->has_background_snapshot && g_key_file_has_key (marker, MARKER_GROUP, "background-snapshot", NULL))
+    state->saved_background_snapshot = g_key_file_get_boolean (marker, MARKER_GROUP, "background-snapshot", NULL);
+  if (g_key_file_has_key (marker, MARKER_GROUP, "max-bandwidth", NULL))
+    state->saved_max_bandwidth = g_key_file_get_int64 (marker, MARKER_GROUP, "max-bandwidth", NULL);
+
+  if (resumes)
+    /* Translators: the first placeholder is a process id, the second a file
+     * name. */
+    g_message (_("The virtual machine was left paused by an earlier snapshot (process %"
+                 PRId64 ", marker “%s”) that ended before it could resume it. "
+                 "This snapshot resumes it and restores the migration settings."),
+               pid, state->marker_path);
+  else
+    /* Translators: the first placeholder is a process id, the second a file
+     * name. */
+    g_message (_("An earlier snapshot (process %" PRId64 ", marker “%s”) ended "
+                 "before it restored the migration settings. This snapshot restores them."),
+               pid, state->marker_path);
+}
+
+static gboolean
+capture_write_marker (CaptureState  *state,
+                      GError       **error)
+{
+  g_autoptr(GKeyFile) marker = g_key_file_new ();
+  g_autofree char *contents = NULL;
+  gsize length;
+
+  if (state->marker_path == NULL)
+    return TRUE;
+
+  g_key_file_set_int64 (marker, MARKER_GROUP, "pid", getpid ());
+  g_key_file_set_boolean (marker, MARKER_GROUP, "was-running", state->was_running);
+  g_key_file_set_boolean (marker, MARKER_GROUP, "events", state->saved_events);
+  if (state->has_background_snapshot)
+    g_key_file_set_boolean (marker, MARKER_GROUP, "background-snapshot",
+                            state->saved_background_snapshot);
+  g_key_file_set_int64 (marker, MARKER_GROUP, "max-bandwidth", state->saved_max_bandwidth);
+
+  contents = g_key_file_to_data (marker, &length, NULL);
+  if (!g_file_set_contents_full (state->marker_path, contents, length,
+                                 G_FILE_SET_CONTENTS_CONSISTENT, 0600, error))
+    return FALSE;
+
+  state->marker_written = TRUE;
+  return TRUE;
+}
+
 static void
 capture_on_name (GObject      *source,
                  GAsyncResult *result,
@@ -2033,12 +2142,20 @@ capture_on_name (GObject      *source,
     state->vm_name = g_strdup (json_object_get_string_member (object, "name"));
   else if (error != NULL)
     g_debug ("Capture: query-name failed: %s", error->message);
+  g_clear_error (&error);
+
+  capture_adopt_marker (state);
 
   if (!capture_choose_mode (state, &error))
     {
       capture_fail (state, g_steal_pointer (&error));
       return;
     }
+
+  /* Without the marker only the recovery after a kill is lost, so a
+   * socket in a folder the user cannot write to does not stop the run. */
+  if (!capture_write_marker (state, &error))
+    g_debug ("Capture: no marker written: %s", error->message);
 
   capture_set_capabilities (state);
 }
@@ -2501,6 +2618,8 @@ hexz_capture_run_async (HexzCapture         *self,
 
   state = g_atomic_rc_box_new0 (CaptureState);
   state->self = g_object_ref (self);
+  if (self->socket_path != NULL)
+    state->marker_path = g_strconcat (self->socket_path, ".hexz-capture", NULL);
   state->task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (state->task, hexz_capture_run_async);
   /* The run reports its own cancellation error once the cleanup is done. */

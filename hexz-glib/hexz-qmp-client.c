@@ -372,9 +372,23 @@ object_get_int (JsonObject *object,
   switch (json_node_get_value_type (node))
     {
     case G_TYPE_INT64:
-    case G_TYPE_DOUBLE:
       *value = json_node_get_int (node);
       return TRUE;
+
+    case G_TYPE_DOUBLE:
+      {
+        double number = json_node_get_double (node);
+
+        /* Converting a double outside the range of gint64 (or NaN) is
+         * undefined behaviour, so such a member counts as missing. The
+         * upper bound 2^63 is exact as a double. */
+        if (!(number >= (double) G_MININT64 && number < -(double) G_MININT64))
+          return FALSE;
+
+        *value = (gint64) number;
+        return TRUE;
+      }
+
     default:
       return FALSE;
     }
@@ -1412,9 +1426,13 @@ client_handle_event (HexzQmpClient *self,
   if (data == NULL)
     data = empty = json_object_new ();
 
+  /* A timestamp out of range, which would overflow in microseconds, is
+   * replaced by the time of arrival like a missing one. */
   if (timestamp != NULL &&
       object_get_int (timestamp, "seconds", &seconds) &&
-      object_get_int (timestamp, "microseconds", &microseconds))
+      object_get_int (timestamp, "microseconds", &microseconds) &&
+      seconds >= 0 && seconds < G_MAXINT64 / G_USEC_PER_SEC &&
+      microseconds >= 0 && microseconds < G_USEC_PER_SEC)
     timestamp_us = seconds * G_USEC_PER_SEC + microseconds;
   else
     timestamp_us = g_get_real_time ();
@@ -3478,7 +3496,7 @@ hexz_qmp_client_class_init (HexzQmpClientClass *klass)
    * @data: the event's `data` member; an empty object when the event has
    *   none
    * @timestamp_us: QEMU's timestamp of the event, in microseconds since the
-   *   Unix epoch
+   *   Unix epoch; the time of arrival when the event has no valid timestamp
    *
    * Emitted for every QMP event, with the event name as detail, so that
    * `event::MIGRATION` connects to `MIGRATION` events only.

@@ -16,7 +16,9 @@
  * its former content or a complete snapshot. Any error, a cancellation,
  * [method@Hexz.SnapshotWriter.abort] or dropping the last reference before
  * closing removes the temporary file, and the writer then fails every
- * further call with the first error.
+ * further call with the first error. A writer that was killed leaves its
+ * temporary file behind; the next writer of the same output removes it
+ * once no process holds it open with a lock and it is a few seconds old.
  *
  * ```c
  * g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path ("vm.hxz");
@@ -41,6 +43,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -626,6 +629,62 @@ output_read_back (HexzSnapshotWriter  *self,
   return TRUE;
 }
 
+/* A temporary file that nobody locks is removed only when it has not
+ * changed for this long, so that a writer between creating its file and
+ * locking it is left alone. */
+#define STALE_TEMP_FILE_AGE_SECONDS 5
+
+/* Removes the temporary files (`.NAME.XXXXXX.tmp`) that writers of the
+ * same output left behind when they were killed. A live writer holds an
+ * exclusive flock() on its temporary file, and the kernel drops the lock
+ * when the process dies, so a file whose lock can be taken, that belongs
+ * to this user and has not changed for a few seconds is stale. Errors only
+ * leave the file where it is. */
+static void
+remove_stale_temp_files (const char *folder_path,
+                         const char *basename)
+{
+  g_autoptr(GDir) dir = g_dir_open (folder_path, 0, NULL);
+  g_autofree char *prefix = g_strdup_printf (".%s.", basename);
+  gsize expected_length = strlen (prefix) + strlen ("XXXXXX.tmp");
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  const char *name;
+
+  if (dir == NULL)
+    return;
+
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = NULL;
+      struct stat st, current;
+      int fd;
+
+      if (strlen (name) != expected_length || !g_str_has_prefix (name, prefix) ||
+          !g_str_has_suffix (name, ".tmp"))
+        continue;
+
+      path = g_build_filename (folder_path, name, NULL);
+      fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+      if (fd < 0)
+        continue;
+
+      if (fstat (fd, &st) == 0 && S_ISREG (st.st_mode) && st.st_uid == geteuid () &&
+          now - st.st_mtime >= STALE_TEMP_FILE_AGE_SECONDS &&
+          flock (fd, LOCK_EX | LOCK_NB) == 0 &&
+          lstat (path, &current) == 0 && current.st_dev == st.st_dev &&
+          current.st_ino == st.st_ino)
+        {
+          if (g_unlink (path) == 0)
+            g_debug ("Removed the temporary file %s that a killed writer left", path);
+          else
+            g_debug ("Could not remove the stale temporary file %s: %s", path,
+                     g_strerror (errno));
+        }
+
+      close (fd);
+    }
+}
+
 static gboolean
 validate_settings (HexzSnapshotWriter  *self,
                    GError             **error)
@@ -713,6 +772,8 @@ writer_start (HexzSnapshotWriter  *self,
       return FALSE;
     }
 
+  remove_stale_temp_files (folder_path, basename);
+
   template = g_strdup_printf ("%s/.%s.XXXXXX.tmp", folder_path, basename);
   self->fd = g_mkstemp_full (template, O_RDWR | O_CLOEXEC, 0600);
   if (self->fd < 0)
@@ -722,6 +783,11 @@ writer_start (HexzSnapshotWriter  *self,
      * system's reason. */
       return writer_fail_errno (self, error, saved_errno, _("Creating a temporary file for snapshot “%s” failed: %s"));
     }
+
+  /* The lock tells remove_stale_temp_files() in other writers that this
+   * file is in use. Where flock() is not supported, nobody removes it. */
+  if (flock (self->fd, LOCK_EX | LOCK_NB) != 0)
+    g_debug ("Could not lock the temporary file %s: %s", template, g_strerror (errno));
 
   self->temp_path = g_steal_pointer (&template);
 

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lz4.h>
@@ -636,6 +637,27 @@ test_flip_in_parent (Fixture       *fixture,
   assert_snapshot_error (error, HEXZ_SNAPSHOT_ERROR_CORRUPT, "parent.hxz");
 }
 
+/* A parent path naming a FIFO fails at once instead of waiting for a
+ * writer; the alarm ends the test if open() blocks. */
+static void
+test_parent_is_fifo (Fixture       *fixture,
+                     gconstpointer  data)
+{
+  g_autofree char *parent_path = g_build_filename (fixture->dir, "parent.hxz", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+
+  write_thin_pair (parent_path, fixture->path);
+  g_assert_cmpint (g_remove (parent_path), ==, 0);
+  g_assert_cmpint (mkfifo (parent_path, 0600), ==, 0);
+
+  alarm (20);
+  snapshot = hexz_snapshot_open_path (fixture->path, NULL, &error);
+  alarm (0);
+  g_assert_null (snapshot);
+  assert_snapshot_error (error, HEXZ_SNAPSHOT_ERROR_PARENT_MISMATCH, "parent.hxz");
+}
+
 /* Truncation and appended bytes */
 
 static void
@@ -1071,6 +1093,7 @@ main (int   argc,
   ADD ("/corruption/flip/metadata", test_flip_metadata, NULL);
   ADD ("/corruption/flip/parent-section", test_flip_parent_section, NULL);
   ADD ("/corruption/flip/in-parent", test_flip_in_parent, NULL);
+  ADD ("/corruption/parent-is-fifo", test_parent_is_fifo, NULL);
   ADD ("/corruption/truncate/one-byte", test_truncate_one, NULL);
   ADD ("/corruption/truncate/hundred-bytes", test_truncate_hundred, NULL);
   ADD ("/corruption/truncate/block-boundary", test_truncate_block_boundary, NULL);

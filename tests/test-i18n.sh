@@ -125,9 +125,11 @@ check "German catalog is built" test -f "$catalog"
 cc -shared -fPIC -o "$work/localedir.so" "$source_root/tests/hexz-test-localedir.c" -ldl \
   > "$work/cc.log" 2>&1 || cat "$work/cc.log" | sed 's/^/# /'
 
-# Runs a command in German with the build tree's catalogs.
+# Runs a command in German with the build tree's catalogs. In a build with
+# AddressSanitizer its runtime must come first among the preloads.
 in_german () {
-  LD_PRELOAD=$work/localedir.so HEXZ_TEST_TEXTDOMAIN=$domain HEXZ_TEST_LOCALEDIR=$build/po \
+  LD_PRELOAD="${HEXZ_ASAN_RUNTIME:+$HEXZ_ASAN_RUNTIME }$work/localedir.so" \
+    HEXZ_TEST_TEXTDOMAIN=$domain HEXZ_TEST_LOCALEDIR=$build/po \
     LANGUAGE=de LC_ALL=C.UTF-8 "$@"
 }
 

@@ -183,8 +183,10 @@ unset PKG_CONFIG_PATH
 export LD_LIBRARY_PATH=$root_libdir
 unset GI_TYPELIB_PATH
 
+# In a build with AddressSanitizer the uninstrumented program needs the
+# runtime preloaded to load the instrumented library.
 check "C program runs against the installed library" bash -c '
-  "$1/program" "$1/program.hxz" &&
+  LD_PRELOAD=${HEXZ_ASAN_RUNTIME:-} "$1/program" "$1/program.hxz" &&
   ldd "$1/program" | grep -F "$2/libhexz-glib-1.so.0"' _ "$work" "$root_libdir"
 
 check "installed hexz-snap runs against the installed library" bash -c '

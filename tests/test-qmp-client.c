@@ -121,7 +121,8 @@ mock_read_line (Mock *mock)
       guint8 *newline;
       gssize received;
 
-      newline = memchr (mock->input->data, '\n', mock->input->len);
+      /* An empty GByteArray has no data pointer, and memchr() needs one. */
+      newline = mock->input->len > 0 ? memchr (mock->input->data, '\n', mock->input->len) : NULL;
       if (newline != NULL)
         {
           gsize size = (gsize) (newline - mock->input->data);
@@ -543,6 +544,60 @@ test_framing_reply_and_event (void)
   g_assert_cmpint (g_array_index (recorder.timestamps, gint64, 0), ==,
                    G_GINT64_CONSTANT (1700000000) * G_USEC_PER_SEC + 250);
   g_assert_cmpuint (json_object_get_size (g_ptr_array_index (recorder.data, 0)), ==, 0);
+
+  command_result_clear (&result);
+  recorder_clear (&recorder);
+  g_clear_object (&client);
+  mock_free (mock);
+}
+
+/* Timestamps whose microseconds overflow gint64, negative ones and
+ * non-integer ones fall back to the time of arrival. */
+static void
+script_bad_timestamps (Mock *mock)
+{
+  g_autoptr(JsonObject) command = NULL;
+  g_autofree char *text = NULL;
+
+  mock_handshake (mock);
+  command = mock_expect (mock, "query-status");
+  mock_send (mock,
+             "{\"event\": \"A\", \"timestamp\": {\"seconds\": 9223372036854775807, \"microseconds\": 999999}}\n"
+             "{\"event\": \"B\", \"timestamp\": {\"seconds\": -9223372036854775808, \"microseconds\": -1}}\n"
+             "{\"event\": \"C\", \"timestamp\": {\"seconds\": 1e300, \"microseconds\": 0}}\n"
+             "{\"event\": \"D\", \"timestamp\": {\"seconds\": 5, \"microseconds\": 2000000}}\n"
+             "{\"event\": \"E\", \"timestamp\": {\"seconds\": 5.0, \"microseconds\": 7}}\n");
+  text = g_strdup_printf ("{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": \"%s\"}\n",
+                          json_object_get_string_member (command, "id"));
+  mock_send (mock, text);
+  mock_expect_eof (mock);
+}
+
+static void
+test_events_bad_timestamps (void)
+{
+  Mock *mock = mock_new (script_bad_timestamps);
+  g_autoptr(HexzQmpClient) client = connect_client (mock);
+  CommandResult result = { 0 };
+  Recorder recorder;
+  gint64 before = g_get_real_time ();
+  gint64 after;
+
+  recorder_init (&recorder, client);
+  execute (client, "query-status", &result);
+  RUN_UNTIL (result.done);
+  after = g_get_real_time ();
+
+  g_assert_no_error (result.error);
+  g_assert_cmpuint (recorder.timestamps->len, ==, 5);
+  for (guint i = 0; i < 4; i++)
+    {
+      gint64 timestamp = g_array_index (recorder.timestamps, gint64, i);
+
+      g_assert_cmpint (timestamp, >=, before);
+      g_assert_cmpint (timestamp, <=, after);
+    }
+  g_assert_cmpint (g_array_index (recorder.timestamps, gint64, 4), ==, 5 * G_USEC_PER_SEC + 7);
 
   command_result_clear (&result);
   recorder_clear (&recorder);
@@ -2098,6 +2153,7 @@ main (int   argc,
   g_test_add_func ("/qmp-client/timeout/command", test_timeout_command);
   g_test_add_func ("/qmp-client/events/wait", test_events_wait);
   g_test_add_func ("/qmp-client/events/wait-disconnect", test_events_wait_disconnect);
+  g_test_add_func ("/qmp-client/events/bad-timestamps", test_events_bad_timestamps);
   g_test_add_func ("/qmp-client/fd/getfd", test_fd_getfd);
   g_test_add_func ("/qmp-client/fd/plain-stream", test_fd_plain_stream);
   g_test_add_func ("/qmp-client/dispose/pending", test_dispose_pending);

@@ -7,8 +7,12 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <utime.h>
 #include <unistd.h>
 
 #include <gio/gunixinputstream.h>
@@ -1286,6 +1290,59 @@ test_writer_splice_already_cancelled (Fixture       *fixture,
 /* Writing stops part way when the file size limit is reached: no output
  * appears and the existing file is untouched. Runs in a subprocess that
  * lowers its own RLIMIT_FSIZE. */
+static char *
+make_temp_file (Fixture    *fixture,
+                const char *name,
+                gint64      age_seconds)
+{
+  char *path = g_build_filename (fixture->dir, name, NULL);
+  struct utimbuf times;
+
+  g_assert_true (g_file_set_contents (path, "partial", -1, NULL));
+  times.actime = times.modtime = time (NULL) - age_seconds;
+  g_assert_cmpint (g_utime (path, &times), ==, 0);
+
+  return path;
+}
+
+/* A writer removes the temporary files of killed writers of the same
+ * output: unlocked and unchanged for a few seconds. It leaves files that
+ * another writer holds locked, new files, and other outputs' files. */
+static void
+test_writer_stale_temp_files (Fixture       *fixture,
+                              gconstpointer  data)
+{
+  g_autofree char *basename = g_path_get_basename (fixture->path);
+  g_autofree char *stale_name = g_strdup_printf (".%s.AbC123.tmp", basename);
+  g_autofree char *fresh_name = g_strdup_printf (".%s.DeF456.tmp", basename);
+  g_autofree char *locked_name = g_strdup_printf (".%s.GhI789.tmp", basename);
+  g_autofree char *odd_name = g_strdup_printf (".%s.not-a-temp.tmp", basename);
+  g_autofree char *stale = make_temp_file (fixture, stale_name, 60);
+  g_autofree char *fresh = make_temp_file (fixture, fresh_name, 0);
+  g_autofree char *locked = make_temp_file (fixture, locked_name, 60);
+  g_autofree char *odd = make_temp_file (fixture, odd_name, 60);
+  g_autofree char *other = make_temp_file (fixture, ".other.hxz.JkL012.tmp", 60);
+  guint8 disk[4096] = { 1 };
+  int lock_fd;
+
+  /* flock() locks conflict between open file descriptions even inside one
+   * process, so this stands for a live writer. */
+  lock_fd = open (locked, O_RDONLY | O_CLOEXEC);
+  g_assert_cmpint (lock_fd, >=, 0);
+  g_assert_cmpint (flock (lock_fd, LOCK_EX | LOCK_NB), ==, 0);
+
+  test_write_snapshot (fixture->path, HEXZ_CODEC_LZ4, 4096, FALSE, disk, sizeof disk, NULL, 0);
+
+  g_assert_false (g_file_test (stale, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (fresh, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (locked, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (odd, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (other, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (fixture->path, G_FILE_TEST_IS_REGULAR));
+
+  close (lock_fd);
+}
+
 static void
 test_writer_atomic_fsize (Fixture       *fixture,
                           gconstpointer  data)
@@ -1543,6 +1600,7 @@ main (int   argc,
   ADD ("/snapshot/writer/splice-cancelled", test_writer_splice_cancelled);
   ADD ("/snapshot/writer/splice-already-cancelled", test_writer_splice_already_cancelled);
   ADD ("/snapshot/writer/atomic-fsize", test_writer_atomic_fsize);
+  ADD ("/snapshot/writer/stale-temp-files", test_writer_stale_temp_files);
 
   return g_test_run ();
 }
