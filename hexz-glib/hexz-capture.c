@@ -363,25 +363,48 @@ capture_reply_object (JsonNode *reply)
   return NULL;
 }
 
-/* A cancellable for one cleanup command, cancelled after the cleanup
- * timeout, so that a hung QEMU cannot hold the cleanup forever. */
 static gboolean
 cancel_cancellable_cb (gpointer user_data)
 {
-  g_cancellable_cancel (G_CANCELLABLE (user_data));
+  g_autoptr(GCancellable) cancellable = g_weak_ref_get (user_data);
+
+  if (cancellable != NULL)
+    g_cancellable_cancel (cancellable);
   return G_SOURCE_REMOVE;
 }
 
+static void
+weak_ref_free (gpointer user_data)
+{
+  g_weak_ref_clear (user_data);
+  g_free (user_data);
+}
+
+static void
+destroy_timeout_source (gpointer  user_data,
+                        GObject  *where_the_object_was)
+{
+  GSource *source = user_data;
+
+  g_source_destroy (source);
+  g_source_unref (source);
+}
+
+/* Creates a cancellable for one command, cancelled after the cleanup
+ * timeout so that a hung QEMU cannot hold the cleanup forever. The timeout
+ * holds the cancellable weakly and is destroyed with it, so a finished
+ * command leaves no source on the caller's main context. */
 static GCancellable *
 capture_timeout_cancellable (CaptureState *state)
 {
   GCancellable *cancellable = g_cancellable_new ();
   GSource *source = g_timeout_source_new (state->self->cleanup_timeout);
+  GWeakRef *weak = g_new0 (GWeakRef, 1);
 
-  g_source_set_callback (source, cancel_cancellable_cb,
-                         g_object_ref (cancellable), g_object_unref);
+  g_weak_ref_init (weak, cancellable);
+  g_source_set_callback (source, cancel_cancellable_cb, weak, weak_ref_free);
   g_source_attach (source, state->context);
-  g_source_unref (source);
+  g_object_weak_ref (G_OBJECT (cancellable), destroy_timeout_source, source);
 
   return cancellable;
 }
