@@ -198,6 +198,7 @@ struct _CaptureState
 
   /* The machine's state and settings before the run. */
   gboolean was_running;
+  HexzRunState initial_run_state;
   guint64 ram_size;
   char *vm_name;
   gboolean has_background_snapshot;
@@ -2070,7 +2071,9 @@ capture_choose_mode (CaptureState  *state,
 
 #define MARKER_GROUP "capture"
 
-static void
+/* Returns TRUE when the marker's run had found the machine running and
+ * this run resumes it. */
+static gboolean
 capture_adopt_marker (CaptureState *state)
 {
   g_autoptr(GKeyFile) marker = g_key_file_new ();
@@ -2080,7 +2083,7 @@ capture_adopt_marker (CaptureState *state)
 
   if (state->marker_path == NULL ||
       !g_key_file_load_from_file (marker, state->marker_path, G_KEY_FILE_NONE, &error))
-    return;
+    return FALSE;
 
   /* Only a process that no longer exists (ESRCH) left its marker behind. */
   pid = g_key_file_get_int64 (marker, MARKER_GROUP, "pid", NULL);
@@ -2089,7 +2092,7 @@ capture_adopt_marker (CaptureState *state)
     {
       g_debug ("Capture: leaving marker %s of pid %" G_GINT64_FORMAT " alone",
                state->marker_path, pid);
-      return;
+      return FALSE;
     }
 
   resumes = g_key_file_get_boolean (marker, MARKER_GROUP, "was-running", NULL) &&
@@ -2115,6 +2118,8 @@ capture_adopt_marker (CaptureState *state)
     g_message (_("An earlier snapshot (process %" PRId64 ", marker “%s”) ended "
                  "before it restored the migration settings. This snapshot restores them."),
                pid, state->marker_path);
+
+  return resumes;
 }
 
 static gboolean
@@ -2146,6 +2151,46 @@ capture_write_marker (CaptureState  *state,
 }
 
 static void
+capture_configure (CaptureState *state)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!capture_choose_mode (state, &error))
+    {
+      capture_fail (state, g_steal_pointer (&error));
+      return;
+    }
+
+  /* Without the marker only the recovery after a kill is lost, so a
+   * socket in a folder the user cannot write to does not stop the run. */
+  if (!capture_write_marker (state, &error))
+    g_debug ("Capture: no marker written: %s", error->message);
+
+  capture_set_capabilities (state);
+}
+
+static void
+capture_on_adopted_resume (GObject      *source,
+                           GAsyncResult *result,
+                           gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!hexz_qmp_client_cont_finish (state->client, result, &error))
+    {
+      if (!state->failing)
+        capture_fail (state, capture_command_error ("cont", g_steal_pointer (&error)));
+      return;
+    }
+  if (state->failing)
+    return;
+
+  state->initial_run_state = HEXZ_RUN_STATE_RUNNING;
+  capture_configure (state);
+}
+
+static void
 capture_on_name (GObject      *source,
                  GAsyncResult *result,
                  gpointer      user_data)
@@ -2167,20 +2212,19 @@ capture_on_name (GObject      *source,
     g_debug ("Capture: query-name failed: %s", error->message);
   g_clear_error (&error);
 
-  capture_adopt_marker (state);
-
-  if (!capture_choose_mode (state, &error))
+  /* A run killed after its migration completed leaves the machine in
+   * postmigrate, where QEMU rejects any new migration, so it is resumed
+   * before this run pauses it again. */
+  if (capture_adopt_marker (state) && state->initial_run_state == HEXZ_RUN_STATE_POSTMIGRATE)
     {
-      capture_fail (state, g_steal_pointer (&error));
+      g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
+
+      hexz_qmp_client_cont_async (state->client, cancellable, capture_on_adopted_resume,
+                                  capture_state_ref (state));
       return;
     }
 
-  /* Without the marker only the recovery after a kill is lost, so a
-   * socket in a folder the user cannot write to does not stop the run. */
-  if (!capture_write_marker (state, &error))
-    g_debug ("Capture: no marker written: %s", error->message);
-
-  capture_set_capabilities (state);
+  capture_configure (state);
 }
 
 static void
@@ -2318,6 +2362,7 @@ capture_on_run_state (GObject      *source,
 
   g_debug ("Capture: machine is %s before the snapshot", hexz_run_state_to_string (run_state));
   state->was_running = running;
+  state->initial_run_state = run_state;
 
   if (run_state == HEXZ_RUN_STATE_INMIGRATE || run_state == HEXZ_RUN_STATE_FINISH_MIGRATE)
     {

@@ -435,7 +435,11 @@ PY
     # says so.
     age_temp_files snap.hxz "$vm_dir"
     "${snap_command[@]}" > "$vm_dir/snap.log" 2>&1
-    check "snap after phase $phase: the next snap succeeds" test $? -eq 0
+    snap_status=$?
+    check "snap after phase $phase: the next snap succeeds" test $snap_status -eq 0
+    if [ $snap_status -ne 0 ]; then
+      sed 's/^/# /' "$vm_dir/snap.log"
+    fi
     if [ "$status" != running ]; then
       check "snap after phase $phase: the next snap reports the machine it resumes" \
         grep -q "left paused by an earlier snapshot" "$vm_dir/snap.log"
