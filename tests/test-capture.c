@@ -557,12 +557,18 @@ mock_start (MockQemu *mock)
 static void
 mock_free (MockQemu *mock)
 {
+  g_autofree char *marker_path = NULL;
+
   g_cancellable_cancel (mock->stop);
   if (mock->thread != NULL)
     g_thread_join (mock->thread);
   mock_close_fd (mock);
   g_object_unref (mock->listener);
   g_unlink (mock->socket_path);
+  /* A capture that lost its connection keeps its marker beside the socket
+   * on purpose, for the next capture to find. */
+  marker_path = g_strconcat (mock->socket_path, ".hexz-capture", NULL);
+  g_unlink (marker_path);
   g_rmdir (mock->dir);
   g_free (mock->socket_path);
   g_free (mock->dir);
