@@ -184,7 +184,7 @@ class SnapshotWindow(Gtk.ApplicationWindow):
         self.screenshots = {}
         self.phases_seen = []
         self.result = None
-        # The longest time the main loop went without running a 50 ms timer
+        # The maximum time the main loop went without running a 50 ms timer
         # while a snapshot ran: a measure of how responsive the window was.
         self.longest_stall_ms = 0
         self.last_tick = None

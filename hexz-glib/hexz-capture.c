@@ -393,8 +393,8 @@ destroy_timeout_source (gpointer  user_data,
 
 /* Creates a cancellable for one command, cancelled after the cleanup
  * timeout so that a hung QEMU cannot hold the cleanup forever. The timeout
- * holds the cancellable weakly and is destroyed with it, so a finished
- * command leaves no source on the caller's main context. */
+ * keeps only a weak reference to the cancellable and is destroyed with it,
+ * so a finished command leaves no source on the caller's main context. */
 static GCancellable *
 capture_timeout_cancellable (CaptureState *state)
 {
@@ -1010,7 +1010,7 @@ capture_cleanup_migration (CaptureState *state)
     }
 
   /* QEMU 7.2 under KVM can leave the guest's vCPUs stuck when a
-   * background migration is cancelled or fails early: the run state says
+   * background migration is cancelled or fails early: query-status reports
    * running, but the guest executes nothing and `stop` hangs (seen in the
    * capture-qemu cancel tests, about one run in ten). A background
    * migration is therefore left to complete while the pipe is drained,
@@ -2067,7 +2067,7 @@ capture_choose_mode (CaptureState  *state,
  * once its cleanup restored them. A run that finds the marker of a process
  * that no longer exists takes over its saved state: it restores those
  * settings at its end, resumes the machine when the killed run had found
- * it running, and says so. */
+ * it running, and logs a message. */
 
 #define MARKER_GROUP "capture"
 

@@ -403,8 +403,8 @@ restore_on_initial_status (GObject      *source,
  * devices) as the one the snapshot was taken from, and its disk should hold
  * the snapshot's disk stream.
  *
- * QEMU exits when it rejects the stream; the error then says the connection
- * closed.
+ * QEMU exits when it rejects the stream, and the error then reports a
+ * closed connection.
  *
  * Since: 1.0
  */

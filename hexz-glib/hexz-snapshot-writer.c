@@ -629,7 +629,7 @@ output_read_back (HexzSnapshotWriter  *self,
   return TRUE;
 }
 
-/* A temporary file that nobody locks is removed only when it has not
+/* A temporary file that no process locks is removed only when it has not
  * changed for this long, so that a writer between creating its file and
  * locking it is left alone. */
 #define STALE_TEMP_FILE_AGE_SECONDS 5
@@ -784,8 +784,8 @@ writer_start (HexzSnapshotWriter  *self,
       return writer_fail_errno (self, error, saved_errno, _("Creating a temporary file for snapshot “%s” failed: %s"));
     }
 
-  /* The lock tells remove_stale_temp_files() in other writers that this
-   * file is in use. Where flock() is not supported, nobody removes it. */
+  /* The lock shows remove_stale_temp_files() in other writers that this
+   * file is in use. Where flock() is not supported, no writer removes it. */
   if (flock (self->fd, LOCK_EX | LOCK_NB) != 0)
     g_debug ("Could not lock the temporary file %s: %s", template, g_strerror (errno));
 

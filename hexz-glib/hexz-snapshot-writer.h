@@ -20,7 +20,7 @@ G_BEGIN_DECLS
 /**
  * HEXZ_DEFAULT_BLOCK_SIZE:
  *
- * The block size a writer uses unless told otherwise: 64 KiB.
+ * The block size a writer uses unless another is set: 64 KiB.
  *
  * Since: 1.0
  */

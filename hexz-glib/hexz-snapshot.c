@@ -11,8 +11,8 @@
  *
  * Opening reads and checks the header, the index directories, the
  * metadata, the dictionary and the parent chain. Index pages and blocks
- * are read, checked and cached when first needed. Nothing that the file
- * says is trusted: every offset and length is checked against the file
+ * are read, checked and cached when first needed. No value read from the
+ * file is trusted: every offset and length is checked against the file
  * before it is used, every block must decode to exactly its length and
  * match its checksum. A damaged file gives a %HEXZ_SNAPSHOT_ERROR error
  * that names the file, the stream, the block and the file offset.

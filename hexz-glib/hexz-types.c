@@ -116,8 +116,8 @@ hexz_codec_from_string (const char *name,
 /* Runs @function once from @context's main loop, never on the calling
  * thread. g_main_context_invoke() is not used because it runs the function
  * at once when the calling thread can acquire the context, which a worker
- * thread can while the context's owner has not entered its main loop yet:
- * signals would then be emitted on the worker thread. */
+ * thread can while the context's owner has not entered its main loop yet.
+ * Signals would then be emitted on the worker thread. */
 void
 hexz_schedule_in_context (GMainContext   *context,
                           GSourceFunc     function,

@@ -2,7 +2,7 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * The mock server stands in for QEMU. It replies to the commands the chain
+ * The mock server replaces QEMU. It replies to the commands the chain
  * sends, receives the pipe passed with getfd, writes a fake migration stream
  * into it and records every command, so that the tests can check which
  * commands reached the "machine" on each failure path.

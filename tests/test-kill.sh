@@ -288,7 +288,7 @@ kill_series "commit" committed.hxz "$dir/expected.raw" \
 # complete new one), at most one temporary file is left, the .meta file is
 # unchanged and the overlay differs at most in the page the guest writes.
 # The next snap then succeeds, resumes a machine the killed run left
-# paused and says so, restores the migration settings the killed run
+# paused and reports it, restores the migration settings the killed run
 # changed, and removes the leftover temporary file. `hexz-snap resume`
 # alone also brings the machine back.
 guest=${HEXZ_TEST_GUEST:-}
@@ -381,7 +381,8 @@ import sys
 a, b, page = open(sys.argv[1], 'rb').read(), open(sys.argv[2], 'rb').read(), int(sys.argv[3])
 assert len(a) == len(b), f'the overlay is {len(a)} bytes, was {len(b)}'
 start, end = page * 4096, page * 4096 + 4096
-assert a[:start] == b[:start] and a[end:] == b[end:], 'the overlay changed outside the guest record page'
+assert a[:start] == b[:start], 'the overlay changed before the guest record page'
+assert a[end:] == b[end:], 'the overlay changed after the guest record page'
 PY
   }
 
@@ -432,7 +433,7 @@ PY
 
     # The next snap finds the killed run's marker: it restores the
     # migration settings, resumes a machine the killed run paused, and
-    # says so.
+    # reports it.
     age_temp_files snap.hxz "$vm_dir"
     "${snap_command[@]}" > "$vm_dir/snap.log" 2>&1
     snap_status=$?

@@ -339,7 +339,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   if (model == NULL)
     return 0;
 
-  /* What the files say after a close must match the model. */
+  /* The files' contents after a close must match the model. */
   g_clear_pointer (&disk, hexz_plugin_disk_free);
   disk = hexz_plugin_disk_open (base_path, overlay_path, FALSE, &error);
   if (disk == NULL)

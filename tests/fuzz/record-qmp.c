@@ -36,7 +36,7 @@ static const char * const commands[] = {
   "{\"execute\": \"cont\", \"id\": \"hexz-4\"}\n",
   "{\"execute\": \"query-migrate\", \"id\": \"hexz-5\"}\n",
   "{\"execute\": \"query-name\", \"id\": \"hexz-6\"}\n",
-  /* Without a descriptor, so QEMU answers with an error. */
+  /* Without a descriptor, so QEMU replies with an error. */
   "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"fuzz\"}, \"id\": \"hexz-7\"}\n",
 };
 

@@ -343,8 +343,8 @@ ata_wait_not_busy (void)
 static void
 ata_delay_400ns (void)
 {
-  /* ATA asks for 400 ns after selecting a device, and each read of the
-   * alternate status register takes about 100 ns on real hardware. */
+  /* ATA requires a 400 ns delay after selecting a device, and each read of
+   * the alternate status register takes about 100 ns on real hardware. */
   for (int i = 0; i < 4; i++)
     (void) inb (ATA_CONTROL);
 }
