@@ -2003,14 +2003,31 @@ verify_progress (VerifyState *state,
                    state->total);
 }
 
-static int
-compare_extents (gconstpointer a,
-                 gconstpointer b)
+/* Returns the stored block in @extents (sorted by offset) that starts at
+ * @offset, or %NULL. A hand-written search rather than bsearch(): the array
+ * is empty, and its data pointer %NULL, until a stream stores its first
+ * block, and bsearch() must not be given a %NULL base even with no element. */
+static const Extent *
+find_extent (GArray  *extents,
+             guint64  offset)
 {
-  const Extent *x = a;
-  const Extent *y = b;
+  guint low = 0;
+  guint high = extents->len;
 
-  return x->offset < y->offset ? -1 : x->offset > y->offset;
+  while (low < high)
+    {
+      guint middle = low + (high - low) / 2;
+      const Extent *extent = &g_array_index (extents, Extent, middle);
+
+      if (extent->offset == offset)
+        return extent;
+      if (extent->offset < offset)
+        low = middle + 1;
+      else
+        high = middle;
+    }
+
+  return NULL;
 }
 
 /* Walks one stream's entries: checks every page and block, and that the
@@ -2061,9 +2078,7 @@ verify_stream (HexzSnapshot  *fresh,
             }
           else
             {
-              Extent key = { entry.stored_offset, 0 };
-              Extent *found = bsearch (&key, extents->data, extents->len,
-                                       sizeof (Extent), compare_extents);
+              const Extent *found = find_extent (extents, entry.stored_offset);
 
               if (found == NULL || found->length != entry.stored_length)
                 {

@@ -1,7 +1,12 @@
 #!/bin/bash
-# Runs one libFuzzer harness for a bounded time, starting from its corpora.
+# Runs one libFuzzer harness on RUNS inputs, starting from its corpora.
 #
-# Usage: run-fuzzer.sh FUZZER SECONDS DICT ARTIFACT_DIR CORPUS...
+# Usage: run-fuzzer.sh FUZZER RUNS DICT ARTIFACT_DIR CORPUS...
+#
+# The random seed is fixed (HEXZ_FUZZ_SEED, default 1), so the run tries
+# the same mutations each time. The seed corpus holds snapshots with a
+# fresh id and creation time, so the inputs still differ slightly between
+# builds. A run also stops after 180 seconds on a slow machine.
 #
 # New inputs go to a temporary folder removed at the end, so the corpora
 # given stay as they are. A crash, leak or timeout is kept in ARTIFACT_DIR;
@@ -9,7 +14,7 @@
 set -u
 
 fuzzer=$1
-seconds=$2
+runs=$2
 dict=$3
 artifacts=$4
 shift 4
@@ -23,7 +28,7 @@ for dir in "$@"; do
   [ -d "$dir" ] && corpora+=("$dir")
 done
 
-options=(-max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -max_len=262144
+options=(-seed="${HEXZ_FUZZ_SEED:-1}" -runs="$runs" -max_total_time=180 -timeout=20 -rss_limit_mb=2048 -max_len=262144
          -print_final_stats=1 -artifact_prefix="$artifacts/")
 [ -f "$dict" ] && options+=(-dict="$dict")
 
