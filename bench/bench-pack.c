@@ -323,11 +323,17 @@ main (int   argc,
     {
       if (!only_hexz)
         {
-          lz4_null_seconds = MIN (lz4_null_seconds, time_lz4 (image, NULL));
-          lz4_seconds = MIN (lz4_seconds, time_lz4 (image, lz4_output));
+          /* MIN() evaluates its arguments twice, so time each run once
+           * into a variable first. */
+          double seconds = time_lz4 (image, NULL);
+
+          lz4_null_seconds = MIN (lz4_null_seconds, seconds);
+          seconds = time_lz4 (image, lz4_output);
+          lz4_seconds = MIN (lz4_seconds, seconds);
           lz4_size = file_size (lz4_output);
           g_unlink (lz4_output);
-          zstd_seconds = MIN (zstd_seconds, time_zstd (image, zstd_output));
+          seconds = time_zstd (image, zstd_output);
+          zstd_seconds = MIN (zstd_seconds, seconds);
           zstd_size = file_size (zstd_output);
           g_unlink (zstd_output);
         }
@@ -343,9 +349,12 @@ main (int   argc,
 
   for (int round = 0; round < rounds && !only_hexz; round++)
     {
-      cat_seconds = MIN (cat_seconds, time_cat (image, copy_output));
+      double seconds = time_cat (image, copy_output);
+
+      cat_seconds = MIN (cat_seconds, seconds);
       g_unlink (copy_output);
-      extract_seconds = MIN (extract_seconds, time_extract (output, copy_output));
+      seconds = time_extract (output, copy_output);
+      extract_seconds = MIN (extract_seconds, seconds);
       g_unlink (copy_output);
     }
 
