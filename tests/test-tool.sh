@@ -106,6 +106,10 @@ check "unknown option exits 2" run 2 info --no-such-option "$dir/x"
 check "invalid block size exits 2" run 2 pack --block-size 3K "$dir/disk.img" "$dir/never.hxz"
 check "lz4 with a positive level exits 2" run 2 pack --level 5 "$dir/disk.img" "$dir/never.hxz"
 check "commit without --base exits 2" run 2 commit --output "$dir/never.hxz"
+check "the usage error names the missing --base" one_error_line "option --base"
+check "snap with --socket alone exits 2" run 2 snap --socket "$dir/none.sock"
+check "the usage error names every missing option" \
+  one_error_line "options --overlay, --base, --output"
 check "extract without a stream exits 2" run 2 extract "$dir/never.hxz"
 check "usage error is one line naming the command" \
   bash -c "[ \$(wc -l <'$dir/stderr') -eq 1 ] && grep -q 'hexz-snap extract --help' '$dir/stderr'"

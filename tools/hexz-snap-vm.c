@@ -197,12 +197,9 @@ hexz_tool_command_snap (HexzTool  *tool,
       return FALSE;
     }
 
-  if (socket_path == NULL || overlay == NULL || base == NULL || output == NULL)
-    {
-      hexz_tool_usage_error (tool, "%s",
-                             _("--socket, --overlay, --base and --output are required"));
-      return FALSE;
-    }
+  if (!hexz_tool_require_options (tool, "--socket", socket_path, "--overlay", overlay,
+                                  "--base", base, "--output", output, NULL))
+    return FALSE;
 
   if (mode_name != NULL && !hexz_capture_mode_from_string (mode_name, &mode))
     {
@@ -474,11 +471,8 @@ vm_command_start (HexzTool  *tool,
   if (!hexz_tool_parse_options (tool, context, &argc, &argv, restore ? 1 : 0, restore ? 1 : 0))
     return FALSE;
 
-  if (socket_path == NULL)
-    {
-      hexz_tool_usage_error (tool, "%s", _("--socket is required"));
-      return FALSE;
-    }
+  if (!hexz_tool_require_options (tool, "--socket", socket_path, NULL))
+    return FALSE;
 
   if (restore)
     {

@@ -154,6 +154,47 @@ hexz_tool_usage_error (HexzTool   *tool,
   tool->exit_status = HEXZ_TOOL_EXIT_USAGE;
 }
 
+/* Takes pairs of an option name and its parsed value (a string or %NULL),
+ * ending with %NULL. Names every option whose value is %NULL in one usage
+ * error and returns %FALSE, or returns %TRUE when all were given. */
+gboolean
+hexz_tool_require_options (HexzTool   *tool,
+                           const char *first_option,
+                           ...)
+{
+  g_autoptr(GString) missing = g_string_new (NULL);
+  guint n_missing = 0;
+  const char *option = first_option;
+  va_list args;
+
+  va_start (args, first_option);
+  while (option != NULL)
+    {
+      const char *value = va_arg (args, const char *);
+
+      if (value == NULL)
+        {
+          if (missing->len > 0)
+            g_string_append (missing, ", ");
+          g_string_append (missing, option);
+          n_missing++;
+        }
+      option = va_arg (args, const char *);
+    }
+  va_end (args);
+
+  if (n_missing == 0)
+    return TRUE;
+
+  /* Translators: %s lists command-line options, as “--base, --output”. */
+  hexz_tool_usage_error (tool, ngettext ("Missing required option %s",
+                                         "Missing required options %s",
+                                         n_missing),
+                         missing->str);
+
+  return FALSE;
+}
+
 gboolean
 hexz_tool_parse_options (HexzTool         *tool,
                          GOptionContext   *context,
