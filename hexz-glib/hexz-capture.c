@@ -81,6 +81,7 @@
 #define CAPTURE_MAX_BANDWIDTH (G_GINT64_CONSTANT (1) << 40)
 
 #define DEFAULT_STALL_TIMEOUT_S 30
+#define DEFAULT_LIVE_TIMEOUT_S 60
 #define DEFAULT_POLL_INTERVAL_MS 1000
 #define DEFAULT_CLEANUP_TIMEOUT_MS 30000
 
@@ -105,6 +106,7 @@ struct _HexzCapture
   guint threads;
   char *message;
   guint stall_timeout;
+  guint live_timeout;
   gboolean allow_larger_overlay;
 
   gboolean check_free_space;
@@ -117,6 +119,7 @@ struct _HexzCapture
   char *fallback_reason;
   gint64 pause_time;
   gint64 downtime;
+  gboolean paused_to_converge;
   gboolean running;
 };
 
@@ -136,12 +139,14 @@ enum {
   PROP_THREADS,
   PROP_MESSAGE,
   PROP_STALL_TIMEOUT,
+  PROP_LIVE_TIMEOUT,
   PROP_ALLOW_LARGER_OVERLAY,
   PROP_PHASE,
   PROP_CHOSEN_MODE,
   PROP_FALLBACK_REASON,
   PROP_PAUSE_TIME,
   PROP_DOWNTIME,
+  PROP_PAUSED_TO_CONVERGE,
   N_PROPS
 };
 
@@ -219,6 +224,8 @@ struct _CaptureState
   gboolean migrate_sent;
   gboolean migration_finished;
   gboolean vm_resumed;
+  gint64 migrate_time;
+  gboolean converge_stop_sent;
   gint64 pause_start;
   gint64 pause_end;
 
@@ -1546,6 +1553,54 @@ capture_on_memory_spliced (GObject      *source,
   capture_check_memory_done (state);
 }
 
+/* A guest that writes memory faster than QEMU copies it never lets a live
+ * migration converge, and the stall timeout does not see it because bytes
+ * keep moving. Once live-timeout has passed, the capture pauses the guest
+ * itself: no page changes any more, so the copy then finishes. */
+
+static void
+capture_on_converge_stopped (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!hexz_qmp_client_stop_finish (state->client, result, &error))
+    {
+      if (!state->failing)
+        capture_fail (state, capture_command_error ("stop", g_steal_pointer (&error)));
+      return;
+    }
+
+  if (state->failing)
+    return;
+
+  state->self->paused_to_converge = TRUE;
+  g_object_notify_by_pspec (G_OBJECT (state->self), properties[PROP_PAUSED_TO_CONVERGE]);
+}
+
+static void
+capture_check_convergence (CaptureState *state,
+                           gint64        now)
+{
+  g_autoptr(GCancellable) cancellable = NULL;
+  guint timeout = state->self->live_timeout;
+
+  if (state->mode != HEXZ_CAPTURE_MODE_LIVE || timeout == 0 ||
+      state->converge_stop_sent || state->pause_start != 0 ||
+      now - state->migrate_time < (gint64) timeout * G_USEC_PER_SEC)
+    return;
+
+  g_debug ("Capture: the live copy has not converged in %u s; pausing the machine", timeout);
+
+  cancellable = capture_timeout_cancellable (state);
+  state->converge_stop_sent = TRUE;
+  state->stop_sent = TRUE;
+  hexz_qmp_client_stop_async (state->client, cancellable, capture_on_converge_stopped,
+                              capture_state_ref (state));
+}
+
 static void
 capture_on_migration_info (GObject      *source,
                            GAsyncResult *result,
@@ -1622,6 +1677,7 @@ capture_on_migration_info (GObject      *source,
     capture_progress (state, transferred, total);
 
   now = g_get_monotonic_time ();
+  capture_check_convergence (state, now);
   if (transferred > state->last_transferred || state->last_progress_time == 0)
     {
       state->last_transferred = transferred;
@@ -1712,6 +1768,7 @@ capture_on_migrate (GObject      *source,
     }
 
   state->last_progress_time = g_get_monotonic_time ();
+  state->migrate_time = state->last_progress_time;
 
   poll = g_timeout_source_new (state->self->poll_interval);
   g_source_set_callback (poll, capture_on_poll, capture_state_ref (state),
@@ -1913,9 +1970,6 @@ capture_start (CaptureState *state)
       return;
     }
 
-  /* NOTE: a guest that dirties memory faster than it can be copied never
-   * lets a live migration converge. The stall timeout does not catch that
-   * because bytes keep moving, so such a run ends only by cancellation. */
   if (state->mode == HEXZ_CAPTURE_MODE_LIVE)
     capture_start_memory (state);
   else
@@ -2681,6 +2735,11 @@ hexz_capture_run_async (HexzCapture         *self,
   self->running = TRUE;
   self->pause_time = -1;
   self->downtime = -1;
+  if (self->paused_to_converge)
+    {
+      self->paused_to_converge = FALSE;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PAUSED_TO_CONVERGE]);
+    }
   self->chosen_mode = self->mode;
   g_clear_pointer (&self->fallback_reason, g_free);
 
@@ -2898,6 +2957,9 @@ hexz_capture_get_property (GObject    *object,
     case PROP_STALL_TIMEOUT:
       g_value_set_uint (value, self->stall_timeout);
       break;
+    case PROP_LIVE_TIMEOUT:
+      g_value_set_uint (value, self->live_timeout);
+      break;
     case PROP_ALLOW_LARGER_OVERLAY:
       g_value_set_boolean (value, self->allow_larger_overlay);
       break;
@@ -2915,6 +2977,9 @@ hexz_capture_get_property (GObject    *object,
       break;
     case PROP_DOWNTIME:
       g_value_set_int64 (value, self->downtime);
+      break;
+    case PROP_PAUSED_TO_CONVERGE:
+      g_value_set_boolean (value, self->paused_to_converge);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -2972,6 +3037,9 @@ hexz_capture_set_property (GObject      *object,
       break;
     case PROP_STALL_TIMEOUT:
       hexz_capture_set_stall_timeout (self, g_value_get_uint (value));
+      break;
+    case PROP_LIVE_TIMEOUT:
+      hexz_capture_set_live_timeout (self, g_value_get_uint (value));
       break;
     case PROP_ALLOW_LARGER_OVERLAY:
       hexz_capture_set_allow_larger_overlay (self, g_value_get_boolean (value));
@@ -3144,6 +3212,21 @@ hexz_capture_class_init (HexzCaptureClass *klass)
     g_param_spec_uint ("stall-timeout", NULL, NULL, 0, G_MAXUINT, DEFAULT_STALL_TIMEOUT_S, rw);
 
   /**
+   * HexzCapture:live-timeout: (getter get_live_timeout) (setter set_live_timeout)
+   *
+   * In live mode, how long, in seconds, the guest keeps running while
+   * QEMU copies its memory. A guest that writes memory faster than it is
+   * copied never lets the copy finish, so after this time the capture
+   * pauses the guest, the copy completes, and
+   * [property@Hexz.Capture:paused-to-converge] is set. 0 waits for
+   * QEMU to converge, however long that takes.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_LIVE_TIMEOUT] =
+    g_param_spec_uint ("live-timeout", NULL, NULL, 0, G_MAXUINT, DEFAULT_LIVE_TIMEOUT_S, rw);
+
+  /**
    * HexzCapture:allow-larger-overlay: (getter get_allow_larger_overlay) (setter set_allow_larger_overlay)
    *
    * Whether an overlay larger than the base's disk is accepted, as after
@@ -3211,6 +3294,19 @@ hexz_capture_class_init (HexzCaptureClass *klass)
   properties[PROP_DOWNTIME] =
     g_param_spec_int64 ("downtime", NULL, NULL, -1, G_MAXINT64, -1, ro);
 
+  /**
+   * HexzCapture:paused-to-converge: (getter get_paused_to_converge)
+   *
+   * Whether the last live capture paused the guest itself because the
+   * memory copy had not converged within
+   * [property@Hexz.Capture:live-timeout]. The guest was then paused for
+   * the rest of the copy, as in paused mode.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_PAUSED_TO_CONVERGE] =
+    g_param_spec_boolean ("paused-to-converge", NULL, NULL, FALSE, ro);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -3238,6 +3334,7 @@ hexz_capture_init (HexzCapture *self)
   self->codec = HEXZ_CODEC_LZ4;
   self->block_size = HEXZ_DEFAULT_BLOCK_SIZE;
   self->stall_timeout = DEFAULT_STALL_TIMEOUT_S;
+  self->live_timeout = DEFAULT_LIVE_TIMEOUT_S;
   self->check_free_space = TRUE;
   self->poll_interval = DEFAULT_POLL_INTERVAL_MS;
   self->cleanup_timeout = DEFAULT_CLEANUP_TIMEOUT_MS;
@@ -3826,6 +3923,46 @@ hexz_capture_set_stall_timeout (HexzCapture *self,
 }
 
 /**
+ * hexz_capture_get_live_timeout: (get-property live-timeout)
+ * @self: a capture
+ *
+ * Gets [property@Hexz.Capture:live-timeout].
+ *
+ * Returns: the live timeout in seconds, 0 for none
+ *
+ * Since: 1.0
+ */
+guint
+hexz_capture_get_live_timeout (HexzCapture *self)
+{
+  g_return_val_if_fail (HEXZ_IS_CAPTURE (self), 0);
+
+  return self->live_timeout;
+}
+
+/**
+ * hexz_capture_set_live_timeout: (set-property live-timeout)
+ * @self: a capture
+ * @seconds: the live timeout in seconds, 0 for none
+ *
+ * Sets [property@Hexz.Capture:live-timeout].
+ *
+ * Since: 1.0
+ */
+void
+hexz_capture_set_live_timeout (HexzCapture *self,
+                               guint        seconds)
+{
+  g_return_if_fail (HEXZ_IS_CAPTURE (self));
+
+  if (self->live_timeout == seconds)
+    return;
+
+  self->live_timeout = seconds;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LIVE_TIMEOUT]);
+}
+
+/**
  * hexz_capture_get_allow_larger_overlay: (get-property allow-larger-overlay)
  * @self: a capture
  *
@@ -3954,6 +4091,24 @@ hexz_capture_get_downtime (HexzCapture *self)
   g_return_val_if_fail (HEXZ_IS_CAPTURE (self), 0);
 
   return self->downtime;
+}
+
+/**
+ * hexz_capture_get_paused_to_converge: (get-property paused-to-converge)
+ * @self: a capture
+ *
+ * Gets [property@Hexz.Capture:paused-to-converge].
+ *
+ * Returns: %TRUE if the last live capture paused the guest to finish
+ *
+ * Since: 1.0
+ */
+gboolean
+hexz_capture_get_paused_to_converge (HexzCapture *self)
+{
+  g_return_val_if_fail (HEXZ_IS_CAPTURE (self), FALSE);
+
+  return self->paused_to_converge;
 }
 
 /* Private knobs for the test suite */
