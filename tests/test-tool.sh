@@ -133,6 +133,12 @@ check "verify exits 0" run 0 verify "$dir/disk.hxz"
 check "extract --disk exits 0" run 0 extract "$dir/disk.hxz" --disk "$dir/disk.out"
 check "extracted disk equals the image" cmp "$dir/disk.img" "$dir/disk.out"
 check "extracted disk is mode 0600" test "$(mode_of "$dir/disk.out")" = 600
+for threads in 1 3; do
+  check "extract --threads $threads equals the image" \
+    bash -c "'$HEXZ_SNAP' extract --threads $threads '$dir/disk.hxz' --disk '$dir/disk.t$threads' &&
+             cmp '$dir/disk.img' '$dir/disk.t$threads'"
+done
+check "extract with 2000 threads exits 2" run 2 extract --threads 2000 "$dir/disk.hxz" --disk "$dir/never.out"
 
 # Another codec, block size and a memory image, with a JSON summary.
 check "pack with zstd, 1M blocks and memory exits 0" \
@@ -216,6 +222,10 @@ with open(sys.argv[1], "r+b") as f:
 EOF
 check "verify of a corrupted file exits 1" run 1 verify "$dir/corrupt.hxz"
 check "corruption error is one line naming the file" one_error_line "$dir/corrupt.hxz"
+check "extract of a corrupted file exits 1" \
+  run 1 extract --threads 3 "$dir/corrupt.hxz" --disk "$dir/corrupt.out" --memory "$dir/corrupt.mem"
+check "failed extract leaves no output" \
+  bash -c "[ ! -e '$dir/corrupt.out' ] && [ ! -e '$dir/corrupt.mem' ] && ! ls -A '$dir' | grep -q '^\\.corrupt\\.'"
 check "verify --json reports a truncated file as invalid" \
   bash -c "head -c 1000 '$dir/full.hxz' >'$dir/short.hxz';
            ! '$HEXZ_SNAP' verify --json '$dir/short.hxz' >'$dir/short.json' 2>/dev/null &&

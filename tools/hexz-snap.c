@@ -317,13 +317,12 @@ parse_level (const char  *option_name,
   return TRUE;
 }
 
-static gboolean
-parse_threads (const char  *option_name,
-               const char  *value,
-               gpointer     data,
-               GError     **error)
+/* Parses the value of a --threads option: 0 (one per processor) to 1024. */
+gboolean
+hexz_tool_parse_thread_count (const char  *value,
+                              guint       *threads,
+                              GError     **error)
 {
-  HexzToolWriterOptions *options = data;
   guint64 number;
 
   if (!g_ascii_string_to_unsigned (value, 10, 0, 1024, &number, NULL))
@@ -335,8 +334,19 @@ parse_threads (const char  *option_name,
       return FALSE;
     }
 
-  options->threads = number;
+  *threads = number;
   return TRUE;
+}
+
+static gboolean
+parse_threads (const char  *option_name,
+               const char  *value,
+               gpointer     data,
+               GError     **error)
+{
+  HexzToolWriterOptions *options = data;
+
+  return hexz_tool_parse_thread_count (value, &options->threads, error);
 }
 
 /* Checks the level against the codec once both options are known. */
