@@ -206,6 +206,15 @@ struct _CaptureState
   HexzRunState initial_run_state;
   guint64 ram_size;
   char *vm_name;
+  /* The machine's configuration, recorded for booting the snapshot:
+   * guest CPUs (0 if unknown), versioned machine type, kernel, command
+   * line and initrd (NULL if unknown or unset). */
+  guint cpus;
+  char *machine_type;
+  char *kernel;
+  char *append;
+  char *initrd;
+  guint machine_queries;
   gboolean has_background_snapshot;
   gboolean saved_events;
   gboolean saved_background_snapshot;
@@ -287,6 +296,10 @@ capture_state_clear (CaptureState *state)
   g_clear_object (&state->writer);
   g_clear_pointer (&state->output_dir, g_free);
   g_clear_pointer (&state->vm_name, g_free);
+  g_clear_pointer (&state->machine_type, g_free);
+  g_clear_pointer (&state->kernel, g_free);
+  g_clear_pointer (&state->append, g_free);
+  g_clear_pointer (&state->initrd, g_free);
   g_clear_object (&state->memory_input);
   g_clear_object (&state->drain_cancellable);
   g_clear_error (&state->error);
@@ -1229,6 +1242,22 @@ capture_finalize (CaptureState *state)
   if (state->vm_name != NULL)
     capture_set_metadata_string (state, "vm-name", state->vm_name);
   capture_set_metadata_int (state, "ram-size", (gint64) state->ram_size);
+  if (state->cpus > 0)
+    capture_set_metadata_int (state, "cpus", state->cpus);
+  /* QOM names a machine type's class NAME-machine; -machine takes NAME. */
+  if (state->machine_type != NULL && g_str_has_suffix (state->machine_type, "-machine"))
+    {
+      g_autofree char *machine = g_strndup (state->machine_type,
+                                            strlen (state->machine_type) - strlen ("-machine"));
+
+      capture_set_metadata_string (state, "machine-type", machine);
+    }
+  if (state->kernel != NULL)
+    capture_set_metadata_string (state, "kernel", state->kernel);
+  if (state->append != NULL)
+    capture_set_metadata_string (state, "append", state->append);
+  if (state->initrd != NULL)
+    capture_set_metadata_string (state, "initrd", state->initrd);
   capture_set_metadata_string (state, "capture-mode", hexz_capture_mode_to_string (state->mode));
   capture_set_metadata_int (state, "pause-time-us", self->pause_time);
   if (self->downtime >= 0)
@@ -2244,6 +2273,110 @@ capture_on_adopted_resume (GObject      *source,
   capture_configure (state);
 }
 
+/* The machine's configuration, which booting the snapshot needs: QEMU
+ * loads a memory stream only into the same machine type and CPUs, and a
+ * kernel given with -kernel adds an option ROM the stream contains. Each
+ * reply is only metadata, so a failed query is logged and skipped. */
+
+typedef struct {
+  CaptureState *state;
+  const char *property;
+  char **value;
+} MachineQuery;
+
+static void
+capture_machine_queries_done (CaptureState *state)
+{
+  if (--state->machine_queries > 0 || state->failing)
+    return;
+
+  /* A run killed after its migration completed leaves the machine in
+   * postmigrate, where QEMU rejects any new migration, so it is resumed
+   * before this run pauses it again. */
+  if (capture_adopt_marker (state) && state->initial_run_state == HEXZ_RUN_STATE_POSTMIGRATE)
+    {
+      g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
+
+      hexz_qmp_client_cont_async (state->client, cancellable, capture_on_adopted_resume,
+                                  capture_state_ref (state));
+      return;
+    }
+
+  capture_configure (state);
+}
+
+static void
+capture_on_machine_property (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  MachineQuery *query = user_data;
+  g_autoptr(CaptureState) state = query->state;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = capture_execute_finish (state, result, &error);
+  if (reply == NULL)
+    g_debug ("Capture: reading the machine's %s failed: %s", query->property, error->message);
+  else if (JSON_NODE_HOLDS_VALUE (reply) && json_node_get_value_type (reply) == G_TYPE_STRING &&
+           json_node_get_string (reply)[0] != '\0')
+    *query->value = g_strdup (json_node_get_string (reply));
+  g_free (query);
+
+  capture_machine_queries_done (state);
+}
+
+static void
+capture_on_cpus (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = capture_execute_finish (state, result, &error);
+  if (reply == NULL)
+    g_debug ("Capture: query-cpus-fast failed: %s", error->message);
+  else if (JSON_NODE_HOLDS_ARRAY (reply))
+    state->cpus = json_array_get_length (json_node_get_array (reply));
+
+  capture_machine_queries_done (state);
+}
+
+static void
+capture_query_machine (CaptureState *state)
+{
+  const struct {
+    const char *property;
+    char **value;
+  } properties_to_read[] = {
+    { "type", &state->machine_type },
+    { "kernel", &state->kernel },
+    { "append", &state->append },
+    { "initrd", &state->initrd },
+  };
+
+  state->machine_queries = 1 + G_N_ELEMENTS (properties_to_read);
+  capture_execute (state, "query-cpus-fast", NULL, NULL, capture_on_cpus);
+
+  for (guint i = 0; i < G_N_ELEMENTS (properties_to_read); i++)
+    {
+      g_autoptr(JsonObject) arguments = json_object_new ();
+      g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
+      MachineQuery *query = g_new (MachineQuery, 1);
+
+      query->state = capture_state_ref (state);
+      query->property = properties_to_read[i].property;
+      query->value = properties_to_read[i].value;
+      json_object_set_string_member (arguments, "path", "/machine");
+      json_object_set_string_member (arguments, "property", query->property);
+      g_debug ("Capture: sending qom-get %s", query->property);
+      hexz_qmp_client_execute_async (state->client, "qom-get", arguments, NULL, cancellable,
+                                     capture_on_machine_property, query);
+    }
+}
+
 static void
 capture_on_name (GObject      *source,
                  GAsyncResult *result,
@@ -2266,19 +2399,7 @@ capture_on_name (GObject      *source,
     g_debug ("Capture: query-name failed: %s", error->message);
   g_clear_error (&error);
 
-  /* A run killed after its migration completed leaves the machine in
-   * postmigrate, where QEMU rejects any new migration, so it is resumed
-   * before this run pauses it again. */
-  if (capture_adopt_marker (state) && state->initial_run_state == HEXZ_RUN_STATE_POSTMIGRATE)
-    {
-      g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
-
-      hexz_qmp_client_cont_async (state->client, cancellable, capture_on_adopted_resume,
-                                  capture_state_ref (state));
-      return;
-    }
-
-  capture_configure (state);
+  capture_query_machine (state);
 }
 
 static void

@@ -821,6 +821,11 @@ test_paused_success (Fixture       *fixture,
   g_assert_cmpstr (json_object_get_string_member (metadata, "vm-name"), ==, "mock-vm");
   g_assert_cmpint (json_object_get_int_member (metadata, "ram-size"), ==, RAM_SIZE);
   g_assert_cmpint (json_object_get_int_member (metadata, "qemu-downtime-ms"), ==, 12);
+  /* The mock knows neither query-cpus-fast nor qom-get, which only leaves
+   * the machine's configuration out. */
+  g_assert_false (json_object_has_member (metadata, "cpus"));
+  g_assert_false (json_object_has_member (metadata, "machine-type"));
+  g_assert_false (json_object_has_member (metadata, "kernel"));
 }
 
 static void
