@@ -130,6 +130,16 @@ check "info --json disk size" test "$(json_field "$dir/info.json" '["disk_size"]
 check "info --json block size and memory" \
   test "$(json_field "$dir/info.json" '["block_size"], d["has_memory"], d["parent"]')" = "(65536, False, None)"
 check "verify exits 0" run 0 verify "$dir/disk.hxz"
+check "info --blocks counts every block" \
+  bash -c "'$HEXZ_SNAP' info --blocks --json '$dir/disk.hxz' >'$dir/blocks.json' &&
+           $PYTHON -c 'import json, sys
+b = json.load(open(sys.argv[1]))[\"disk_blocks\"]
+assert b[\"blocks\"] == ($image_size + 65535) // 65536, b
+assert b[\"blocks\"] == sum(b[k] for k in (\"zero\", \"parent\", \"lz4\", \"zstd\", \"raw\", \"shared\")), b
+assert b[\"zero\"] >= 4 and b[\"lz4\"] >= 1 and b[\"raw\"] >= 1, b' '$dir/blocks.json'"
+check "info --blocks prints the counts" \
+  bash -c "'$HEXZ_SNAP' info --blocks '$dir/disk.hxz' | grep -q 'blocks: .* zero, .* shared\$'"
+check "verify has no --blocks" run 2 verify --blocks "$dir/disk.hxz"
 check "extract --disk exits 0" run 0 extract "$dir/disk.hxz" --disk "$dir/disk.out"
 check "extracted disk equals the image" cmp "$dir/disk.img" "$dir/disk.out"
 check "extracted disk is mode 0600" test "$(mode_of "$dir/disk.out")" = 600
