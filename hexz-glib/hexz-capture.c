@@ -1587,22 +1587,17 @@ capture_on_memory_spliced (GObject      *source,
  * keep moving. Once live-timeout has passed, the capture pauses the guest
  * itself: no page changes any more, so the copy then finishes. */
 
+static gboolean capture_stop_finish (CaptureState *state,
+                                     GAsyncResult *result);
+
 static void
 capture_on_converge_stopped (GObject      *source,
                              GAsyncResult *result,
                              gpointer      user_data)
 {
   g_autoptr(CaptureState) state = user_data;
-  g_autoptr(GError) error = NULL;
 
-  if (!hexz_qmp_client_stop_finish (state->client, result, &error))
-    {
-      if (!state->failing)
-        capture_fail (state, capture_command_error ("stop", g_steal_pointer (&error)));
-      return;
-    }
-
-  if (state->failing)
+  if (!capture_stop_finish (state, result))
     return;
 
   state->self->paused_to_converge = TRUE;
@@ -1930,25 +1925,33 @@ capture_start_memory (CaptureState *state)
 
 /* Step 3: pause */
 
-static void
-capture_on_stopped (GObject      *source,
-                    GAsyncResult *result,
-                    gpointer      user_data)
+/* Finishes a `stop`. Returns FALSE when it failed, which fails the run,
+ * or when the run is failing already. */
+static gboolean
+capture_stop_finish (CaptureState *state,
+                     GAsyncResult *result)
 {
-  g_autoptr(CaptureState) state = user_data;
   g_autoptr(GError) error = NULL;
 
   if (!hexz_qmp_client_stop_finish (state->client, result, &error))
     {
       if (!state->failing)
         capture_fail (state, capture_command_error ("stop", g_steal_pointer (&error)));
-      return;
+      return FALSE;
     }
 
-  if (state->failing)
-    return;
+  return !state->failing;
+}
 
-  capture_copy_disk (state);
+static void
+capture_on_stopped (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+
+  if (capture_stop_finish (state, result))
+    capture_copy_disk (state);
 }
 
 static void

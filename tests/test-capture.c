@@ -1039,10 +1039,11 @@ test_live (Fixture       *fixture,
 }
 
 /* NOTE: only this mock covers the pause after live-timeout. The bundled
- * test guest, even with its dirty region, lets QEMU 7.2 converge within a
- * few passes (it spends most of its time waiting on its disk), so the
- * QEMU-backed tests cannot make a copy that never converges. A guest mode
- * that writes pages in a tight loop would make a real test possible. */
+ * test guest, even rewriting its dirty region, lets QEMU 7.2 converge
+ * within a few passes with a 1 ms downtime limit: under TCG it dirties
+ * pages more slowly than QEMU copies them, and nested KVM runs it slower
+ * still. A real test needs a guest that outruns the copy, such as one
+ * under plain KVM writing a large region in a tight loop. */
 static void
 test_live_timeout (Fixture       *fixture,
                    gconstpointer  data)
