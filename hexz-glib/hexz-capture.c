@@ -67,6 +67,7 @@
 
 #include "hexz-capture.h"
 #include "hexz-capture-private.h"
+#include "hexz-util-private.h"
 #include "hexz-commit-private.h"
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
@@ -2772,13 +2773,26 @@ capture_check_inputs (CaptureState  *state,
       return FALSE;
     }
 
-  if (g_file_test (output_path, G_FILE_TEST_IS_DIR))
-    {
-      g_set_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
-                   /* Translators: %s is a file name. */
-                   _("The output “%s” is a folder"), output_path);
-      return FALSE;
-    }
+  /* The machine reads the overlay and the whole chain of bases while it
+   * runs, so the output may replace none of them. */
+  {
+    g_autoptr(GPtrArray) inputs = g_ptr_array_new_with_free_func (g_free);
+    GError *local_error = NULL;
+
+    g_ptr_array_add (inputs, g_strdup (self->overlay));
+    g_ptr_array_add (inputs, hexz_overlay_get_meta_path_for (self->overlay));
+    for (HexzSnapshot *base = state->base; base != NULL; base = hexz_snapshot_get_parent (base))
+      g_ptr_array_add (inputs, g_file_get_path (hexz_snapshot_get_file (base)));
+
+    if (!hexz_check_output_path (output_path, (const char * const *) inputs->pdata, inputs->len,
+                                 &local_error))
+      {
+        local_error->domain = HEXZ_CAPTURE_ERROR;
+        local_error->code = HEXZ_CAPTURE_ERROR_INVALID_INPUT;
+        g_propagate_error (error, local_error);
+        return FALSE;
+      }
+  }
 
   return TRUE;
 }

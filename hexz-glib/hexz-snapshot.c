@@ -1677,7 +1677,7 @@ hexz_block_stats_copy (const HexzBlockStats *stats)
 
 /**
  * hexz_block_stats_free:
- * @stats: block statistics from [func@Hexz.block_stats_copy]
+ * @stats: block statistics from [method@Hexz.BlockStats.copy]
  *
  * Frees @stats.
  *

@@ -821,8 +821,8 @@ test_paused_success (Fixture       *fixture,
   g_assert_cmpstr (json_object_get_string_member (metadata, "vm-name"), ==, "mock-vm");
   g_assert_cmpint (json_object_get_int_member (metadata, "ram-size"), ==, RAM_SIZE);
   g_assert_cmpint (json_object_get_int_member (metadata, "qemu-downtime-ms"), ==, 12);
-  /* The mock knows neither query-cpus-fast nor qom-get, which only leaves
-   * the machine's configuration out. */
+  /* The mock implements neither query-cpus-fast nor qom-get, so the
+   * machine's configuration is left out and the capture goes on. */
   g_assert_false (json_object_has_member (metadata, "cpus"));
   g_assert_false (json_object_has_member (metadata, "machine-type"));
   g_assert_false (json_object_has_member (metadata, "kernel"));
@@ -1040,7 +1040,7 @@ test_live (Fixture       *fixture,
 
 /* NOTE: only this mock covers the pause after live-timeout. The bundled
  * test guest, even rewriting its dirty region, lets QEMU 7.2 converge
- * within a few passes with a 1 ms downtime limit: under TCG it dirties
+ * within a few passes with a 1 ms downtime limit. Under TCG it dirties
  * pages more slowly than QEMU copies them, and nested KVM runs it slower
  * still. A real test needs a guest that outruns the copy, such as one
  * under plain KVM writing a large region in a tight loop. */
@@ -1115,6 +1115,35 @@ test_overlay_too_large (Fixture       *fixture,
   g_assert_cmpuint (fixture->mock->bytes_received, ==, 0);
 }
 
+/* The output may replace neither the overlay (@data 0), nor its .meta
+ * (1), nor the base (2): each is refused before any command reaches the
+ * machine, and the file stays as it was. */
+static void
+test_output_is_input (Fixture       *fixture,
+                      gconstpointer  data)
+{
+  g_autofree char *meta_path = hexz_overlay_get_meta_path_for (fixture->overlay_path);
+  const char *inputs[] = { fixture->overlay_path, meta_path, fixture->base_path };
+  const char *input = inputs[GPOINTER_TO_UINT (data)];
+  g_autoptr(GFile) output = g_file_new_for_path (input);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  gsize before_length, after_length;
+
+  g_assert_true (g_file_get_contents (input, &before, &before_length, NULL));
+  hexz_capture_set_output (fixture->capture, output);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("%s", error->message);
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT);
+  g_assert_nonnull (strstr (error->message, input));
+  g_assert_true (g_file_get_contents (input, &after, &after_length, NULL));
+  g_assert_cmpmem (before, before_length, after, after_length);
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 0);
+  g_assert_cmpuint (fixture->mock->bytes_received, ==, 0);
+}
+
 static void
 test_connection_lost (Fixture       *fixture,
                       gconstpointer  data)
@@ -1147,6 +1176,9 @@ main (int    argc,
   ADD ("/capture/paused", NULL, test_paused_success);
   ADD ("/capture/live", NULL, test_live);
   ADD ("/capture/live/timeout", NULL, test_live_timeout);
+  ADD ("/capture/output-is-input/overlay", GUINT_TO_POINTER (0), test_output_is_input);
+  ADD ("/capture/output-is-input/meta", GUINT_TO_POINTER (1), test_output_is_input);
+  ADD ("/capture/output-is-input/base", GUINT_TO_POINTER (2), test_output_is_input);
   ADD ("/capture/background", NULL, test_background);
   ADD ("/capture/auto-fallback", NULL, test_auto_fallback);
   ADD ("/capture/status-sequence", NULL, test_status_sequence);

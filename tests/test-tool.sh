@@ -118,6 +118,29 @@ cp "$dir/disk.img" "$dir/same.img"
 check "pack onto its own image exits 1" run 1 pack "$dir/same.img" "$dir/same.img"
 check "pack onto its own image keeps it" cmp "$dir/disk.img" "$dir/same.img"
 
+# Existing outputs: a snapshot is replaced, another file only with --force,
+# and a path that is not a regular file never.
+echo "keep me" >"$dir/keep.txt"
+check "pack onto an existing text file exits 1" run 1 pack "$dir/disk.img" "$dir/keep.txt"
+check "the refusal names the file and --force" one_error_line "keep.txt” already exists"
+check "the text file is kept" grep -qx "keep me" "$dir/keep.txt"
+check "pack --force replaces it" run 0 pack --force "$dir/disk.img" "$dir/keep.txt"
+check "pack replaces an existing snapshot" run 0 pack "$dir/disk.img" "$dir/keep.txt"
+mkfifo "$dir/fifo"
+check "extract onto a FIFO exits 1 even with --force" \
+  run 1 extract --force --disk "$dir/fifo" "$dir/keep.txt"
+check "the FIFO is kept" test -p "$dir/fifo"
+ln -s keep.txt "$dir/link.hxz"
+check "pack onto a symbolic link exits 1" run 1 pack --force "$dir/disk.img" "$dir/link.hxz"
+check "the link is kept" test -L "$dir/link.hxz"
+echo "keep me" >"$dir/keep.img"
+check "extract onto an existing file exits 1" run 1 extract --disk "$dir/keep.img" "$dir/keep.txt"
+check "extract --force replaces it" \
+  bash -c "'$HEXZ_SNAP' extract --force --disk '$dir/keep.img' '$dir/keep.txt' && cmp '$dir/disk.img' '$dir/keep.img'"
+check "extract of an absent memory stream exits 1" \
+  run 1 extract --disk "$dir/none.img" --memory "$dir/none.mem" "$dir/keep.txt"
+check "and writes no disk file either" test ! -e "$dir/none.img"
+
 # pack, info, verify, extract.
 check "pack exits 0" run 0 pack "$dir/disk.img" "$dir/disk.hxz"
 check "pack prints no progress on a pipe" test ! -s "$dir/stderr"
@@ -197,6 +220,15 @@ check "committed snapshot is mode 0600" test "$(mode_of "$dir/thin.hxz")" = 600
 check "thin commit on a thin snapshot reads the same" \
   bash -c "'$HEXZ_SNAP' commit --base '$dir/thin.hxz' --output '$dir/chain.hxz' --thin >/dev/null &&
            '$HEXZ_SNAP' extract '$dir/chain.hxz' --disk '$dir/chain.out' && cmp '$dir/expected.img' '$dir/chain.out'"
+
+# The output may not replace the overlay or its .meta, even with --force.
+sha256sum "$dir/vm.overlay" "$dir/vm.meta" >"$dir/inputs.sha256"
+for victim in vm.overlay vm.meta; do
+  check "commit --force onto $victim exits 1" \
+    run 1 commit --force --base "$dir/disk.hxz" --overlay "$dir/vm.overlay" --output "$dir/$victim"
+  check "the refusal names $victim as an input" one_error_line "is the input file"
+done
+check "the overlay and .meta are unchanged" sha256sum --quiet -c "$dir/inputs.sha256"
 
 # An overlay larger than the base's disk needs --allow-grow.
 cp "$dir/vm.overlay" "$dir/grown.overlay"

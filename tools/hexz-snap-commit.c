@@ -168,6 +168,12 @@ hexz_tool_command_commit (HexzTool  *tool,
                                   "--output", job->output_path, NULL))
     goto usage;
 
+  if (!hexz_tool_check_output (tool, NULL, job->output_path, TRUE, job->options.force))
+    {
+      commit_job_free (job);
+      return TRUE;
+    }
+
   base = g_file_new_for_path (job->base_path);
   hexz_snapshot_open_async (base, G_PRIORITY_DEFAULT, tool->cancellable, on_base_opened, job);
 

@@ -319,7 +319,8 @@ hexz_tool_command_pack (HexzTool  *tool,
   job->image_path = g_strdup (argv[1]);
   job->output_path = g_strdup (argv[2]);
 
-  if (!hexz_tool_check_distinct_output (tool, job->image_path, job->output_path))
+  if (!hexz_tool_check_output (tool, job->image_path, job->output_path, TRUE,
+                               job->options.force))
     {
       pack_job_free (job);
       return TRUE;
@@ -341,6 +342,7 @@ typedef struct {
   char *disk_path;
   char *memory_path;
   guint threads;
+  gboolean force;
   gboolean json;
 } ExtractJob;
 
@@ -470,14 +472,16 @@ extract_run_thread (gpointer data)
   return NULL;
 }
 
-/* Writes one stream of @snapshot to a new file at @path, with one thread
- * per processor (or --threads) decoding 1 MiB chunks. Zero ranges stay
- * holes; the file appears at @path only when it is complete. */
+/* Writes one stream of @snapshot to a new temporary file beside @path,
+ * returned in @temp_path_out once complete and flushed, with one thread per
+ * processor (or --threads) decoding 1 MiB chunks. Zero ranges stay
+ * holes. */
 static gboolean
 extract_stream (ExtractJob    *job,
                 HexzSnapshot  *snapshot,
                 HexzStream     stream,
                 const char    *path,
+                char         **temp_path_out,
                 GCancellable  *cancellable,
                 GError       **error)
 {
@@ -486,15 +490,6 @@ extract_stream (ExtractJob    *job,
   ExtractRun run = { 0 };
   guint n_threads = job->threads > 0 ? job->threads : g_get_num_processors ();
   int fd;
-
-  if (stream == HEXZ_STREAM_MEMORY && !hexz_snapshot_has_memory (snapshot))
-    {
-      g_set_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_NO_STREAM,
-                   /* Translators: %s is a file name. */
-                   _("Snapshot “%s” has no memory stream: it was taken without the VM’s memory"),
-                   job->snapshot_path);
-      return FALSE;
-    }
 
   fd = hexz_tool_create_temp_beside (path, &temp_path, error);
   if (fd < 0)
@@ -537,8 +532,9 @@ extract_stream (ExtractJob    *job,
     }
 
   close (fd);
+  *temp_path_out = g_steal_pointer (&temp_path);
 
-  return hexz_tool_replace_file_atomically (path, temp_path, error);
+  return TRUE;
 
 failed:
   close (fd);
@@ -556,6 +552,10 @@ extract_thread (GTask        *task,
   g_autoptr(HexzSnapshot) snapshot = NULL;
   GError *error = NULL;
 
+  const char *paths[] = { job->disk_path, job->memory_path };   /* by HexzStream */
+  char *temp_paths[G_N_ELEMENTS (paths)] = { NULL, NULL };
+  guint s;
+
   snapshot = hexz_snapshot_open_path (job->snapshot_path, cancellable, &error);
   if (snapshot == NULL)
     {
@@ -563,16 +563,41 @@ extract_thread (GTask        *task,
       return;
     }
 
-  if ((job->disk_path != NULL &&
-       !extract_stream (job, snapshot, HEXZ_STREAM_DISK, job->disk_path, cancellable, &error)) ||
-      (job->memory_path != NULL &&
-       !extract_stream (job, snapshot, HEXZ_STREAM_MEMORY, job->memory_path, cancellable, &error)))
+  if (job->memory_path != NULL && !hexz_snapshot_has_memory (snapshot))
     {
-      g_task_return_error (task, error);
+      g_task_return_new_error (task, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_NO_STREAM,
+                               /* Translators: %s is a file name. */
+                               _("Snapshot “%s” has no memory stream: it was taken without "
+                                 "the VM’s memory"),
+                               job->snapshot_path);
       return;
     }
 
-  g_task_return_boolean (task, TRUE);
+  /* Every output appears only when all of them are complete. */
+  for (s = 0; s < G_N_ELEMENTS (paths) && error == NULL; s++)
+    {
+      if (paths[s] != NULL)
+        extract_stream (job, snapshot, s, paths[s], &temp_paths[s], cancellable, &error);
+    }
+
+  for (s = 0; s < G_N_ELEMENTS (paths) && error == NULL; s++)
+    {
+      if (temp_paths[s] != NULL &&
+          hexz_tool_replace_file_atomically (paths[s], temp_paths[s], &error))
+        g_clear_pointer (&temp_paths[s], g_free);
+    }
+
+  for (s = 0; s < G_N_ELEMENTS (paths); s++)
+    {
+      if (temp_paths[s] != NULL)
+        g_unlink (temp_paths[s]);
+      g_free (temp_paths[s]);
+    }
+
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
 }
 
 static void
@@ -639,6 +664,8 @@ hexz_tool_command_extract (HexzTool  *tool,
       N_("Write the memory stream to the new file OUT"), N_("OUT") },
     { "threads", 't', 0, G_OPTION_ARG_CALLBACK, parse_extract_threads,
       N_("Decoding threads; 0 (default) uses one per processor"), N_("N") },
+    { "force", 'f', 0, G_OPTION_ARG_NONE, &job->force,
+      N_("Replace existing output files"), NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &job->json,
       N_("Print a JSON summary on success"), NULL },
     { NULL }
@@ -676,9 +703,9 @@ hexz_tool_command_extract (HexzTool  *tool,
   job->snapshot_path = g_strdup (argv[1]);
 
   if ((job->disk_path != NULL &&
-       !hexz_tool_check_distinct_output (tool, job->snapshot_path, job->disk_path)) ||
+       !hexz_tool_check_output (tool, job->snapshot_path, job->disk_path, FALSE, job->force)) ||
       (job->memory_path != NULL &&
-       !hexz_tool_check_distinct_output (tool, job->snapshot_path, job->memory_path)))
+       !hexz_tool_check_output (tool, job->snapshot_path, job->memory_path, FALSE, job->force)))
     {
       extract_job_free (job);
       return TRUE;

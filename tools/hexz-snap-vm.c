@@ -213,6 +213,9 @@ hexz_tool_command_snap (HexzTool  *tool,
                                   "--base", base, "--output", output, NULL))
     return FALSE;
 
+  if (!hexz_tool_check_output (tool, NULL, output, TRUE, writer_options.force))
+    return TRUE;
+
   if (mode_name != NULL && !hexz_capture_mode_from_string (mode_name, &mode))
     {
       /* Translators: %s is a value given on the command line. */

@@ -72,6 +72,7 @@ typedef struct {
   guint block_size;
   guint threads;
   gboolean train_dictionary;
+  gboolean force;
 } HexzToolWriterOptions;
 
 GOptionContext *hexz_tool_option_context_new        (HexzTool               *tool);
@@ -117,9 +118,11 @@ void            hexz_tool_finish                    (HexzTool               *too
 
 gboolean        hexz_tool_same_file                 (const char             *path_a,
                                                      const char             *path_b);
-gboolean        hexz_tool_check_distinct_output     (HexzTool               *tool,
+gboolean        hexz_tool_check_output              (HexzTool               *tool,
                                                      const char             *input,
-                                                     const char             *output);
+                                                     const char             *output,
+                                                     gboolean                snapshot_output,
+                                                     gboolean                force);
 gboolean        hexz_tool_replace_file_atomically   (const char             *path,
                                                      const char             *temp_path,
                                                      GError                **error);
