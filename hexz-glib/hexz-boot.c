@@ -64,6 +64,7 @@
 #include "hexz-boot.h"
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
+#include "hexz-snapshot-private.h"
 #include "hexz-overlay.h"
 #include "hexz-qmp-client.h"
 #include "hexz-restore.h"
@@ -988,36 +989,6 @@ start_spawn_nbdkit (StartState *state)
 /* Step 1: check the snapshot, the RAM size and the overlay, then create
  * the private folder. Nothing is started before these checks pass. */
 
-/* Metadata comes from the file, so a member of an unexpected type reads
- * as absent: 0 or %NULL. */
-static gint64
-boot_metadata_int (HexzSnapshot *snapshot,
-                   const char   *key)
-{
-  JsonObject *metadata = hexz_snapshot_get_metadata (snapshot);
-  JsonNode *node = metadata != NULL ? json_object_get_member (metadata, key) : NULL;
-
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
-      json_node_get_value_type (node) != G_TYPE_INT64)
-    return 0;
-
-  return json_node_get_int (node);
-}
-
-static const char *
-boot_metadata_string (HexzSnapshot *snapshot,
-                      const char   *key)
-{
-  JsonObject *metadata = hexz_snapshot_get_metadata (snapshot);
-  JsonNode *node = metadata != NULL ? json_object_get_member (metadata, key) : NULL;
-
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
-      json_node_get_value_type (node) != G_TYPE_STRING)
-    return NULL;
-
-  return json_node_get_string (node);
-}
-
 /* Whether @name can be given to -machine as it is: a machine type name,
  * with no comma that would add options. */
 static gboolean
@@ -1053,9 +1024,9 @@ start_check_machine (StartState  *state,
 
   if (hexz_snapshot_has_memory (state->snapshot))
     {
-      recorded_cpus = boot_metadata_int (state->snapshot, BOOT_CPUS_KEY);
-      machine = boot_metadata_string (state->snapshot, BOOT_MACHINE_KEY);
-      kernel = boot_metadata_string (state->snapshot, BOOT_KERNEL_KEY);
+      recorded_cpus = hexz_snapshot_get_metadata_int (state->snapshot, BOOT_CPUS_KEY);
+      machine = hexz_snapshot_get_metadata_string (state->snapshot, BOOT_MACHINE_KEY);
+      kernel = hexz_snapshot_get_metadata_string (state->snapshot, BOOT_KERNEL_KEY);
     }
 
   if (recorded_cpus < 1 || recorded_cpus > 1024)
@@ -1074,7 +1045,7 @@ start_check_machine (StartState  *state,
 
   if (kernel != NULL && kernel[0] != '\0' && self->kernel == NULL)
     {
-      const char *append = boot_metadata_string (state->snapshot, BOOT_APPEND_KEY);
+      const char *append = hexz_snapshot_get_metadata_string (state->snapshot, BOOT_APPEND_KEY);
 
       g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_MACHINE_MISMATCH,
                    /* Translators: the first %s is a file name, the second a kernel
@@ -1110,7 +1081,7 @@ start_check_ram (StartState  *state,
                  GError     **error)
 {
   HexzBoot *self = state->self;
-  gint64 recorded = boot_metadata_int (state->snapshot, BOOT_RAM_SIZE_KEY);
+  gint64 recorded = hexz_snapshot_get_metadata_int (state->snapshot, BOOT_RAM_SIZE_KEY);
 
   if (!hexz_snapshot_has_memory (state->snapshot) || recorded <= 0)
     {

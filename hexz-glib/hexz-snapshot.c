@@ -1657,6 +1657,36 @@ hexz_snapshot_read_bytes (HexzSnapshot  *self,
   return g_bytes_new_take (g_steal_pointer (&buffer), count);
 }
 
+/* Gets a metadata member. Metadata comes from the file, so a member of an
+ * unexpected type reads as absent: 0 or %NULL. */
+gint64
+hexz_snapshot_get_metadata_int (HexzSnapshot *snapshot,
+                                const char   *key)
+{
+  JsonObject *metadata = hexz_snapshot_get_metadata (snapshot);
+  JsonNode *node = metadata != NULL ? json_object_get_member (metadata, key) : NULL;
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
+      json_node_get_value_type (node) != G_TYPE_INT64)
+    return 0;
+
+  return json_node_get_int (node);
+}
+
+const char *
+hexz_snapshot_get_metadata_string (HexzSnapshot *snapshot,
+                                   const char   *key)
+{
+  JsonObject *metadata = hexz_snapshot_get_metadata (snapshot);
+  JsonNode *node = metadata != NULL ? json_object_get_member (metadata, key) : NULL;
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
+      json_node_get_value_type (node) != G_TYPE_STRING)
+    return NULL;
+
+  return json_node_get_string (node);
+}
+
 /**
  * hexz_block_stats_copy:
  * @stats: block statistics
