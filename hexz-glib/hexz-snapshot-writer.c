@@ -772,6 +772,13 @@ writer_start (HexzSnapshotWriter  *self,
       return FALSE;
     }
 
+  {
+    g_autofree char *output_path = g_file_get_path (self->file);
+
+    if (!hexz_check_output_path (output_path, NULL, 0, error))
+      return FALSE;
+  }
+
   remove_stale_temp_files (folder_path, basename);
 
   template = g_strdup_printf ("%s/.%s.XXXXXX.tmp", folder_path, basename);
@@ -2568,7 +2575,14 @@ hexz_snapshot_writer_close (HexzSnapshotWriter  *self,
     }
   self->fd = -1;
 
+  /* Checked again: something else may have appeared at the path since. */
   final_path = g_file_get_path (self->file);
+  {
+    GError *local_error = NULL;
+
+    if (!hexz_check_output_path (final_path, NULL, 0, &local_error))
+      return writer_fail (self, error, local_error);
+  }
   if (g_rename (self->temp_path, final_path) != 0)
     /* Translators: the first %s is a file name, the second the
      * system's reason. */

@@ -9,6 +9,11 @@
 
 G_BEGIN_DECLS
 
+gboolean hexz_check_output_path (const char          *output,
+                                 const char * const  *inputs,
+                                 guint                n_inputs,
+                                 GError             **error);
+
 void hexz_schedule_in_context (GMainContext   *context,
                                GSourceFunc     function,
                                gpointer        data,
