@@ -749,8 +749,6 @@ hexz_tool_same_file (const char *path_a,
   return st_a.st_dev == st_b.st_dev && st_a.st_ino == st_b.st_ino;
 }
 
-/* Ends the command with an error when @output is the same file as
- * @input, which the command would replace while reading it. */
 /* The first bytes of every snapshot file, as doc/format.md specifies. */
 #define SNAPSHOT_MAGIC "HEXZSNAP"
 
@@ -809,7 +807,7 @@ hexz_tool_check_output (HexzTool   *tool,
   else
     return TRUE;
 
-  hexz_tool_finish (tool, g_steal_pointer (&error));
+  hexz_tool_finish (tool, error);
   return FALSE;
 }
 
