@@ -68,6 +68,7 @@
 #include "hexz-capture.h"
 #include "hexz-capture-private.h"
 #include "hexz-util-private.h"
+#include "hexz-overlay-private.h"
 #include "hexz-commit-private.h"
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
@@ -2758,7 +2759,8 @@ capture_check_inputs (CaptureState  *state,
 
   state->overlay = hexz_overlay_open_path (self->overlay, state->disk_size,
                                            state->user_cancellable, error);
-  if (state->overlay == NULL)
+  if (state->overlay == NULL ||
+      !hexz_overlay_check_base_id (-1, self->overlay, state->base, error))
     return FALSE;
 
   folder = g_file_get_parent (self->output);

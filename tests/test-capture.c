@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
@@ -1144,6 +1145,29 @@ test_output_is_input (Fixture       *fixture,
   g_assert_cmpuint (fixture->mock->bytes_received, ==, 0);
 }
 
+/* An overlay that records another base is refused before any command
+ * reaches the machine. */
+static void
+test_wrong_base (Fixture       *fixture,
+                 gconstpointer  data)
+{
+  const char *other_id = "00000000-0000-4000-8000-000000000000";
+  g_autoptr(GError) error = NULL;
+
+  if (setxattr (fixture->overlay_path, "user.hexz.base-id", other_id, strlen (other_id), 0) != 0)
+    {
+      g_test_skip ("The file system keeps no user extended attributes");
+      return;
+    }
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("%s", error->message);
+  g_assert_error (error, HEXZ_OVERLAY_ERROR, HEXZ_OVERLAY_ERROR_WRONG_BASE);
+  g_assert_nonnull (strstr (error->message, other_id));
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 0);
+  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
+}
+
 static void
 test_connection_lost (Fixture       *fixture,
                       gconstpointer  data)
@@ -1176,6 +1200,7 @@ main (int    argc,
   ADD ("/capture/paused", NULL, test_paused_success);
   ADD ("/capture/live", NULL, test_live);
   ADD ("/capture/live/timeout", NULL, test_live_timeout);
+  ADD ("/capture/wrong-base", NULL, test_wrong_base);
   ADD ("/capture/output-is-input/overlay", GUINT_TO_POINTER (0), test_output_is_input);
   ADD ("/capture/output-is-input/meta", GUINT_TO_POINTER (1), test_output_is_input);
   ADD ("/capture/output-is-input/base", GUINT_TO_POINTER (2), test_output_is_input);
