@@ -60,6 +60,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -1349,6 +1351,64 @@ capture_resume (CaptureState *state)
 /* Pages copied by one write: 1 MiB. */
 #define COPY_RUN_PAGES 256
 
+/* The copy's folder in the output's folder: COPY_FOLDER_PREFIX and six
+ * characters, with COPY_FILE_NAME and its .meta file. It exists only while
+ * the copy's files are created, locked with flock() by its run. */
+#define COPY_FOLDER_PREFIX ".hexz-capture-"
+#define COPY_FILE_NAME "disk.overlay"
+
+/* A folder that no run locks is removed only when it has not changed for
+ * this long, so that a run between creating its folder and locking it is
+ * left alone. */
+#define STALE_COPY_FOLDER_AGE_SECONDS 5
+
+/* Removes the copy folders that killed runs left in @output_dir, with the
+ * two files they may contain. A folder that belongs to this user, that no
+ * process locks and that has not changed for a few seconds is stale. Errors
+ * only leave the folder where it is. */
+static void
+capture_remove_stale_copy_folders (const char *output_dir)
+{
+  g_autoptr(GDir) dir = g_dir_open (output_dir, 0, NULL);
+  g_autofree char *meta_name = hexz_overlay_get_meta_path_for (COPY_FILE_NAME);
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  const char *name;
+
+  if (dir == NULL)
+    return;
+
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = NULL;
+      struct stat st;
+      int fd;
+
+      if (strlen (name) != strlen (COPY_FOLDER_PREFIX "XXXXXX") ||
+          !g_str_has_prefix (name, COPY_FOLDER_PREFIX))
+        continue;
+
+      path = g_build_filename (output_dir, name, NULL);
+      fd = open (path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0)
+        continue;
+
+      if (fstat (fd, &st) == 0 && st.st_uid == geteuid () &&
+          now - st.st_mtime >= STALE_COPY_FOLDER_AGE_SECONDS &&
+          flock (fd, LOCK_EX | LOCK_NB) == 0)
+        {
+          unlinkat (fd, COPY_FILE_NAME, 0);
+          unlinkat (fd, meta_name, 0);
+          if (g_rmdir (path) == 0)
+            g_debug ("Capture: removed the folder %s that a killed run left", path);
+          else
+            g_debug ("Capture: could not remove the stale folder %s: %s", path,
+                     g_strerror (errno));
+        }
+
+      close (fd);
+    }
+}
+
 static gboolean
 capture_copy_pages (CaptureState  *state,
                     GCancellable  *cancellable,
@@ -1362,6 +1422,7 @@ capture_copy_pages (CaptureState  *state,
   g_autofree char *meta_path = NULL;
   g_autofree guint8 *buffer = NULL;
   gsize n_pages = 0;
+  int folder_fd;
 
   /* Reopened here, not in the preflight, because the list of modified
    * pages is read when the overlay is opened. */
@@ -1369,7 +1430,9 @@ capture_copy_pages (CaptureState  *state,
   if (source == NULL)
     return FALSE;
 
-  folder = g_build_filename (state->output_dir, ".hexz-capture-XXXXXX", NULL);
+  capture_remove_stale_copy_folders (state->output_dir);
+
+  folder = g_build_filename (state->output_dir, COPY_FOLDER_PREFIX "XXXXXX", NULL);
   if (g_mkdtemp_full (folder, 0700) == NULL)
     {
       int saved_errno = errno;
@@ -1381,7 +1444,12 @@ capture_copy_pages (CaptureState  *state,
       return FALSE;
     }
 
-  copy_path = g_build_filename (folder, "disk.overlay", NULL);
+  /* The lock keeps other runs from removing the folder while it is in use. */
+  folder_fd = open (folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (folder_fd >= 0)
+    flock (folder_fd, LOCK_EX | LOCK_NB);
+
+  copy_path = g_build_filename (folder, COPY_FILE_NAME, NULL);
   meta_path = hexz_overlay_get_meta_path_for (copy_path);
   copy = hexz_overlay_create_path (copy_path, state->disk_size, HEXZ_OVERLAY_CREATE_NONE, error);
 
@@ -1389,6 +1457,8 @@ capture_copy_pages (CaptureState  *state,
   g_unlink (copy_path);
   g_unlink (meta_path);
   g_rmdir (folder);
+  if (folder_fd >= 0)
+    close (folder_fd);
 
   if (copy == NULL)
     return FALSE;

@@ -11,8 +11,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
+#include <utime.h>
 
 #include <glib/gstdio.h>
 #include <gio/gunixfdmessage.h>
@@ -994,6 +998,69 @@ test_background (Fixture       *fixture,
   g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 1);
 }
 
+/* Creates a copy folder as a killed run leaves it, with the copy's two
+ * files, and its change time AGE seconds ago. */
+static char *
+make_copy_folder (Fixture    *fixture,
+                  const char *name,
+                  int         age)
+{
+  char *folder = g_build_filename (fixture->dir, name, NULL);
+  g_autofree char *overlay = g_build_filename (folder, "disk.overlay", NULL);
+  g_autofree char *meta = g_build_filename (folder, "disk.meta", NULL);
+  g_autoptr(GError) error = NULL;
+  struct utimbuf times;
+
+  g_assert_cmpint (g_mkdir (folder, 0700), ==, 0);
+  g_file_set_contents (overlay, "", 0, &error);
+  g_assert_no_error (error);
+  g_file_set_contents (meta, "", 0, &error);
+  g_assert_no_error (error);
+  times.actime = times.modtime = time (NULL) - age;
+  g_assert_cmpint (g_utime (folder, &times), ==, 0);
+
+  return folder;
+}
+
+static void
+remove_copy_folder (const char *folder)
+{
+  g_autofree char *overlay = g_build_filename (folder, "disk.overlay", NULL);
+  g_autofree char *meta = g_build_filename (folder, "disk.meta", NULL);
+
+  g_unlink (overlay);
+  g_unlink (meta);
+  g_rmdir (folder);
+}
+
+/* A run removes the copy folders that killed runs left in the output's
+ * folder, but not one that is recent or locked by a live run. */
+static void
+test_stale_copy_folder (Fixture       *fixture,
+                        gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *stale = make_copy_folder (fixture, ".hexz-capture-Stale1", 60);
+  g_autofree char *recent = make_copy_folder (fixture, ".hexz-capture-Fresh1", 0);
+  g_autofree char *locked = make_copy_folder (fixture, ".hexz-capture-Locked", 60);
+  int fd;
+
+  fd = open (locked, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (flock (fd, LOCK_EX | LOCK_NB), ==, 0);
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+
+  g_assert_false (g_file_test (stale, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (recent, G_FILE_TEST_IS_DIR));
+  g_assert_true (g_file_test (locked, G_FILE_TEST_IS_DIR));
+
+  close (fd);
+  remove_copy_folder (recent);
+  remove_copy_folder (locked);
+}
+
 static void
 test_auto_fallback (Fixture       *fixture,
                     gconstpointer  data)
@@ -1113,6 +1180,7 @@ main (int    argc,
   ADD ("/capture/background", NULL, test_background);
   ADD ("/capture/auto-fallback", NULL, test_auto_fallback);
   ADD ("/capture/status-sequence", NULL, test_status_sequence);
+  ADD ("/capture/stale-copy-folder", NULL, test_stale_copy_folder);
   ADD ("/capture/finish-migrate", NULL, test_finish_migrate);
   ADD ("/capture/user-paused/success", GINT_TO_POINTER (FALSE), test_user_paused);
   ADD ("/capture/user-paused/failure", GINT_TO_POINTER (TRUE), test_user_paused);

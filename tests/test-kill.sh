@@ -340,13 +340,14 @@ kill_series "commit" committed.hxz "$dir/expected.raw" \
 # the stream so that the poll observes each 4 MiB flush.
 #
 # After each kill the output path keeps the previous snapshot (or a
-# complete new one, when killed while finalizing), one temporary file is
-# left and no other file but the capture's marker, the .meta file is
-# unchanged and the overlay differs at most in the page the guest writes.
+# complete new one, when killed while finalizing). One temporary file is
+# left, with no other file but the capture's marker and, after a kill in
+# the disk phase, its copy folder. The .meta file is unchanged and the overlay
+# differs at most in the page the guest writes.
 # The next snap in the same mode then succeeds, takes over the killed
 # run's marker, resumes a machine the killed run left paused and reports
 # it, restores the migration settings the killed run changed, and removes
-# the leftover temporary file. `hexz-snap resume` alone also brings the
+# the leftover temporary file and copy folder. `hexz-snap resume` alone also brings the
 # machine back.
 guest=${HEXZ_TEST_GUEST:-}
 qemu=$(command -v qemu-system-x86_64)
@@ -447,6 +448,17 @@ PY
   # The folder's files besides the output, its copy and a temporary file.
   vm_files=(disk.raw base.hxz disk.overlay disk.meta qemu.log qmp.sock snap.log overlay.saved)
 
+  # copy_folders: the folders in which a capture creates its copy of the
+  # overlay's pages (and unlinks at once), as a kill during the disk phase
+  # may leave them. The next capture removes them once they are a few
+  # seconds old.
+  copy_folders () {
+    local folder
+    for folder in "$vm_dir"/.hexz-capture-??????; do
+      [ -d "$folder" ] && basename "$folder"
+    done
+  }
+
   # The reference sizes are right only once the pattern is complete.
   for _ in $(seq 600); do
     [ "$(vm_query guest)" = 3 ] && break
@@ -461,7 +473,7 @@ PY
   # snap.
   snap_kill () {
     local mode=$1 point=$2
-    local label when finalizing=0 status replaced snap_status
+    local label when finalizing=0 status replaced snap_status folders folder
 
     if [ "${point#[0-9]}" != "$point" ]; then
       label="snap $mode at $point %"
@@ -477,8 +489,10 @@ PY
     age_temp_files snap.hxz "$vm_dir"
     kill_at "$vm_dir" snap.hxz "$when" "$vm_dir/snap.log" \
       env G_MESSAGES_DEBUG=Hexz "${snap_command[@]}" --mode "$mode"
+    folders=$(copy_folders)
+    [ -z "$folders" ] || echo "# The kill left the copy folder $folders"
     check_after_kill "$label" "$vm_dir" snap.hxz "$vm_dir/saved.hxz" "$finalizing" "" "" \
-      "$reference_size" "${vm_files[@]}" qmp.sock.hexz-capture
+      "$reference_size" "${vm_files[@]}" qmp.sock.hexz-capture $folders
     check "$label: the .meta file is unchanged" test "$(sha_of "$vm_dir/disk.meta")" = "$meta_sha"
     check "$label: the overlay changed only where the guest writes" overlay_matches "$vm_dir/overlay.saved"
 
@@ -492,6 +506,9 @@ PY
     replaced=0
     cmp -s "$vm_dir/snap.hxz" "$vm_dir/saved.hxz" || replaced=1
     age_temp_files snap.hxz "$vm_dir"
+    for folder in $folders; do
+      touch -d '-1 minute' "$vm_dir/$folder"
+    done
     snap_run "$mode"
     snap_status=$?
     check "$label: the next snap succeeds" test $snap_status -eq 0
@@ -506,8 +523,8 @@ PY
     fi
     check "$label: then the machine is running" test "$(vm_query status)" = running
     check "$label: then the migration settings are restored" test "$(vm_query settings)" = "$settings"
-    check "$label: then the temporary file and the marker are gone" \
-      test -z "$(temp_files snap.hxz "$vm_dir")" -a ! -e "$qmp.hexz-capture"
+    check "$label: then the temporary files and the marker are gone" \
+      test -z "$(temp_files snap.hxz "$vm_dir")$(copy_folders)" -a ! -e "$qmp.hexz-capture"
     check "$label: then the new snapshot verifies" "$HEXZ_SNAP" verify "$vm_dir/snap.hxz"
     cp "$vm_dir/snap.hxz" "$vm_dir/saved.hxz"
   }
@@ -515,7 +532,7 @@ PY
   # snap_kill_resume MODE PHASE: kills a snap in MODE at PHASE, while the
   # machine is paused; `hexz-snap resume` alone must bring it back.
   snap_kill_resume () {
-    local mode=$1 phase=$2
+    local mode=$1 phase=$2 folder
     kill_at "$vm_dir" snap.hxz "phase:$phase" "$vm_dir/snap.log" \
       env G_MESSAGES_DEBUG=Hexz "${snap_command[@]}" --mode "$mode"
     echo "# QEMU is $(vm_query status) after the kill at phase $phase"
@@ -523,6 +540,9 @@ PY
     check "snap $mode at phase $phase: hexz-snap resume leaves the machine running" \
       test "$(vm_query status)" = running
     age_temp_files snap.hxz "$vm_dir"
+    for folder in $(copy_folders); do
+      touch -d '-1 minute' "$vm_dir/$folder"
+    done
     snap_run "$mode"
     check "snap $mode at phase $phase: the snap after the resume succeeds" test $? -eq 0
   }
@@ -558,7 +578,8 @@ PY
   age_temp_files snap.hxz "$vm_dir"
   snap_run background
   check "snap: the snap after the kills succeeds" test $? -eq 0
-  check "snap: no temporary file is left at the end" test -z "$(temp_files snap.hxz "$vm_dir")"
+  check "snap: no temporary file is left at the end" \
+    test -z "$(temp_files snap.hxz "$vm_dir")$(copy_folders)"
   check "snap: the final snapshot verifies" "$HEXZ_SNAP" verify "$vm_dir/snap.hxz"
   check "snap: the migration settings are restored at the end" test "$(vm_query settings)" = "$settings"
 
