@@ -258,6 +258,7 @@ struct _CaptureState
   char *marker_path;
   gboolean marker_written;
   gint64 previous_migration_deadline;
+  guint64 previous_migration_transferred;
 
   gint64 cleanup_deadline;
   guint64 cleanup_transferred;
@@ -2543,12 +2544,15 @@ capture_query_previous_migration_cb (gpointer user_data)
 
 /* A killed background run leaves its migration to a process that drains
  * it (see capture_start_drain_guard()). So when the marker of a killed run
- * is there, a migration under way ends soon, and this run waits for it,
- * up to the cleanup timeout. Returns FALSE when it does not wait. */
+ * is there, a migration under way ends by itself, and this run waits for
+ * it as long as it makes progress: it fails once the migration stalls for
+ * the cleanup timeout. Returns FALSE when it does not wait. */
 static gboolean
-capture_wait_previous_migration (CaptureState *state)
+capture_wait_previous_migration (CaptureState      *state,
+                                 HexzMigrationInfo *info)
 {
   g_autoptr(GKeyFile) marker = g_key_file_new ();
+  guint64 transferred = hexz_migration_info_get_ram_transferred (info);
   gint64 now = g_get_monotonic_time ();
   GSource *source;
   gint64 pid;
@@ -2559,13 +2563,21 @@ capture_wait_previous_migration (CaptureState *state)
       if (pid == 0)
         return FALSE;
 
-      g_debug ("Capture: waiting for the migration of the killed process %" G_GINT64_FORMAT
-               " to end", pid);
-      state->previous_migration_deadline = now + (gint64) state->self->cleanup_timeout * 1000;
+      /* Translators: the placeholder is a process id. */
+      g_message (_("Waiting for the memory dump of an earlier snapshot (process %" PRId64
+                   ") that ended early, so that QEMU can take a new one"), pid);
     }
-  else if (now > state->previous_migration_deadline)
+  else if (transferred <= state->previous_migration_transferred &&
+           now > state->previous_migration_deadline)
     {
       return FALSE;
+    }
+
+  if (state->previous_migration_deadline == 0 ||
+      transferred > state->previous_migration_transferred)
+    {
+      state->previous_migration_transferred = transferred;
+      state->previous_migration_deadline = now + (gint64) state->self->cleanup_timeout * 1000;
     }
 
   source = g_timeout_source_new (RUN_STATE_RETRY_MS * 5);
@@ -2596,7 +2608,7 @@ capture_on_previous_migration (GObject      *source,
     }
 
   if (hexz_migration_status_is_running (hexz_migration_info_get_status (info)) &&
-      capture_wait_previous_migration (state))
+      capture_wait_previous_migration (state, info))
     return;
 
   if (hexz_migration_status_is_running (hexz_migration_info_get_status (info)))

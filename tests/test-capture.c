@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <utime.h>
@@ -1061,6 +1062,55 @@ test_stale_copy_folder (Fixture       *fixture,
   remove_copy_folder (locked);
 }
 
+/* A migration that a killed run left under way: the next run waits for
+ * it when the killed run's marker is there, and fails at once without it. */
+static const char * const leftover_statuses[] = { "active", "active", "completed", NULL };
+
+static void
+test_leftover_migration (Fixture       *fixture,
+                         gconstpointer  data)
+{
+  gboolean with_marker = GPOINTER_TO_INT (data);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *marker_path = g_strconcat (fixture->mock->socket_path, ".hexz-capture", NULL);
+  g_autofree char *marker = NULL;
+  pid_t pid;
+
+  if (with_marker)
+    {
+      /* The pid of a process that has ended and was reaped. */
+      pid = fork ();
+      if (pid == 0)
+        _exit (0);
+      g_assert_cmpint (waitpid (pid, NULL, 0), ==, pid);
+
+      marker = g_strdup_printf ("[capture]\npid=%d\nwas-running=true\nevents=false\n"
+                                "max-bandwidth=%d\n", (int) pid, ORIGINAL_BANDWIDTH);
+      g_file_set_contents (marker_path, marker, -1, &error);
+      g_assert_no_error (error);
+    }
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->statuses = leftover_statuses;
+  fixture->mock->migrating = TRUE;
+  g_strlcpy (fixture->mock->migration_status, "active", sizeof fixture->mock->migration_status);
+
+  if (with_marker)
+    {
+      g_assert_true (fixture_run (fixture, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (mock_count (fixture->mock, "query-migrate"), >=, 4);
+      g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+      g_assert_false (g_file_test (marker_path, G_FILE_TEST_EXISTS));
+    }
+  else
+    {
+      g_assert_false (fixture_run (fixture, &error));
+      g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT);
+      g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 0);
+    }
+}
+
 static void
 test_auto_fallback (Fixture       *fixture,
                     gconstpointer  data)
@@ -1181,6 +1231,8 @@ main (int    argc,
   ADD ("/capture/auto-fallback", NULL, test_auto_fallback);
   ADD ("/capture/status-sequence", NULL, test_status_sequence);
   ADD ("/capture/stale-copy-folder", NULL, test_stale_copy_folder);
+  ADD ("/capture/leftover-migration/killed-run", GINT_TO_POINTER (TRUE), test_leftover_migration);
+  ADD ("/capture/leftover-migration/no-marker", GINT_TO_POINTER (FALSE), test_leftover_migration);
   ADD ("/capture/finish-migrate", NULL, test_finish_migrate);
   ADD ("/capture/user-paused/success", GINT_TO_POINTER (FALSE), test_user_paused);
   ADD ("/capture/user-paused/failure", GINT_TO_POINTER (TRUE), test_user_paused);
