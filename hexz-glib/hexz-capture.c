@@ -79,6 +79,7 @@
 #include "hexz-i18n-private.h"
 #include "hexz-overlay.h"
 #include "hexz-snapshot-writer.h"
+#include "hexz-util-private.h"
 
 /* The name under which the pipe's write end is passed to QEMU. */
 #define CAPTURE_FD_NAME "hexz-snapshot"
@@ -1358,56 +1359,19 @@ capture_resume (CaptureState *state)
 #define COPY_FOLDER_PREFIX ".hexz-capture-"
 #define COPY_FILE_NAME "disk.overlay"
 
-/* A folder that no run locks is removed only when it has not changed for
- * this long, so that a run between creating its folder and locking it is
- * left alone. */
-#define STALE_COPY_FOLDER_AGE_SECONDS 5
-
-/* Removes the copy folders that killed runs left in @output_dir, with the
- * two files they may contain. A folder that belongs to this user, that no
- * process locks and that has not changed for a few seconds is stale. Errors
- * only leave the folder where it is. */
 static void
-capture_remove_stale_copy_folders (const char *output_dir)
+capture_remove_stale_copy_folder (int         fd,
+                                  const char *path,
+                                  gpointer    user_data)
 {
-  g_autoptr(GDir) dir = g_dir_open (output_dir, 0, NULL);
   g_autofree char *meta_name = hexz_overlay_get_meta_path_for (COPY_FILE_NAME);
-  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
-  const char *name;
 
-  if (dir == NULL)
-    return;
-
-  while ((name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *path = NULL;
-      struct stat st;
-      int fd;
-
-      if (strlen (name) != strlen (COPY_FOLDER_PREFIX "XXXXXX") ||
-          !g_str_has_prefix (name, COPY_FOLDER_PREFIX))
-        continue;
-
-      path = g_build_filename (output_dir, name, NULL);
-      fd = open (path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd < 0)
-        continue;
-
-      if (fstat (fd, &st) == 0 && st.st_uid == geteuid () &&
-          now - st.st_mtime >= STALE_COPY_FOLDER_AGE_SECONDS &&
-          flock (fd, LOCK_EX | LOCK_NB) == 0)
-        {
-          unlinkat (fd, COPY_FILE_NAME, 0);
-          unlinkat (fd, meta_name, 0);
-          if (g_rmdir (path) == 0)
-            g_debug ("Capture: removed the folder %s that a killed run left", path);
-          else
-            g_debug ("Capture: could not remove the stale folder %s: %s", path,
-                     g_strerror (errno));
-        }
-
-      close (fd);
-    }
+  unlinkat (fd, COPY_FILE_NAME, 0);
+  unlinkat (fd, meta_name, 0);
+  if (g_rmdir (path) == 0)
+    g_debug ("Capture: removed the folder %s that a killed run left", path);
+  else
+    g_debug ("Capture: could not remove the stale folder %s: %s", path, g_strerror (errno));
 }
 
 static gboolean
@@ -1431,7 +1395,9 @@ capture_copy_pages (CaptureState  *state,
   if (source == NULL)
     return FALSE;
 
-  capture_remove_stale_copy_folders (state->output_dir);
+  /* Copy folders that killed runs left behind go first. */
+  hexz_remove_stale_entries (state->output_dir, COPY_FOLDER_PREFIX, "", TRUE,
+                             capture_remove_stale_copy_folder, NULL);
 
   folder = g_build_filename (state->output_dir, COPY_FOLDER_PREFIX "XXXXXX", NULL);
   if (g_mkdtemp_full (folder, 0700) == NULL)
