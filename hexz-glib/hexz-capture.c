@@ -1920,7 +1920,7 @@ capture_start_drain_guard (CaptureState  *state,
 
   /* The guard is forked twice, so that it is not this process's child and
    * needs no reaping, and it outlives this process. The middle process's
-   * exit status says nothing: under valgrind it reports the leaks of its
+   * exit status is not checked: under valgrind it reports the leaks of its
    * copy of the heap. FIXME: a failure of the second fork goes unnoticed,
    * and the run then has no guard; a status pipe would report it. */
   pid = fork ();
