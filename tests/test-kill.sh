@@ -216,7 +216,7 @@ check_after_kill () {
     # Only a kill while finalizing can come too late.
     check "$label: the run finished before the kill" test "$finalizing" = 1 -a "$command_status" = 0
   else
-    ok "$label: killed with ${killed_size/#no/no} bytes of about $final_size in the temporary file"
+    ok "$label: killed with $killed_size bytes of about $final_size in the temporary file"
   fi
 
   check_output_state "$label" "$output" "$saved" "$finalizing" "$expected_disk"
@@ -342,12 +342,12 @@ kill_series "commit" committed.hxz "$dir/expected.raw" \
 # After each kill the output path keeps the previous snapshot (or a
 # complete new one, when killed while finalizing). One temporary file is
 # left, with no other file but the capture's marker and, after a kill in
-# the disk phase, its copy folder. The .meta file is unchanged and the overlay
-# differs at most in the page the guest writes.
-# The next snap in the same mode then succeeds, takes over the killed
-# run's marker, resumes a machine the killed run left paused and reports
-# it, restores the migration settings the killed run changed, and removes
-# the leftover temporary file and copy folder. `hexz-snap resume` alone also brings the
+# the disk phase, its copy folder. The .meta file is unchanged and the
+# overlay differs at most in the page the guest writes. The next snap in
+# the same mode then succeeds, takes over the killed run's marker, resumes
+# a machine the killed run left paused and reports it, restores the
+# migration settings the killed run changed, and removes the leftover
+# temporary file and copy folder. `hexz-snap resume` alone also brings the
 # machine back.
 guest=${HEXZ_TEST_GUEST:-}
 qemu=$(command -v qemu-system-x86_64)
