@@ -344,9 +344,9 @@ kill_series "commit" committed.hxz "$dir/expected.raw" \
 # left, with no other file but the capture's marker and, after a kill in
 # the disk phase, its copy folder. The .meta file is unchanged and the
 # overlay differs at most in the page the guest writes. The next snap in
-# the same mode then succeeds, takes over the killed run's marker, resumes
-# a machine the killed run left paused and reports it, restores the
-# migration settings the killed run changed, and removes the leftover
+# the same mode then succeeds and takes over the killed run's marker. It
+# resumes a machine the killed run left paused and reports it, restores
+# the migration settings the killed run changed, and removes the leftover
 # temporary file and copy folder. `hexz-snap resume` alone also brings the
 # machine back.
 guest=${HEXZ_TEST_GUEST:-}
