@@ -89,6 +89,7 @@
 #define CAPTURE_MAX_BANDWIDTH (G_GINT64_CONSTANT (1) << 40)
 
 #define DEFAULT_STALL_TIMEOUT_S 30
+#define DEFAULT_LIVE_TIMEOUT_S 60
 #define DEFAULT_POLL_INTERVAL_MS 1000
 #define DEFAULT_CLEANUP_TIMEOUT_MS 30000
 
@@ -113,6 +114,7 @@ struct _HexzCapture
   guint threads;
   char *message;
   guint stall_timeout;
+  guint live_timeout;
   gboolean allow_larger_overlay;
 
   gboolean check_free_space;
@@ -125,6 +127,7 @@ struct _HexzCapture
   char *fallback_reason;
   gint64 pause_time;
   gint64 downtime;
+  gboolean paused_to_converge;
   gboolean running;
 };
 
@@ -144,12 +147,14 @@ enum {
   PROP_THREADS,
   PROP_MESSAGE,
   PROP_STALL_TIMEOUT,
+  PROP_LIVE_TIMEOUT,
   PROP_ALLOW_LARGER_OVERLAY,
   PROP_PHASE,
   PROP_CHOSEN_MODE,
   PROP_FALLBACK_REASON,
   PROP_PAUSE_TIME,
   PROP_DOWNTIME,
+  PROP_PAUSED_TO_CONVERGE,
   N_PROPS
 };
 
@@ -209,6 +214,15 @@ struct _CaptureState
   HexzRunState initial_run_state;
   guint64 ram_size;
   char *vm_name;
+  /* The machine's configuration, recorded for booting the snapshot:
+   * guest CPUs (0 if unknown), versioned machine type, kernel, command
+   * line and initrd (NULL if unknown or unset). */
+  guint cpus;
+  char *machine_type;
+  char *kernel;
+  char *append;
+  char *initrd;
+  guint machine_queries;
   gboolean has_background_snapshot;
   gboolean saved_events;
   gboolean saved_background_snapshot;
@@ -227,6 +241,8 @@ struct _CaptureState
   gboolean migrate_sent;
   gboolean migration_finished;
   gboolean vm_resumed;
+  gint64 migrate_time;
+  gboolean converge_stop_sent;
   gint64 pause_start;
   gint64 pause_end;
 
@@ -293,6 +309,10 @@ capture_state_clear (CaptureState *state)
   g_clear_object (&state->writer);
   g_clear_pointer (&state->output_dir, g_free);
   g_clear_pointer (&state->vm_name, g_free);
+  g_clear_pointer (&state->machine_type, g_free);
+  g_clear_pointer (&state->kernel, g_free);
+  g_clear_pointer (&state->append, g_free);
+  g_clear_pointer (&state->initrd, g_free);
   g_clear_object (&state->memory_input);
   g_clear_object (&state->drain_cancellable);
   capture_release_drain_guard (state);
@@ -1237,6 +1257,22 @@ capture_finalize (CaptureState *state)
   if (state->vm_name != NULL)
     capture_set_metadata_string (state, "vm-name", state->vm_name);
   capture_set_metadata_int (state, "ram-size", (gint64) state->ram_size);
+  if (state->cpus > 0)
+    capture_set_metadata_int (state, "cpus", state->cpus);
+  /* QOM names a machine type's class NAME-machine; -machine takes NAME. */
+  if (state->machine_type != NULL && g_str_has_suffix (state->machine_type, "-machine"))
+    {
+      g_autofree char *machine = g_strndup (state->machine_type,
+                                            strlen (state->machine_type) - strlen ("-machine"));
+
+      capture_set_metadata_string (state, "machine-type", machine);
+    }
+  if (state->kernel != NULL)
+    capture_set_metadata_string (state, "kernel", state->kernel);
+  if (state->append != NULL)
+    capture_set_metadata_string (state, "append", state->append);
+  if (state->initrd != NULL)
+    capture_set_metadata_string (state, "initrd", state->initrd);
   capture_set_metadata_string (state, "capture-mode", hexz_capture_mode_to_string (state->mode));
   capture_set_metadata_int (state, "pause-time-us", self->pause_time);
   if (self->downtime >= 0)
@@ -1594,6 +1630,49 @@ capture_on_memory_spliced (GObject      *source,
   capture_check_memory_done (state);
 }
 
+/* A guest that writes memory faster than QEMU copies it never lets a live
+ * migration converge, and the stall timeout does not see it because bytes
+ * keep moving. Once live-timeout has passed, the capture pauses the guest
+ * itself: no page changes any more, so the copy then finishes. */
+
+static gboolean capture_stop_finish (CaptureState *state,
+                                     GAsyncResult *result);
+
+static void
+capture_on_converge_stopped (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+
+  if (!capture_stop_finish (state, result))
+    return;
+
+  state->self->paused_to_converge = TRUE;
+  g_object_notify_by_pspec (G_OBJECT (state->self), properties[PROP_PAUSED_TO_CONVERGE]);
+}
+
+static void
+capture_check_convergence (CaptureState *state,
+                           gint64        now)
+{
+  g_autoptr(GCancellable) cancellable = NULL;
+  guint timeout = state->self->live_timeout;
+
+  if (state->mode != HEXZ_CAPTURE_MODE_LIVE || timeout == 0 ||
+      state->converge_stop_sent || state->pause_start != 0 ||
+      now - state->migrate_time < (gint64) timeout * G_USEC_PER_SEC)
+    return;
+
+  g_debug ("Capture: the live copy has not converged in %u s; pausing the machine", timeout);
+
+  cancellable = capture_timeout_cancellable (state);
+  state->converge_stop_sent = TRUE;
+  state->stop_sent = TRUE;
+  hexz_qmp_client_stop_async (state->client, cancellable, capture_on_converge_stopped,
+                              capture_state_ref (state));
+}
+
 static void
 capture_on_migration_info (GObject      *source,
                            GAsyncResult *result,
@@ -1670,6 +1749,7 @@ capture_on_migration_info (GObject      *source,
     capture_progress (state, transferred, total);
 
   now = g_get_monotonic_time ();
+  capture_check_convergence (state, now);
   if (transferred > state->last_transferred || state->last_progress_time == 0)
     {
       state->last_transferred = transferred;
@@ -1760,6 +1840,7 @@ capture_on_migrate (GObject      *source,
     }
 
   state->last_progress_time = g_get_monotonic_time ();
+  state->migrate_time = state->last_progress_time;
 
   poll = g_timeout_source_new (state->self->poll_interval);
   g_source_set_callback (poll, capture_on_poll, capture_state_ref (state),
@@ -2016,25 +2097,33 @@ capture_start_memory (CaptureState *state)
 
 /* Step 3: pause */
 
-static void
-capture_on_stopped (GObject      *source,
-                    GAsyncResult *result,
-                    gpointer      user_data)
+/* Finishes a `stop`. Returns FALSE when it failed, which fails the run,
+ * or when the run is failing already. */
+static gboolean
+capture_stop_finish (CaptureState *state,
+                     GAsyncResult *result)
 {
-  g_autoptr(CaptureState) state = user_data;
   g_autoptr(GError) error = NULL;
 
   if (!hexz_qmp_client_stop_finish (state->client, result, &error))
     {
       if (!state->failing)
         capture_fail (state, capture_command_error ("stop", g_steal_pointer (&error)));
-      return;
+      return FALSE;
     }
 
-  if (state->failing)
-    return;
+  return !state->failing;
+}
 
-  capture_copy_disk (state);
+static void
+capture_on_stopped (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+
+  if (capture_stop_finish (state, result))
+    capture_copy_disk (state);
 }
 
 static void
@@ -2085,9 +2174,6 @@ capture_start (CaptureState *state)
       return;
     }
 
-  /* NOTE: a guest that dirties memory faster than it can be copied never
-   * lets a live migration converge. The stall timeout does not catch that
-   * because bytes keep moving, so such a run ends only by cancellation. */
   if (state->mode == HEXZ_CAPTURE_MODE_LIVE)
     capture_start_memory (state);
   else
@@ -2376,6 +2462,110 @@ capture_on_adopted_resume (GObject      *source,
   capture_configure (state);
 }
 
+/* The machine's configuration, which booting the snapshot needs: QEMU
+ * loads a memory stream only into the same machine type and CPUs, and a
+ * kernel given with -kernel adds an option ROM the stream contains. Each
+ * reply is only metadata, so a failed query is logged and skipped. */
+
+typedef struct {
+  CaptureState *state;
+  const char *property;
+  char **value;
+} MachineQuery;
+
+static void
+capture_machine_queries_done (CaptureState *state)
+{
+  if (--state->machine_queries > 0 || state->failing)
+    return;
+
+  /* A run killed after its migration completed leaves the machine in
+   * postmigrate, where QEMU rejects any new migration, so it is resumed
+   * before this run pauses it again. */
+  if (capture_adopt_marker (state) && state->initial_run_state == HEXZ_RUN_STATE_POSTMIGRATE)
+    {
+      g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
+
+      hexz_qmp_client_cont_async (state->client, cancellable, capture_on_adopted_resume,
+                                  capture_state_ref (state));
+      return;
+    }
+
+  capture_configure (state);
+}
+
+static void
+capture_on_machine_property (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  MachineQuery *query = user_data;
+  g_autoptr(CaptureState) state = query->state;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = capture_execute_finish (state, result, &error);
+  if (reply == NULL)
+    g_debug ("Capture: reading the machine's %s failed: %s", query->property, error->message);
+  else if (JSON_NODE_HOLDS_VALUE (reply) && json_node_get_value_type (reply) == G_TYPE_STRING &&
+           json_node_get_string (reply)[0] != '\0')
+    *query->value = g_strdup (json_node_get_string (reply));
+  g_free (query);
+
+  capture_machine_queries_done (state);
+}
+
+static void
+capture_on_cpus (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = capture_execute_finish (state, result, &error);
+  if (reply == NULL)
+    g_debug ("Capture: query-cpus-fast failed: %s", error->message);
+  else if (JSON_NODE_HOLDS_ARRAY (reply))
+    state->cpus = json_array_get_length (json_node_get_array (reply));
+
+  capture_machine_queries_done (state);
+}
+
+static void
+capture_query_machine (CaptureState *state)
+{
+  const struct {
+    const char *property;
+    char **value;
+  } properties_to_read[] = {
+    { "type", &state->machine_type },
+    { "kernel", &state->kernel },
+    { "append", &state->append },
+    { "initrd", &state->initrd },
+  };
+
+  state->machine_queries = 1 + G_N_ELEMENTS (properties_to_read);
+  capture_execute (state, "query-cpus-fast", NULL, NULL, capture_on_cpus);
+
+  for (guint i = 0; i < G_N_ELEMENTS (properties_to_read); i++)
+    {
+      g_autoptr(JsonObject) arguments = json_object_new ();
+      g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
+      MachineQuery *query = g_new (MachineQuery, 1);
+
+      query->state = capture_state_ref (state);
+      query->property = properties_to_read[i].property;
+      query->value = properties_to_read[i].value;
+      json_object_set_string_member (arguments, "path", "/machine");
+      json_object_set_string_member (arguments, "property", query->property);
+      g_debug ("Capture: sending qom-get %s", query->property);
+      hexz_qmp_client_execute_async (state->client, "qom-get", arguments, NULL, cancellable,
+                                     capture_on_machine_property, query);
+    }
+}
+
 static void
 capture_on_name (GObject      *source,
                  GAsyncResult *result,
@@ -2398,19 +2588,7 @@ capture_on_name (GObject      *source,
     g_debug ("Capture: query-name failed: %s", error->message);
   g_clear_error (&error);
 
-  /* A run killed after its migration completed leaves the machine in
-   * postmigrate, where QEMU rejects any new migration, so it is resumed
-   * before this run pauses it again. */
-  if (capture_adopt_marker (state) && state->initial_run_state == HEXZ_RUN_STATE_POSTMIGRATE)
-    {
-      g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
-
-      hexz_qmp_client_cont_async (state->client, cancellable, capture_on_adopted_resume,
-                                  capture_state_ref (state));
-      return;
-    }
-
-  capture_configure (state);
+  capture_query_machine (state);
 }
 
 static void
@@ -2932,6 +3110,11 @@ hexz_capture_run_async (HexzCapture         *self,
   self->running = TRUE;
   self->pause_time = -1;
   self->downtime = -1;
+  if (self->paused_to_converge)
+    {
+      self->paused_to_converge = FALSE;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PAUSED_TO_CONVERGE]);
+    }
   self->chosen_mode = self->mode;
   g_clear_pointer (&self->fallback_reason, g_free);
 
@@ -3150,6 +3333,9 @@ hexz_capture_get_property (GObject    *object,
     case PROP_STALL_TIMEOUT:
       g_value_set_uint (value, self->stall_timeout);
       break;
+    case PROP_LIVE_TIMEOUT:
+      g_value_set_uint (value, self->live_timeout);
+      break;
     case PROP_ALLOW_LARGER_OVERLAY:
       g_value_set_boolean (value, self->allow_larger_overlay);
       break;
@@ -3167,6 +3353,9 @@ hexz_capture_get_property (GObject    *object,
       break;
     case PROP_DOWNTIME:
       g_value_set_int64 (value, self->downtime);
+      break;
+    case PROP_PAUSED_TO_CONVERGE:
+      g_value_set_boolean (value, self->paused_to_converge);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -3224,6 +3413,9 @@ hexz_capture_set_property (GObject      *object,
       break;
     case PROP_STALL_TIMEOUT:
       hexz_capture_set_stall_timeout (self, g_value_get_uint (value));
+      break;
+    case PROP_LIVE_TIMEOUT:
+      hexz_capture_set_live_timeout (self, g_value_get_uint (value));
       break;
     case PROP_ALLOW_LARGER_OVERLAY:
       hexz_capture_set_allow_larger_overlay (self, g_value_get_boolean (value));
@@ -3396,6 +3588,21 @@ hexz_capture_class_init (HexzCaptureClass *klass)
     g_param_spec_uint ("stall-timeout", NULL, NULL, 0, G_MAXUINT, DEFAULT_STALL_TIMEOUT_S, rw);
 
   /**
+   * HexzCapture:live-timeout: (getter get_live_timeout) (setter set_live_timeout)
+   *
+   * In live mode, how long, in seconds, the guest keeps running while
+   * QEMU copies its memory. A guest that writes memory faster than it is
+   * copied never lets the copy finish, so after this time the capture
+   * pauses the guest, the copy completes, and
+   * [property@Hexz.Capture:paused-to-converge] is set. 0 waits for
+   * QEMU to converge, however long that takes.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_LIVE_TIMEOUT] =
+    g_param_spec_uint ("live-timeout", NULL, NULL, 0, G_MAXUINT, DEFAULT_LIVE_TIMEOUT_S, rw);
+
+  /**
    * HexzCapture:allow-larger-overlay: (getter get_allow_larger_overlay) (setter set_allow_larger_overlay)
    *
    * Whether an overlay larger than the base's disk is accepted, as after
@@ -3463,6 +3670,19 @@ hexz_capture_class_init (HexzCaptureClass *klass)
   properties[PROP_DOWNTIME] =
     g_param_spec_int64 ("downtime", NULL, NULL, -1, G_MAXINT64, -1, ro);
 
+  /**
+   * HexzCapture:paused-to-converge: (getter get_paused_to_converge)
+   *
+   * Whether the last live capture paused the guest itself because the
+   * memory copy had not converged within
+   * [property@Hexz.Capture:live-timeout]. The guest was then paused for
+   * the rest of the copy, as in paused mode.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_PAUSED_TO_CONVERGE] =
+    g_param_spec_boolean ("paused-to-converge", NULL, NULL, FALSE, ro);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -3490,6 +3710,7 @@ hexz_capture_init (HexzCapture *self)
   self->codec = HEXZ_CODEC_LZ4;
   self->block_size = HEXZ_DEFAULT_BLOCK_SIZE;
   self->stall_timeout = DEFAULT_STALL_TIMEOUT_S;
+  self->live_timeout = DEFAULT_LIVE_TIMEOUT_S;
   self->check_free_space = TRUE;
   self->poll_interval = DEFAULT_POLL_INTERVAL_MS;
   self->cleanup_timeout = DEFAULT_CLEANUP_TIMEOUT_MS;
@@ -4078,6 +4299,46 @@ hexz_capture_set_stall_timeout (HexzCapture *self,
 }
 
 /**
+ * hexz_capture_get_live_timeout: (get-property live-timeout)
+ * @self: a capture
+ *
+ * Gets [property@Hexz.Capture:live-timeout].
+ *
+ * Returns: the live timeout in seconds, 0 for none
+ *
+ * Since: 1.0
+ */
+guint
+hexz_capture_get_live_timeout (HexzCapture *self)
+{
+  g_return_val_if_fail (HEXZ_IS_CAPTURE (self), 0);
+
+  return self->live_timeout;
+}
+
+/**
+ * hexz_capture_set_live_timeout: (set-property live-timeout)
+ * @self: a capture
+ * @seconds: the live timeout in seconds, 0 for none
+ *
+ * Sets [property@Hexz.Capture:live-timeout].
+ *
+ * Since: 1.0
+ */
+void
+hexz_capture_set_live_timeout (HexzCapture *self,
+                               guint        seconds)
+{
+  g_return_if_fail (HEXZ_IS_CAPTURE (self));
+
+  if (self->live_timeout == seconds)
+    return;
+
+  self->live_timeout = seconds;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LIVE_TIMEOUT]);
+}
+
+/**
  * hexz_capture_get_allow_larger_overlay: (get-property allow-larger-overlay)
  * @self: a capture
  *
@@ -4206,6 +4467,24 @@ hexz_capture_get_downtime (HexzCapture *self)
   g_return_val_if_fail (HEXZ_IS_CAPTURE (self), 0);
 
   return self->downtime;
+}
+
+/**
+ * hexz_capture_get_paused_to_converge: (get-property paused-to-converge)
+ * @self: a capture
+ *
+ * Gets [property@Hexz.Capture:paused-to-converge].
+ *
+ * Returns: %TRUE if the last live capture paused the guest to finish
+ *
+ * Since: 1.0
+ */
+gboolean
+hexz_capture_get_paused_to_converge (HexzCapture *self)
+{
+  g_return_val_if_fail (HEXZ_IS_CAPTURE (self), FALSE);
+
+  return self->paused_to_converge;
 }
 
 /* Private knobs for the test suite */

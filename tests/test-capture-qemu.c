@@ -615,6 +615,12 @@ test_snapshot_restore (Fixture       *fixture,
                    hexz_capture_mode_to_string (expected_mode));
   g_assert_cmpstr (json_object_get_string_member (metadata, "base-id"), !=, NULL);
   g_assert_cmpint (json_object_get_int_member (metadata, "ram-size"), ==, 64 * 1024 * 1024);
+  g_assert_cmpint (json_object_get_int_member (metadata, "cpus"), ==, 1);
+  g_assert_true (g_str_has_prefix (json_object_get_string_member (metadata, "machine-type"),
+                                   "pc-i440fx-"));
+  g_assert_cmpstr (json_object_get_string_member (metadata, "kernel"), ==, fixture->guest);
+  g_assert_cmpstr (json_object_get_string_member (metadata, "append"), ==, guest_append ());
+  g_assert_false (json_object_has_member (metadata, "initrd"));
   if (test_case->thin)
     g_assert_nonnull (hexz_snapshot_get_parent_path (snapshot));
   else

@@ -106,6 +106,10 @@ check "unknown option exits 2" run 2 info --no-such-option "$dir/x"
 check "invalid block size exits 2" run 2 pack --block-size 3K "$dir/disk.img" "$dir/never.hxz"
 check "lz4 with a positive level exits 2" run 2 pack --level 5 "$dir/disk.img" "$dir/never.hxz"
 check "commit without --base exits 2" run 2 commit --output "$dir/never.hxz"
+check "the usage error names the missing --base" one_error_line "option --base"
+check "snap with --socket alone exits 2" run 2 snap --socket "$dir/none.sock"
+check "the usage error names every missing option" \
+  one_error_line "options --overlay, --base, --output"
 check "extract without a stream exits 2" run 2 extract "$dir/never.hxz"
 check "usage error is one line naming the command" \
   bash -c "[ \$(wc -l <'$dir/stderr') -eq 1 ] && grep -q 'hexz-snap extract --help' '$dir/stderr'"
@@ -126,9 +130,25 @@ check "info --json disk size" test "$(json_field "$dir/info.json" '["disk_size"]
 check "info --json block size and memory" \
   test "$(json_field "$dir/info.json" '["block_size"], d["has_memory"], d["parent"]')" = "(65536, False, None)"
 check "verify exits 0" run 0 verify "$dir/disk.hxz"
+check "info --blocks counts every block" \
+  bash -c "'$HEXZ_SNAP' info --blocks --json '$dir/disk.hxz' >'$dir/blocks.json' &&
+           $PYTHON -c 'import json, sys
+b = json.load(open(sys.argv[1]))[\"disk_blocks\"]
+assert b[\"blocks\"] == ($image_size + 65535) // 65536, b
+assert b[\"blocks\"] == sum(b[k] for k in (\"zero\", \"parent\", \"lz4\", \"zstd\", \"raw\", \"shared\")), b
+assert b[\"zero\"] >= 4 and b[\"lz4\"] >= 1 and b[\"raw\"] >= 1, b' '$dir/blocks.json'"
+check "info --blocks prints the counts" \
+  bash -c "'$HEXZ_SNAP' info --blocks '$dir/disk.hxz' | grep -q 'blocks: .* zero, .* shared\$'"
+check "verify has no --blocks" run 2 verify --blocks "$dir/disk.hxz"
 check "extract --disk exits 0" run 0 extract "$dir/disk.hxz" --disk "$dir/disk.out"
 check "extracted disk equals the image" cmp "$dir/disk.img" "$dir/disk.out"
 check "extracted disk is mode 0600" test "$(mode_of "$dir/disk.out")" = 600
+for threads in 1 3; do
+  check "extract --threads $threads equals the image" \
+    bash -c "'$HEXZ_SNAP' extract --threads $threads '$dir/disk.hxz' --disk '$dir/disk.t$threads' &&
+             cmp '$dir/disk.img' '$dir/disk.t$threads'"
+done
+check "extract with 2000 threads exits 2" run 2 extract --threads 2000 "$dir/disk.hxz" --disk "$dir/never.out"
 
 # Another codec, block size and a memory image, with a JSON summary.
 check "pack with zstd, 1M blocks and memory exits 0" \
@@ -212,6 +232,10 @@ with open(sys.argv[1], "r+b") as f:
 EOF
 check "verify of a corrupted file exits 1" run 1 verify "$dir/corrupt.hxz"
 check "corruption error is one line naming the file" one_error_line "$dir/corrupt.hxz"
+check "extract of a corrupted file exits 1" \
+  run 1 extract --threads 3 "$dir/corrupt.hxz" --disk "$dir/corrupt.out" --memory "$dir/corrupt.mem"
+check "failed extract leaves no output" \
+  bash -c "[ ! -e '$dir/corrupt.out' ] && [ ! -e '$dir/corrupt.mem' ] && ! ls -A '$dir' | grep -q '^\\.corrupt\\.'"
 check "verify --json reports a truncated file as invalid" \
   bash -c "head -c 1000 '$dir/full.hxz' >'$dir/short.hxz';
            ! '$HEXZ_SNAP' verify --json '$dir/short.hxz' >'$dir/short.json' 2>/dev/null &&

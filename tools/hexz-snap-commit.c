@@ -164,11 +164,9 @@ hexz_tool_command_commit (HexzTool  *tool,
   if (!hexz_tool_parse_options (tool, context, &argc, &argv, 0, 0))
     goto usage;
 
-  if (job->base_path == NULL || job->output_path == NULL)
-    {
-      hexz_tool_usage_error (tool, _("Missing options: --base and --output are required"));
-      goto usage;
-    }
+  if (!hexz_tool_require_options (tool, "--base", job->base_path,
+                                  "--output", job->output_path, NULL))
+    goto usage;
 
   base = g_file_new_for_path (job->base_path);
   hexz_snapshot_open_async (base, G_PRIORITY_DEFAULT, tool->cancellable, on_base_opened, job);

@@ -154,6 +154,47 @@ hexz_tool_usage_error (HexzTool   *tool,
   tool->exit_status = HEXZ_TOOL_EXIT_USAGE;
 }
 
+/* Takes pairs of an option name and its parsed value (a string or %NULL),
+ * ending with %NULL. Names every option whose value is %NULL in one usage
+ * error and returns %FALSE, or returns %TRUE when all were given. */
+gboolean
+hexz_tool_require_options (HexzTool   *tool,
+                           const char *first_option,
+                           ...)
+{
+  g_autoptr(GString) missing = g_string_new (NULL);
+  guint n_missing = 0;
+  const char *option = first_option;
+  va_list args;
+
+  va_start (args, first_option);
+  while (option != NULL)
+    {
+      const char *value = va_arg (args, const char *);
+
+      if (value == NULL)
+        {
+          if (missing->len > 0)
+            g_string_append (missing, ", ");
+          g_string_append (missing, option);
+          n_missing++;
+        }
+      option = va_arg (args, const char *);
+    }
+  va_end (args);
+
+  if (n_missing == 0)
+    return TRUE;
+
+  /* Translators: %s lists command-line options, as “--base, --output”. */
+  hexz_tool_usage_error (tool, ngettext ("Missing required option %s",
+                                         "Missing required options %s",
+                                         n_missing),
+                         missing->str);
+
+  return FALSE;
+}
+
 gboolean
 hexz_tool_parse_options (HexzTool         *tool,
                          GOptionContext   *context,
@@ -276,13 +317,12 @@ parse_level (const char  *option_name,
   return TRUE;
 }
 
-static gboolean
-parse_threads (const char  *option_name,
-               const char  *value,
-               gpointer     data,
-               GError     **error)
+/* Parses the value of a --threads option: 0 (one per processor) to 1024. */
+gboolean
+hexz_tool_parse_thread_count (const char  *value,
+                              guint       *threads,
+                              GError     **error)
 {
-  HexzToolWriterOptions *options = data;
   guint64 number;
 
   if (!g_ascii_string_to_unsigned (value, 10, 0, 1024, &number, NULL))
@@ -294,8 +334,19 @@ parse_threads (const char  *option_name,
       return FALSE;
     }
 
-  options->threads = number;
+  *threads = number;
   return TRUE;
+}
+
+static gboolean
+parse_threads (const char  *option_name,
+               const char  *value,
+               gpointer     data,
+               GError     **error)
+{
+  HexzToolWriterOptions *options = data;
+
+  return hexz_tool_parse_thread_count (value, &options->threads, error);
 }
 
 /* Checks the level against the codec once both options are known. */

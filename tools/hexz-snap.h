@@ -84,6 +84,12 @@ gboolean        hexz_tool_parse_options             (HexzTool               *too
 void            hexz_tool_usage_error               (HexzTool               *tool,
                                                      const char             *format,
                                                      ...) G_GNUC_PRINTF (2, 3);
+gboolean        hexz_tool_parse_thread_count        (const char             *value,
+                                                     guint                  *threads,
+                                                     GError                **error);
+gboolean        hexz_tool_require_options           (HexzTool               *tool,
+                                                     const char             *first_option,
+                                                     ...) G_GNUC_NULL_TERMINATED;
 
 void            hexz_tool_writer_options_init       (HexzToolWriterOptions  *options);
 GOptionGroup   *hexz_tool_writer_option_group       (HexzToolWriterOptions  *options,
