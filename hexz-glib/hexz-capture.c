@@ -34,7 +34,9 @@
  * the machine's run state and migration settings from before the run. The
  * next run on that socket restores those settings, resumes the machine if
  * the killed run found it running, and logs a message saying so;
- * `hexz-snap resume` also resumes it.
+ * `hexz-snap resume` also resumes it. In background mode a helper process
+ * reads the rest of a killed run's memory stream, because QEMU 7.2 cannot
+ * migrate again after a background migration whose stream broke.
  *
  * ```c
  * g_autoptr(HexzCapture) capture = hexz_capture_new ();
@@ -55,9 +57,14 @@
 #include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
@@ -68,11 +75,13 @@
 #include "hexz-capture.h"
 #include "hexz-capture-private.h"
 #include "hexz-util-private.h"
+#include "hexz-overlay-private.h"
 #include "hexz-commit-private.h"
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
 #include "hexz-overlay.h"
 #include "hexz-snapshot-writer.h"
+#include "hexz-util-private.h"
 
 /* The name under which the pipe's write end is passed to QEMU. */
 #define CAPTURE_FD_NAME "hexz-snapshot"
@@ -241,6 +250,7 @@ struct _CaptureState
 
   /* The memory stream. */
   GInputStream *memory_input;
+  int drain_guard_fd;
   GCancellable *drain_cancellable;
   gboolean splice_running;
   gboolean splice_done;
@@ -266,6 +276,8 @@ struct _CaptureState
    * NULL without a socket path; marker_written once this run wrote it. */
   char *marker_path;
   gboolean marker_written;
+  gint64 previous_migration_deadline;
+  guint64 previous_migration_transferred;
 
   gint64 cleanup_deadline;
   guint64 cleanup_transferred;
@@ -281,6 +293,8 @@ capture_state_ref (CaptureState *state)
 {
   return g_atomic_rc_box_acquire (state);
 }
+
+static void capture_release_drain_guard (CaptureState *state);
 
 static void
 capture_state_clear (CaptureState *state)
@@ -303,6 +317,7 @@ capture_state_clear (CaptureState *state)
   g_clear_pointer (&state->initrd, g_free);
   g_clear_object (&state->memory_input);
   g_clear_object (&state->drain_cancellable);
+  capture_release_drain_guard (state);
   g_clear_error (&state->error);
   if (state->cleanup_notes != NULL)
     g_string_free (state->cleanup_notes, TRUE);
@@ -510,6 +525,7 @@ capture_complete (CaptureState *state)
     }
 
   self->running = FALSE;
+  capture_release_drain_guard (state);
 
   /* A note means the cleanup could not restore everything: the marker then
    * stays for the next run. */
@@ -1375,6 +1391,27 @@ capture_resume (CaptureState *state)
 /* Pages copied by one write: 1 MiB. */
 #define COPY_RUN_PAGES 256
 
+/* The copy's folder in the output's folder: COPY_FOLDER_PREFIX and six
+ * characters, with COPY_FILE_NAME and its .meta file. It exists only while
+ * the copy's files are created, locked with flock() by its run. */
+#define COPY_FOLDER_PREFIX ".hexz-capture-"
+#define COPY_FILE_NAME "disk.overlay"
+
+static void
+capture_remove_stale_copy_folder (int         fd,
+                                  const char *path,
+                                  gpointer    user_data)
+{
+  g_autofree char *meta_name = hexz_overlay_get_meta_path_for (COPY_FILE_NAME);
+
+  unlinkat (fd, COPY_FILE_NAME, 0);
+  unlinkat (fd, meta_name, 0);
+  if (g_rmdir (path) == 0)
+    g_debug ("Capture: removed the folder %s that a killed run left", path);
+  else
+    g_debug ("Capture: could not remove the stale folder %s: %s", path, g_strerror (errno));
+}
+
 static gboolean
 capture_copy_pages (CaptureState  *state,
                     GCancellable  *cancellable,
@@ -1388,6 +1425,7 @@ capture_copy_pages (CaptureState  *state,
   g_autofree char *meta_path = NULL;
   g_autofree guint8 *buffer = NULL;
   gsize n_pages = 0;
+  int folder_fd;
 
   /* Reopened here, not in the preflight, because the list of modified
    * pages is read when the overlay is opened. */
@@ -1395,7 +1433,11 @@ capture_copy_pages (CaptureState  *state,
   if (source == NULL)
     return FALSE;
 
-  folder = g_build_filename (state->output_dir, ".hexz-capture-XXXXXX", NULL);
+  /* Copy folders that killed runs left behind go first. */
+  hexz_remove_stale_entries (state->output_dir, COPY_FOLDER_PREFIX, "", TRUE,
+                             capture_remove_stale_copy_folder, NULL);
+
+  folder = g_build_filename (state->output_dir, COPY_FOLDER_PREFIX "XXXXXX", NULL);
   if (g_mkdtemp_full (folder, 0700) == NULL)
     {
       int saved_errno = errno;
@@ -1407,7 +1449,12 @@ capture_copy_pages (CaptureState  *state,
       return FALSE;
     }
 
-  copy_path = g_build_filename (folder, "disk.overlay", NULL);
+  /* The lock keeps other runs from removing the folder while it is in use. */
+  folder_fd = open (folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (folder_fd >= 0)
+    flock (folder_fd, LOCK_EX | LOCK_NB);
+
+  copy_path = g_build_filename (folder, COPY_FILE_NAME, NULL);
   meta_path = hexz_overlay_get_meta_path_for (copy_path);
   copy = hexz_overlay_create_path (copy_path, state->disk_size, HEXZ_OVERLAY_CREATE_NONE, error);
 
@@ -1415,6 +1462,8 @@ capture_copy_pages (CaptureState  *state,
   g_unlink (copy_path);
   g_unlink (meta_path);
   g_rmdir (folder);
+  if (folder_fd >= 0)
+    close (folder_fd);
 
   if (copy == NULL)
     return FALSE;
@@ -1884,6 +1933,121 @@ capture_on_getfd (GObject      *source,
   capture_migrate (state);
 }
 
+/* The drain guard of a background migration.
+ *
+ * QEMU 7.2 does not recover from a background migration whose stream
+ * breaks: the guest memory stays registered for write tracking, so every
+ * later migration of that QEMU fails ("uffd_change_protection() failed")
+ * and background-snapshot is refused, until QEMU restarts. A run that is
+ * killed closes the read end of the memory pipe and breaks the stream. In
+ * background mode a run therefore starts a small process that keeps a copy
+ * of the read end and waits for the run to end, killed or not. It then
+ * reads the pipe to its end and discards the data, so that QEMU completes
+ * the migration. After a completed run the pipe is already at its end and
+ * the process exits at once. */
+
+/* Runs in the guard process, forked from a process that may have other
+ * threads: only async-signal-safe calls. */
+static void G_GNUC_NORETURN
+drain_guard_main (int memory_fd,
+                  int lifeline_fd,
+                  int max_fd)
+{
+  static char buffer[64 * 1024];
+  struct pollfd lifeline = { .fd = lifeline_fd, .events = POLLIN };
+  int low = MIN (memory_fd, lifeline_fd);
+  int high = MAX (memory_fd, lifeline_fd);
+  gboolean closed = FALSE;
+
+  /* Every other descriptor goes: copies of the QMP connection, of the
+   * temporary file and its lock, of the caller's standard output or of the
+   * pipe's write end would keep them open after the run. */
+#ifdef SYS_close_range
+  closed = (low == 0 || syscall (SYS_close_range, 0u, (unsigned int) low - 1, 0u) == 0) &&
+           (high == low + 1 ||
+            syscall (SYS_close_range, (unsigned int) low + 1, (unsigned int) high - 1, 0u) == 0) &&
+           syscall (SYS_close_range, (unsigned int) high + 1, ~0u, 0u) == 0;
+#endif
+  if (!closed)
+    for (int fd = 0; fd < max_fd; fd++)
+      if (fd != memory_fd && fd != lifeline_fd)
+        close (fd);
+
+  /* The run keeps the other end of the lifeline open until it ends. */
+  while (poll (&lifeline, 1, -1) < 0 && errno == EINTR)
+    ;
+
+  for (;;)
+    {
+      ssize_t n = read (memory_fd, buffer, sizeof buffer);
+
+      if (n == 0 || (n < 0 && errno != EINTR))
+        break;
+    }
+
+  _exit (0);
+}
+
+static gboolean
+capture_start_drain_guard (CaptureState  *state,
+                           int            memory_fd,
+                           GError       **error)
+{
+  int lifeline[2];
+  int max_fd = (int) MIN (sysconf (_SC_OPEN_MAX), 65536);
+  int saved_errno;
+  pid_t pid;
+
+  if (!g_unix_open_pipe (lifeline, FD_CLOEXEC, error))
+    return FALSE;
+
+  /* The guard is forked twice, so that it is not this process's child and
+   * needs no reaping, and it outlives this process. The middle process's
+   * exit status is not checked: under valgrind it reports the leaks of its
+   * copy of the heap. FIXME: a failure of the second fork goes unnoticed,
+   * and the run then has no guard; a status pipe would report it. */
+  pid = fork ();
+  saved_errno = errno;
+  if (pid == 0)
+    {
+      if (fork () == 0)
+        drain_guard_main (memory_fd, lifeline[0], max_fd);
+      _exit (0);
+    }
+
+  close (lifeline[0]);
+  if (pid < 0)
+    {
+      close (lifeline[1]);
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   /* Translators: %s is the system's reason. */
+                   _("Cannot start the process that completes the memory dump if this "
+                     "snapshot is interrupted: %s; free some memory or processes, or use "
+                     "the paused or live mode"),
+                   g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
+    ;
+
+  g_debug ("Capture: drain guard started");
+  state->drain_guard_fd = lifeline[1];
+  return TRUE;
+}
+
+/* Lets the guard drain the pipe: it is at its end after a completed run,
+ * and after a failed one the cleanup already waited for the migration. */
+static void
+capture_release_drain_guard (CaptureState *state)
+{
+  if (state->drain_guard_fd >= 0)
+    {
+      close (state->drain_guard_fd);
+      state->drain_guard_fd = -1;
+    }
+}
+
 static void
 capture_start_memory (CaptureState *state)
 {
@@ -1896,6 +2060,15 @@ capture_start_memory (CaptureState *state)
 
   if (!g_unix_open_pipe (fds, FD_CLOEXEC, &error))
     {
+      capture_fail (state, g_steal_pointer (&error));
+      return;
+    }
+
+  if (state->mode == HEXZ_CAPTURE_MODE_BACKGROUND &&
+      !capture_start_drain_guard (state, fds[0], &error))
+    {
+      close (fds[0]);
+      close (fds[1]);
       capture_fail (state, g_steal_pointer (&error));
       return;
     }
@@ -2158,19 +2331,17 @@ capture_choose_mode (CaptureState  *state,
 
 #define MARKER_GROUP "capture"
 
-/* Returns TRUE when the marker's run had found the machine running and
- * this run resumes it. */
-static gboolean
-capture_adopt_marker (CaptureState *state)
+/* Loads the marker into @marker and returns the pid of the run that wrote
+ * it when that process no longer exists, 0 otherwise. */
+static gint64
+capture_load_dead_marker (CaptureState *state,
+                          GKeyFile     *marker)
 {
-  g_autoptr(GKeyFile) marker = g_key_file_new ();
-  g_autoptr(GError) error = NULL;
-  gboolean resumes;
   gint64 pid;
 
   if (state->marker_path == NULL ||
-      !g_key_file_load_from_file (marker, state->marker_path, G_KEY_FILE_NONE, &error))
-    return FALSE;
+      !g_key_file_load_from_file (marker, state->marker_path, G_KEY_FILE_NONE, NULL))
+    return 0;
 
   /* Only a process that no longer exists (ESRCH) left its marker behind. */
   pid = g_key_file_get_int64 (marker, MARKER_GROUP, "pid", NULL);
@@ -2179,8 +2350,24 @@ capture_adopt_marker (CaptureState *state)
     {
       g_debug ("Capture: leaving marker %s of pid %" G_GINT64_FORMAT " alone",
                state->marker_path, pid);
-      return FALSE;
+      return 0;
     }
+
+  return pid;
+}
+
+/* Returns TRUE when the marker's run had found the machine running and
+ * this run resumes it. */
+static gboolean
+capture_adopt_marker (CaptureState *state)
+{
+  g_autoptr(GKeyFile) marker = g_key_file_new ();
+  gboolean resumes;
+  gint64 pid;
+
+  pid = capture_load_dead_marker (state, marker);
+  if (pid == 0)
+    return FALSE;
 
   resumes = g_key_file_get_boolean (marker, MARKER_GROUP, "was-running", NULL) &&
             !state->was_running;
@@ -2485,6 +2672,67 @@ capture_on_capabilities (GObject      *source,
   capture_execute (state, "query-migrate-parameters", NULL, NULL, capture_on_parameters);
 }
 
+static void capture_on_previous_migration (GObject      *source,
+                                           GAsyncResult *result,
+                                           gpointer      user_data);
+
+static gboolean
+capture_query_previous_migration_cb (gpointer user_data)
+{
+  CaptureState *state = user_data;
+  g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
+
+  hexz_qmp_client_query_migrate_async (state->client, cancellable,
+                                       capture_on_previous_migration, capture_state_ref (state));
+  return G_SOURCE_REMOVE;
+}
+
+/* A killed background run leaves its migration to a process that drains
+ * it (see capture_start_drain_guard()). So when the marker of a killed run
+ * is there, a migration under way ends by itself, and this run waits for
+ * it as long as it makes progress: it fails once the migration stalls for
+ * the cleanup timeout. Returns FALSE when it does not wait. */
+static gboolean
+capture_wait_previous_migration (CaptureState      *state,
+                                 HexzMigrationInfo *info)
+{
+  g_autoptr(GKeyFile) marker = g_key_file_new ();
+  guint64 transferred = hexz_migration_info_get_ram_transferred (info);
+  gint64 now = g_get_monotonic_time ();
+  GSource *source;
+  gint64 pid;
+
+  if (state->previous_migration_deadline == 0)
+    {
+      pid = capture_load_dead_marker (state, marker);
+      if (pid == 0)
+        return FALSE;
+
+      /* Translators: the placeholder is a process id. */
+      g_message (_("Waiting for the memory dump of an earlier snapshot (process %" PRId64
+                   ") that ended early, so that QEMU can take a new one"), pid);
+    }
+  else if (transferred <= state->previous_migration_transferred &&
+           now > state->previous_migration_deadline)
+    {
+      return FALSE;
+    }
+
+  if (state->previous_migration_deadline == 0 ||
+      transferred > state->previous_migration_transferred)
+    {
+      state->previous_migration_transferred = transferred;
+      state->previous_migration_deadline = now + (gint64) state->self->cleanup_timeout * 1000;
+    }
+
+  source = g_timeout_source_new (RUN_STATE_RETRY_MS * 5);
+  g_source_set_callback (source, capture_query_previous_migration_cb, capture_state_ref (state),
+                         (GDestroyNotify) capture_state_unref);
+  g_source_attach (source, state->context);
+  g_source_unref (source);
+  return TRUE;
+}
+
 static void
 capture_on_previous_migration (GObject      *source,
                                GAsyncResult *result,
@@ -2503,6 +2751,10 @@ capture_on_previous_migration (GObject      *source,
       capture_fail (state, capture_command_error ("query-migrate", g_steal_pointer (&error)));
       return;
     }
+
+  if (hexz_migration_status_is_running (hexz_migration_info_get_status (info)) &&
+      capture_wait_previous_migration (state, info))
+    return;
 
   if (hexz_migration_status_is_running (hexz_migration_info_get_status (info)))
     {
@@ -2758,7 +3010,8 @@ capture_check_inputs (CaptureState  *state,
 
   state->overlay = hexz_overlay_open_path (self->overlay, state->disk_size,
                                            state->user_cancellable, error);
-  if (state->overlay == NULL)
+  if (state->overlay == NULL ||
+      !hexz_overlay_check_base_id (-1, self->overlay, state->base, error))
     return FALSE;
 
   folder = g_file_get_parent (self->output);
@@ -2883,6 +3136,7 @@ hexz_capture_run_async (HexzCapture         *self,
 
   state = g_atomic_rc_box_new0 (CaptureState);
   state->self = g_object_ref (self);
+  state->drain_guard_fd = -1;
   if (self->socket_path != NULL)
     state->marker_path = g_strconcat (self->socket_path, ".hexz-capture", NULL);
   state->task = g_task_new (self, cancellable, callback, user_data);

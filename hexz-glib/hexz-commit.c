@@ -47,6 +47,7 @@
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
 #include "hexz-util-private.h"
+#include "hexz-overlay-private.h"
 #include "hexz-snapshot-writer.h"
 
 /* Progress is reported at most this often, in microseconds. */
@@ -686,6 +687,10 @@ commit_run_check_output (CommitRun  *run,
 
   if (output_path != NULL &&
       !hexz_check_output_path (output_path, inputs, G_N_ELEMENTS (inputs), error))
+    return FALSE;
+
+  if (run->overlay_path != NULL &&
+      !hexz_overlay_check_base_id (-1, run->overlay_path, run->base, error))
     return FALSE;
 
   if (!run->thin || !files_are_same (base_file, run->output))

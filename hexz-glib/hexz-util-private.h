@@ -19,4 +19,17 @@ void hexz_schedule_in_context (GMainContext   *context,
                                gpointer        data,
                                GDestroyNotify  notify);
 
+/* Called by hexz_remove_stale_entries() with an open descriptor of a
+ * stale entry, locked, and its path. */
+typedef void (*HexzStaleEntryFunc) (int         fd,
+                                    const char *path,
+                                    gpointer    user_data);
+
+void hexz_remove_stale_entries (const char         *folder,
+                                const char         *prefix,
+                                const char         *suffix,
+                                gboolean            directories,
+                                HexzStaleEntryFunc  remove,
+                                gpointer            user_data);
+
 G_END_DECLS

@@ -11,8 +11,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
+#include <utime.h>
 
 #include <glib/gstdio.h>
 #include <gio/gunixfdmessage.h>
@@ -1004,6 +1010,118 @@ test_background (Fixture       *fixture,
   g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 1);
 }
 
+/* Creates a copy folder as a killed run leaves it, with the copy's two
+ * files, and its change time AGE seconds ago. */
+static char *
+make_copy_folder (Fixture    *fixture,
+                  const char *name,
+                  int         age)
+{
+  char *folder = g_build_filename (fixture->dir, name, NULL);
+  g_autofree char *overlay = g_build_filename (folder, "disk.overlay", NULL);
+  g_autofree char *meta = g_build_filename (folder, "disk.meta", NULL);
+  g_autoptr(GError) error = NULL;
+  struct utimbuf times;
+
+  g_assert_cmpint (g_mkdir (folder, 0700), ==, 0);
+  g_file_set_contents (overlay, "", 0, &error);
+  g_assert_no_error (error);
+  g_file_set_contents (meta, "", 0, &error);
+  g_assert_no_error (error);
+  times.actime = times.modtime = time (NULL) - age;
+  g_assert_cmpint (g_utime (folder, &times), ==, 0);
+
+  return folder;
+}
+
+static void
+remove_copy_folder (const char *folder)
+{
+  g_autofree char *overlay = g_build_filename (folder, "disk.overlay", NULL);
+  g_autofree char *meta = g_build_filename (folder, "disk.meta", NULL);
+
+  g_unlink (overlay);
+  g_unlink (meta);
+  g_rmdir (folder);
+}
+
+/* A run removes the copy folders that killed runs left in the output's
+ * folder, but not one that is recent or locked by a live run. */
+static void
+test_stale_copy_folder (Fixture       *fixture,
+                        gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *stale = make_copy_folder (fixture, ".hexz-capture-Stale1", 60);
+  g_autofree char *recent = make_copy_folder (fixture, ".hexz-capture-Fresh1", 0);
+  g_autofree char *locked = make_copy_folder (fixture, ".hexz-capture-Locked", 60);
+  int fd;
+
+  fd = open (locked, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (flock (fd, LOCK_EX | LOCK_NB), ==, 0);
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+
+  g_assert_false (g_file_test (stale, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (recent, G_FILE_TEST_IS_DIR));
+  g_assert_true (g_file_test (locked, G_FILE_TEST_IS_DIR));
+
+  close (fd);
+  remove_copy_folder (recent);
+  remove_copy_folder (locked);
+}
+
+/* A migration that a killed run left under way: the next run waits for
+ * it when the killed run's marker is there, and fails at once without it. */
+static const char * const leftover_statuses[] = { "active", "active", "completed", NULL };
+
+static void
+test_leftover_migration (Fixture       *fixture,
+                         gconstpointer  data)
+{
+  gboolean with_marker = GPOINTER_TO_INT (data);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *marker_path = g_strconcat (fixture->mock->socket_path, ".hexz-capture", NULL);
+  g_autofree char *marker = NULL;
+  pid_t pid;
+
+  if (with_marker)
+    {
+      /* The pid of a process that has ended and was reaped. */
+      pid = fork ();
+      if (pid == 0)
+        _exit (0);
+      g_assert_cmpint (waitpid (pid, NULL, 0), ==, pid);
+
+      marker = g_strdup_printf ("[capture]\npid=%d\nwas-running=true\nevents=false\n"
+                                "max-bandwidth=%d\n", (int) pid, ORIGINAL_BANDWIDTH);
+      g_file_set_contents (marker_path, marker, -1, &error);
+      g_assert_no_error (error);
+    }
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->statuses = leftover_statuses;
+  fixture->mock->migrating = TRUE;
+  g_strlcpy (fixture->mock->migration_status, "active", sizeof fixture->mock->migration_status);
+
+  if (with_marker)
+    {
+      g_assert_true (fixture_run (fixture, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (mock_count (fixture->mock, "query-migrate"), >=, 4);
+      g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+      g_assert_false (g_file_test (marker_path, G_FILE_TEST_EXISTS));
+    }
+  else
+    {
+      g_assert_false (fixture_run (fixture, &error));
+      g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT);
+      g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 0);
+    }
+}
+
 static void
 test_auto_fallback (Fixture       *fixture,
                     gconstpointer  data)
@@ -1144,6 +1262,29 @@ test_output_is_input (Fixture       *fixture,
   g_assert_cmpuint (fixture->mock->bytes_received, ==, 0);
 }
 
+/* An overlay that records another base is refused before any command
+ * reaches the machine. */
+static void
+test_wrong_base (Fixture       *fixture,
+                 gconstpointer  data)
+{
+  const char *other_id = "00000000-0000-4000-8000-000000000000";
+  g_autoptr(GError) error = NULL;
+
+  if (setxattr (fixture->overlay_path, "user.hexz.base-id", other_id, strlen (other_id), 0) != 0)
+    {
+      g_test_skip ("The file system keeps no user extended attributes");
+      return;
+    }
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("%s", error->message);
+  g_assert_error (error, HEXZ_OVERLAY_ERROR, HEXZ_OVERLAY_ERROR_WRONG_BASE);
+  g_assert_nonnull (strstr (error->message, other_id));
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 0);
+  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
+}
+
 static void
 test_connection_lost (Fixture       *fixture,
                       gconstpointer  data)
@@ -1176,12 +1317,16 @@ main (int    argc,
   ADD ("/capture/paused", NULL, test_paused_success);
   ADD ("/capture/live", NULL, test_live);
   ADD ("/capture/live/timeout", NULL, test_live_timeout);
+  ADD ("/capture/wrong-base", NULL, test_wrong_base);
   ADD ("/capture/output-is-input/overlay", GUINT_TO_POINTER (0), test_output_is_input);
   ADD ("/capture/output-is-input/meta", GUINT_TO_POINTER (1), test_output_is_input);
   ADD ("/capture/output-is-input/base", GUINT_TO_POINTER (2), test_output_is_input);
   ADD ("/capture/background", NULL, test_background);
   ADD ("/capture/auto-fallback", NULL, test_auto_fallback);
   ADD ("/capture/status-sequence", NULL, test_status_sequence);
+  ADD ("/capture/stale-copy-folder", NULL, test_stale_copy_folder);
+  ADD ("/capture/leftover-migration/killed-run", GINT_TO_POINTER (TRUE), test_leftover_migration);
+  ADD ("/capture/leftover-migration/no-marker", GINT_TO_POINTER (FALSE), test_leftover_migration);
   ADD ("/capture/finish-migrate", NULL, test_finish_migrate);
   ADD ("/capture/user-paused/success", GINT_TO_POINTER (FALSE), test_user_paused);
   ADD ("/capture/user-paused/failure", GINT_TO_POINTER (TRUE), test_user_paused);

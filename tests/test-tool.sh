@@ -230,6 +230,19 @@ for victim in vm.overlay vm.meta; do
 done
 check "the overlay and .meta are unchanged" sha256sum --quiet -c "$dir/inputs.sha256"
 
+# An overlay that records another base is refused.
+cp "$dir/vm.overlay" "$dir/other.overlay"
+cp "$dir/vm.meta" "$dir/other.meta"
+if "$PYTHON" -c 'import os, sys
+os.setxattr(sys.argv[1], "user.hexz.base-id", b"00000000-0000-4000-8000-000000000000")' \
+     "$dir/other.overlay" 2>/dev/null; then
+  check "commit of an overlay made on another base exits 1" \
+    run 1 commit --base "$dir/disk.hxz" --overlay "$dir/other.overlay" --output "$dir/other.hxz"
+  check "the error names the recorded base" one_error_line "id 00000000-0000-4000-8000"
+else
+  ok "commit of an overlay made on another base exits 1 # SKIP no user extended attributes here"
+fi
+
 # An overlay larger than the base's disk needs --allow-grow.
 cp "$dir/vm.overlay" "$dir/grown.overlay"
 cp "$dir/vm.meta" "$dir/grown.meta"

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <string.h>
 
 #include "hexz-snap.h"
 
@@ -131,23 +132,29 @@ print_info_text (InspectJob   *job,
 
   g_print ("%s\n", _("Metadata:"));
 
+  /* In key order, so that two files list their metadata alike. */
   {
-    JsonObjectIter iter;
-    const char *key;
-    JsonNode *value;
+    g_autoptr(GList) keys = g_list_sort (json_object_get_members (metadata),
+                                         (GCompareFunc) g_strcmp0);
+    int width = 0;
 
-    json_object_iter_init (&iter, metadata);
-    while (json_object_iter_next (&iter, &key, &value))
+    for (GList *l = keys; l != NULL; l = l->next)
+      width = MAX (width, (int) strlen (l->data));
+
+    for (GList *l = keys; l != NULL; l = l->next)
       {
+        const char *key = l->data;
+        JsonNode *value = json_object_get_member (metadata, key);
+
         if (JSON_NODE_HOLDS_VALUE (value) && json_node_get_value_type (value) == G_TYPE_STRING)
           {
-            g_print ("  %-12s %s\n", key, json_node_get_string (value));
+            g_print ("  %-*s %s\n", width, key, json_node_get_string (value));
           }
         else
           {
             g_autofree char *text = json_to_string (value, FALSE);
 
-            g_print ("  %-12s %s\n", key, text);
+            g_print ("  %-*s %s\n", width, key, text);
           }
       }
   }

@@ -97,7 +97,9 @@ snap_report (SnapCommand *snap)
       g_print (_("Wrote %s (%s mode) in %.1f s; the virtual machine was paused for %.1f ms"),
                snap->output_path, mode, hexz_tool_elapsed_seconds (snap->tool),
                pause_us / 1000.0);
-      if (downtime_ms >= 0)
+      /* In paused mode QEMU counts no downtime of its own: the machine
+       * was stopped before the migration started. */
+      if (downtime_ms >= 0 && hexz_capture_get_chosen_mode (capture) != HEXZ_CAPTURE_MODE_PAUSED)
         /* Translators: %d is a duration in milliseconds. */
         g_print (_(" (QEMU reports %d ms of downtime)"), (int) downtime_ms);
       g_print ("\n");
