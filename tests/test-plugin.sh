@@ -172,8 +172,11 @@ else
   not_ok "read-only server starts"
 fi
 
-# A missing overlay is rejected unless create=true.
-if "${nbdkit[@]}" --unix "$socket" --foreground "$plugin" snapshot="$snapshot" \
+# A missing overlay is rejected unless create=true. Servers expected to
+# fail at start run under timeout, so that one that starts by mistake (for
+# instance after the first server crashed and released its overlay lock)
+# fails the check instead of serving until the suite's timeout.
+if timeout 60 "${nbdkit[@]}" --unix "$socket" --foreground "$plugin" snapshot="$snapshot" \
      overlay="$overlay" >"$tmp/missing.log" 2>&1; then
   not_ok "missing overlay rejected without create=true"
 else
@@ -227,7 +230,7 @@ if start_server snapshot="$snapshot" overlay="$overlay" create=true; then
   check "export reads back the writes" \
     qemu-img compare -f raw -F raw "$tmp/expected.raw" "$export_uri"
 
-  if "${nbdkit[@]}" --unix "$tmp/second.sock" --foreground "$plugin" snapshot="$snapshot" \
+  if timeout 60 "${nbdkit[@]}" --unix "$tmp/second.sock" --foreground "$plugin" snapshot="$snapshot" \
        overlay="$overlay" >"$tmp/second.log" 2>&1; then
     not_ok "second server on the overlay is rejected"
   else
@@ -382,7 +385,7 @@ done
 cp "$meta" "$tmp/meta.saved"
 # reject_meta NAME MESSAGE: the server must fail to start and log MESSAGE.
 reject_meta () {
-  if "${nbdkit[@]}" --unix "$tmp/bad.sock" --foreground "$plugin" snapshot="$snapshot" \
+  if timeout 60 "${nbdkit[@]}" --unix "$tmp/bad.sock" --foreground "$plugin" snapshot="$snapshot" \
        overlay="$overlay" >"$tmp/bad.log" 2>&1; then
     not_ok "$1"
   else
@@ -400,7 +403,7 @@ cp "$tmp/meta.saved" "$meta"
 # lists pages, and must leave no overlay behind when it fails.
 "$python" -c 'import struct, sys; open(sys.argv[1], "wb").write(struct.pack("<Q", 3))' \
   "$tmp/orphan.meta"
-if "${nbdkit[@]}" --unix "$tmp/orphan.sock" --foreground "$plugin" snapshot="$snapshot" \
+if timeout 60 "${nbdkit[@]}" --unix "$tmp/orphan.sock" --foreground "$plugin" snapshot="$snapshot" \
      overlay="$tmp/orphan.ovl" create=true >"$tmp/orphan.log" 2>&1; then
   not_ok "orphan page list rejected"
 else
