@@ -64,6 +64,7 @@
 #include "hexz-boot.h"
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
+#include "hexz-snapshot-private.h"
 #include "hexz-overlay.h"
 #include "hexz-qmp-client.h"
 #include "hexz-restore.h"
@@ -84,6 +85,10 @@
 
 /* Metadata key under which a capture records the machine's RAM size. */
 #define BOOT_RAM_SIZE_KEY "ram-size"
+#define BOOT_CPUS_KEY "cpus"
+#define BOOT_MACHINE_KEY "machine-type"
+#define BOOT_KERNEL_KEY "kernel"
+#define BOOT_APPEND_KEY "append"
 
 typedef enum {
   BOOT_PHASE_IDLE,
@@ -191,6 +196,8 @@ struct _StartState
   GCancellable *cancellable;
   HexzSnapshot *snapshot;
   guint64 ram;
+  guint cpus;
+  char *machine;
   gint64 deadline;
   guint poll_id;
   GError *error;
@@ -213,6 +220,7 @@ start_state_clear (StartState *state)
   g_clear_object (&state->task);
   g_clear_object (&state->cancellable);
   g_clear_object (&state->snapshot);
+  g_clear_pointer (&state->machine, g_free);
   g_clear_error (&state->error);
 }
 
@@ -829,20 +837,16 @@ start_build_qemu_argv (StartState *state)
   const char *accel = self->accel != NULL ? self->accel : boot_choose_accel ();
 
   ram = g_strdup_printf ("%" G_GUINT64_FORMAT "M", state->ram >> 20);
-  cpus = g_strdup_printf ("%u", self->cpus);
+  cpus = g_strdup_printf ("%u", state->cpus);
   drive = g_strdup_printf ("if=%s,format=raw,file.driver=nbd,file.server.type=unix,"
                            "file.server.path=%s", interface, nbd_path);
   control_chardev = g_strdup_printf ("socket,id=hexz-control,path=%s,server=on,wait=off",
                                      control_path);
   qmp_chardev = g_strdup_printf ("socket,id=hexz-qmp,path=%s,server=on,wait=off", qmp_path);
 
-  /* NOTE: "pc" names the newest i440FX machine version of the QEMU that
-   * runs, so a memory snapshot loads only into a QEMU whose "pc" is the
-   * same version. Recording the versioned name in the snapshot would fix
-   * that. */
   g_strv_builder_add_many (builder,
                            self->qemu_binary,
-                           "-machine", "pc",
+                           "-machine", state->machine,
                            "-accel", accel,
                            "-m", ram,
                            "-smp", cpus,
@@ -985,16 +989,99 @@ start_spawn_nbdkit (StartState *state)
 /* Step 1: check the snapshot, the RAM size and the overlay, then create
  * the private folder. Nothing is started before these checks pass. */
 
+/* Whether @name can be given to -machine as it is: a machine type name,
+ * with no comma that would add options. */
+static gboolean
+boot_is_machine_name (const char *name)
+{
+  if (name == NULL || name[0] == '\0' || strlen (name) > 64)
+    return FALSE;
+
+  for (const char *c = name; *c != '\0'; c++)
+    {
+      if (!g_ascii_isalnum (*c) && *c != '-' && *c != '.' && *c != '_')
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* A memory stream loads only into the machine type and CPU count it was
+ * taken on, and a -kernel boot adds an option ROM that the stream
+ * contains. A live snapshot records them. The type and CPU count are used
+ * unless set otherwise. The kernel is a path on the host that took the
+ * snapshot, so it is only named in an error and never loaded on the
+ * strength of a file's contents. Without records, the type is "pc" and
+ * the CPU count 1. */
+static gboolean
+start_check_machine (StartState  *state,
+                     GError     **error)
+{
+  HexzBoot *self = state->self;
+  gint64 recorded_cpus = 0;
+  const char *machine = NULL;
+  const char *kernel = NULL;
+
+  if (hexz_snapshot_has_memory (state->snapshot))
+    {
+      recorded_cpus = hexz_snapshot_get_metadata_int (state->snapshot, BOOT_CPUS_KEY);
+      machine = hexz_snapshot_get_metadata_string (state->snapshot, BOOT_MACHINE_KEY);
+      kernel = hexz_snapshot_get_metadata_string (state->snapshot, BOOT_KERNEL_KEY);
+    }
+
+  if (recorded_cpus < 1 || recorded_cpus > 1024)
+    recorded_cpus = 0;
+
+  if (self->cpus != 0 && recorded_cpus != 0 && self->cpus != recorded_cpus)
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_MACHINE_MISMATCH,
+                   /* Translators: the first %s is a file name, then two numbers of CPUs. */
+                   _("The snapshot “%s” contains the memory of a machine whose CPU count is %d, "
+                     "but the requested count is %u: boot it with the recorded count, or leave "
+                     "it unset"),
+                   self->snapshot_path, (int) recorded_cpus, self->cpus);
+      return FALSE;
+    }
+
+  if (kernel != NULL && kernel[0] != '\0' && self->kernel == NULL)
+    {
+      const char *append = hexz_snapshot_get_metadata_string (state->snapshot, BOOT_APPEND_KEY);
+
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_MACHINE_MISMATCH,
+                   /* Translators: the first %s is a file name, the second a kernel
+                    * file, the third a kernel command line. */
+                   _("The snapshot “%s” contains the memory of a machine that booted the "
+                     "kernel “%s” with the command line “%s”: set the same kernel and "
+                     "command line (hexz-snap boot --kernel FILE --append TEXT)"),
+                   self->snapshot_path, kernel, append != NULL ? append : "");
+      return FALSE;
+    }
+
+  if (self->cpus != 0)
+    state->cpus = self->cpus;
+  else if (recorded_cpus != 0)
+    state->cpus = recorded_cpus;
+  else
+    state->cpus = 1;
+
+  if (boot_is_machine_name (machine))
+    state->machine = g_strdup (machine);
+  else
+    {
+      if (machine != NULL)
+        g_debug ("Boot: ignoring the invalid machine type recorded in %s", self->snapshot_path);
+      state->machine = g_strdup ("pc");
+    }
+
+  return TRUE;
+}
+
 static gboolean
 start_check_ram (StartState  *state,
                  GError     **error)
 {
   HexzBoot *self = state->self;
-  JsonObject *metadata = hexz_snapshot_get_metadata (state->snapshot);
-  gint64 recorded = 0;
-
-  if (metadata != NULL && json_object_has_member (metadata, BOOT_RAM_SIZE_KEY))
-    recorded = json_object_get_int_member_with_default (metadata, BOOT_RAM_SIZE_KEY, 0);
+  gint64 recorded = hexz_snapshot_get_metadata_int (state->snapshot, BOOT_RAM_SIZE_KEY);
 
   if (!hexz_snapshot_has_memory (state->snapshot) || recorded <= 0)
     {
@@ -1079,6 +1166,9 @@ start_check_inputs (StartState  *state,
   HexzBoot *self = state->self;
 
   if (!start_check_ram (state, error))
+    return FALSE;
+
+  if (!start_check_machine (state, error))
     return FALSE;
 
   if (!start_check_overlay (state, error))
@@ -1405,12 +1495,13 @@ hexz_boot_class_init (HexzBootClass *klass)
   /**
    * HexzBoot:cpus:
    *
-   * The number of virtual CPUs.
+   * The number of virtual CPUs; 0 for the number recorded in the snapshot,
+   * or 1 for a snapshot without that record.
    *
    * Since: 1.0
    */
   properties[PROP_CPUS] =
-    g_param_spec_uint ("cpus", NULL, NULL, 1, 1024, 1, flags);
+    g_param_spec_uint ("cpus", NULL, NULL, 0, 1024, 0, flags);
 
   /**
    * HexzBoot:accel:
@@ -1529,7 +1620,7 @@ hexz_boot_class_init (HexzBootClass *klass)
 static void
 hexz_boot_init (HexzBoot *self)
 {
-  self->cpus = 1;
+  self->cpus = 0;
   self->display = g_strdup ("none");
   self->disk_interface = g_strdup ("ide");
   self->qemu_binary = g_strdup ("qemu-system-x86_64");
@@ -1760,10 +1851,11 @@ hexz_boot_get_cpus (HexzBoot *self)
 /**
  * hexz_boot_set_cpus:
  * @self: a boot that has not started
- * @cpus: the number of virtual CPUs, at least 1
+ * @cpus: the number of virtual CPUs, or 0 for the snapshot's
  *
  * Sets the number of virtual CPUs. A snapshot with memory must be booted
- * with the number of CPUs of the machine it was taken from.
+ * with the number of CPUs of the machine it was taken from, which a live
+ * snapshot records and 0 selects.
  *
  * Since: 1.0
  */
@@ -1772,7 +1864,7 @@ hexz_boot_set_cpus (HexzBoot *self,
                     guint     cpus)
 {
   g_return_if_fail (HEXZ_IS_BOOT (self));
-  g_return_if_fail (cpus >= 1);
+  g_return_if_fail (cpus <= 1024);
   g_return_if_fail (self->phase == BOOT_PHASE_IDLE);
 
   if (self->cpus == cpus)

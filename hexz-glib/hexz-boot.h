@@ -36,6 +36,9 @@ G_BEGIN_DECLS
  *   exited with an error
  * @HEXZ_BOOT_ERROR_TIMED_OUT: nbdkit or QEMU did not become ready in time
  * @HEXZ_BOOT_ERROR_BUSY: the machine was already started, or is not running
+ * @HEXZ_BOOT_ERROR_MACHINE_MISMATCH: the snapshot contains the memory of a
+ *   machine with another number of CPUs than the one requested, or of one
+ *   that booted a kernel when none is set; nothing was started
  *
  * Error codes of the %HEXZ_BOOT_ERROR domain.
  *
@@ -48,6 +51,7 @@ typedef enum {
   HEXZ_BOOT_ERROR_CHILD_FAILED,
   HEXZ_BOOT_ERROR_TIMED_OUT,
   HEXZ_BOOT_ERROR_BUSY,
+  HEXZ_BOOT_ERROR_MACHINE_MISMATCH,
 } HexzBootError;
 
 /**

@@ -34,7 +34,9 @@
  * the machine's run state and migration settings from before the run. The
  * next run on that socket restores those settings, resumes the machine if
  * the killed run found it running, and logs a message saying so;
- * `hexz-snap resume` also resumes it.
+ * `hexz-snap resume` also resumes it. In background mode a helper process
+ * reads the rest of a killed run's memory stream, because QEMU 7.2 cannot
+ * migrate again after a background migration whose stream broke.
  *
  * ```c
  * g_autoptr(HexzCapture) capture = hexz_capture_new ();
@@ -55,9 +57,14 @@
 #include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
@@ -67,11 +74,14 @@
 
 #include "hexz-capture.h"
 #include "hexz-capture-private.h"
+#include "hexz-util-private.h"
+#include "hexz-overlay-private.h"
 #include "hexz-commit-private.h"
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
 #include "hexz-overlay.h"
 #include "hexz-snapshot-writer.h"
+#include "hexz-util-private.h"
 
 /* The name under which the pipe's write end is passed to QEMU. */
 #define CAPTURE_FD_NAME "hexz-snapshot"
@@ -81,6 +91,7 @@
 #define CAPTURE_MAX_BANDWIDTH (G_GINT64_CONSTANT (1) << 40)
 
 #define DEFAULT_STALL_TIMEOUT_S 30
+#define DEFAULT_LIVE_TIMEOUT_S 60
 #define DEFAULT_POLL_INTERVAL_MS 1000
 #define DEFAULT_CLEANUP_TIMEOUT_MS 30000
 
@@ -105,6 +116,7 @@ struct _HexzCapture
   guint threads;
   char *message;
   guint stall_timeout;
+  guint live_timeout;
   gboolean allow_larger_overlay;
 
   gboolean check_free_space;
@@ -117,6 +129,7 @@ struct _HexzCapture
   char *fallback_reason;
   gint64 pause_time;
   gint64 downtime;
+  gboolean paused_to_converge;
   gboolean running;
 };
 
@@ -136,12 +149,14 @@ enum {
   PROP_THREADS,
   PROP_MESSAGE,
   PROP_STALL_TIMEOUT,
+  PROP_LIVE_TIMEOUT,
   PROP_ALLOW_LARGER_OVERLAY,
   PROP_PHASE,
   PROP_CHOSEN_MODE,
   PROP_FALLBACK_REASON,
   PROP_PAUSE_TIME,
   PROP_DOWNTIME,
+  PROP_PAUSED_TO_CONVERGE,
   N_PROPS
 };
 
@@ -201,6 +216,15 @@ struct _CaptureState
   HexzRunState initial_run_state;
   guint64 ram_size;
   char *vm_name;
+  /* The machine's configuration, recorded for booting the snapshot:
+   * guest CPUs (0 if unknown), versioned machine type, kernel, command
+   * line and initrd (NULL if unknown or unset). */
+  guint cpus;
+  char *machine_type;
+  char *kernel;
+  char *append;
+  char *initrd;
+  guint machine_queries;
   gboolean has_background_snapshot;
   gboolean saved_events;
   gboolean saved_background_snapshot;
@@ -219,11 +243,14 @@ struct _CaptureState
   gboolean migrate_sent;
   gboolean migration_finished;
   gboolean vm_resumed;
+  gint64 migrate_time;
+  gboolean converge_stop_sent;
   gint64 pause_start;
   gint64 pause_end;
 
   /* The memory stream. */
   GInputStream *memory_input;
+  int drain_guard_fd;
   GCancellable *drain_cancellable;
   gboolean splice_running;
   gboolean splice_done;
@@ -249,6 +276,8 @@ struct _CaptureState
    * NULL without a socket path; marker_written once this run wrote it. */
   char *marker_path;
   gboolean marker_written;
+  gint64 previous_migration_deadline;
+  guint64 previous_migration_transferred;
 
   gint64 cleanup_deadline;
   guint64 cleanup_transferred;
@@ -265,6 +294,8 @@ capture_state_ref (CaptureState *state)
   return g_atomic_rc_box_acquire (state);
 }
 
+static void capture_release_drain_guard (CaptureState *state);
+
 static void
 capture_state_clear (CaptureState *state)
 {
@@ -280,8 +311,13 @@ capture_state_clear (CaptureState *state)
   g_clear_object (&state->writer);
   g_clear_pointer (&state->output_dir, g_free);
   g_clear_pointer (&state->vm_name, g_free);
+  g_clear_pointer (&state->machine_type, g_free);
+  g_clear_pointer (&state->kernel, g_free);
+  g_clear_pointer (&state->append, g_free);
+  g_clear_pointer (&state->initrd, g_free);
   g_clear_object (&state->memory_input);
   g_clear_object (&state->drain_cancellable);
+  capture_release_drain_guard (state);
   g_clear_error (&state->error);
   if (state->cleanup_notes != NULL)
     g_string_free (state->cleanup_notes, TRUE);
@@ -489,6 +525,7 @@ capture_complete (CaptureState *state)
     }
 
   self->running = FALSE;
+  capture_release_drain_guard (state);
 
   /* A note means the cleanup could not restore everything: the marker then
    * stays for the next run. */
@@ -1222,6 +1259,22 @@ capture_finalize (CaptureState *state)
   if (state->vm_name != NULL)
     capture_set_metadata_string (state, "vm-name", state->vm_name);
   capture_set_metadata_int (state, "ram-size", (gint64) state->ram_size);
+  if (state->cpus > 0)
+    capture_set_metadata_int (state, "cpus", state->cpus);
+  /* QOM names a machine type's class NAME-machine; -machine takes NAME. */
+  if (state->machine_type != NULL && g_str_has_suffix (state->machine_type, "-machine"))
+    {
+      g_autofree char *machine = g_strndup (state->machine_type,
+                                            strlen (state->machine_type) - strlen ("-machine"));
+
+      capture_set_metadata_string (state, "machine-type", machine);
+    }
+  if (state->kernel != NULL)
+    capture_set_metadata_string (state, "kernel", state->kernel);
+  if (state->append != NULL)
+    capture_set_metadata_string (state, "append", state->append);
+  if (state->initrd != NULL)
+    capture_set_metadata_string (state, "initrd", state->initrd);
   capture_set_metadata_string (state, "capture-mode", hexz_capture_mode_to_string (state->mode));
   capture_set_metadata_int (state, "pause-time-us", self->pause_time);
   if (self->downtime >= 0)
@@ -1338,6 +1391,27 @@ capture_resume (CaptureState *state)
 /* Pages copied by one write: 1 MiB. */
 #define COPY_RUN_PAGES 256
 
+/* The copy's folder in the output's folder: COPY_FOLDER_PREFIX and six
+ * characters, with COPY_FILE_NAME and its .meta file. It exists only while
+ * the copy's files are created, locked with flock() by its run. */
+#define COPY_FOLDER_PREFIX ".hexz-capture-"
+#define COPY_FILE_NAME "disk.overlay"
+
+static void
+capture_remove_stale_copy_folder (int         fd,
+                                  const char *path,
+                                  gpointer    user_data)
+{
+  g_autofree char *meta_name = hexz_overlay_get_meta_path_for (COPY_FILE_NAME);
+
+  unlinkat (fd, COPY_FILE_NAME, 0);
+  unlinkat (fd, meta_name, 0);
+  if (g_rmdir (path) == 0)
+    g_debug ("Capture: removed the folder %s that a killed run left", path);
+  else
+    g_debug ("Capture: could not remove the stale folder %s: %s", path, g_strerror (errno));
+}
+
 static gboolean
 capture_copy_pages (CaptureState  *state,
                     GCancellable  *cancellable,
@@ -1351,6 +1425,7 @@ capture_copy_pages (CaptureState  *state,
   g_autofree char *meta_path = NULL;
   g_autofree guint8 *buffer = NULL;
   gsize n_pages = 0;
+  int folder_fd;
 
   /* Reopened here, not in the preflight, because the list of modified
    * pages is read when the overlay is opened. */
@@ -1358,7 +1433,11 @@ capture_copy_pages (CaptureState  *state,
   if (source == NULL)
     return FALSE;
 
-  folder = g_build_filename (state->output_dir, ".hexz-capture-XXXXXX", NULL);
+  /* Copy folders that killed runs left behind go first. */
+  hexz_remove_stale_entries (state->output_dir, COPY_FOLDER_PREFIX, "", TRUE,
+                             capture_remove_stale_copy_folder, NULL);
+
+  folder = g_build_filename (state->output_dir, COPY_FOLDER_PREFIX "XXXXXX", NULL);
   if (g_mkdtemp_full (folder, 0700) == NULL)
     {
       int saved_errno = errno;
@@ -1370,7 +1449,12 @@ capture_copy_pages (CaptureState  *state,
       return FALSE;
     }
 
-  copy_path = g_build_filename (folder, "disk.overlay", NULL);
+  /* The lock keeps other runs from removing the folder while it is in use. */
+  folder_fd = open (folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (folder_fd >= 0)
+    flock (folder_fd, LOCK_EX | LOCK_NB);
+
+  copy_path = g_build_filename (folder, COPY_FILE_NAME, NULL);
   meta_path = hexz_overlay_get_meta_path_for (copy_path);
   copy = hexz_overlay_create_path (copy_path, state->disk_size, HEXZ_OVERLAY_CREATE_NONE, error);
 
@@ -1378,6 +1462,8 @@ capture_copy_pages (CaptureState  *state,
   g_unlink (copy_path);
   g_unlink (meta_path);
   g_rmdir (folder);
+  if (folder_fd >= 0)
+    close (folder_fd);
 
   if (copy == NULL)
     return FALSE;
@@ -1546,6 +1632,49 @@ capture_on_memory_spliced (GObject      *source,
   capture_check_memory_done (state);
 }
 
+/* A guest that writes memory faster than QEMU copies it never lets a live
+ * migration converge, and the stall timeout does not see it because bytes
+ * keep moving. Once live-timeout has passed, the capture pauses the guest
+ * itself: no page changes any more, so the copy then finishes. */
+
+static gboolean capture_stop_finish (CaptureState *state,
+                                     GAsyncResult *result);
+
+static void
+capture_on_converge_stopped (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+
+  if (!capture_stop_finish (state, result))
+    return;
+
+  state->self->paused_to_converge = TRUE;
+  g_object_notify_by_pspec (G_OBJECT (state->self), properties[PROP_PAUSED_TO_CONVERGE]);
+}
+
+static void
+capture_check_convergence (CaptureState *state,
+                           gint64        now)
+{
+  g_autoptr(GCancellable) cancellable = NULL;
+  guint timeout = state->self->live_timeout;
+
+  if (state->mode != HEXZ_CAPTURE_MODE_LIVE || timeout == 0 ||
+      state->converge_stop_sent || state->pause_start != 0 ||
+      now - state->migrate_time < (gint64) timeout * G_USEC_PER_SEC)
+    return;
+
+  g_debug ("Capture: the live copy has not converged in %u s; pausing the machine", timeout);
+
+  cancellable = capture_timeout_cancellable (state);
+  state->converge_stop_sent = TRUE;
+  state->stop_sent = TRUE;
+  hexz_qmp_client_stop_async (state->client, cancellable, capture_on_converge_stopped,
+                              capture_state_ref (state));
+}
+
 static void
 capture_on_migration_info (GObject      *source,
                            GAsyncResult *result,
@@ -1622,6 +1751,7 @@ capture_on_migration_info (GObject      *source,
     capture_progress (state, transferred, total);
 
   now = g_get_monotonic_time ();
+  capture_check_convergence (state, now);
   if (transferred > state->last_transferred || state->last_progress_time == 0)
     {
       state->last_transferred = transferred;
@@ -1712,6 +1842,7 @@ capture_on_migrate (GObject      *source,
     }
 
   state->last_progress_time = g_get_monotonic_time ();
+  state->migrate_time = state->last_progress_time;
 
   poll = g_timeout_source_new (state->self->poll_interval);
   g_source_set_callback (poll, capture_on_poll, capture_state_ref (state),
@@ -1802,6 +1933,121 @@ capture_on_getfd (GObject      *source,
   capture_migrate (state);
 }
 
+/* The drain guard of a background migration.
+ *
+ * QEMU 7.2 does not recover from a background migration whose stream
+ * breaks: the guest memory stays registered for write tracking, so every
+ * later migration of that QEMU fails ("uffd_change_protection() failed")
+ * and background-snapshot is refused, until QEMU restarts. A run that is
+ * killed closes the read end of the memory pipe and breaks the stream. In
+ * background mode a run therefore starts a small process that keeps a copy
+ * of the read end and waits for the run to end, killed or not. It then
+ * reads the pipe to its end and discards the data, so that QEMU completes
+ * the migration. After a completed run the pipe is already at its end and
+ * the process exits at once. */
+
+/* Runs in the guard process, forked from a process that may have other
+ * threads: only async-signal-safe calls. */
+static void G_GNUC_NORETURN
+drain_guard_main (int memory_fd,
+                  int lifeline_fd,
+                  int max_fd)
+{
+  static char buffer[64 * 1024];
+  struct pollfd lifeline = { .fd = lifeline_fd, .events = POLLIN };
+  int low = MIN (memory_fd, lifeline_fd);
+  int high = MAX (memory_fd, lifeline_fd);
+  gboolean closed = FALSE;
+
+  /* Every other descriptor goes: copies of the QMP connection, of the
+   * temporary file and its lock, of the caller's standard output or of the
+   * pipe's write end would keep them open after the run. */
+#ifdef SYS_close_range
+  closed = (low == 0 || syscall (SYS_close_range, 0u, (unsigned int) low - 1, 0u) == 0) &&
+           (high == low + 1 ||
+            syscall (SYS_close_range, (unsigned int) low + 1, (unsigned int) high - 1, 0u) == 0) &&
+           syscall (SYS_close_range, (unsigned int) high + 1, ~0u, 0u) == 0;
+#endif
+  if (!closed)
+    for (int fd = 0; fd < max_fd; fd++)
+      if (fd != memory_fd && fd != lifeline_fd)
+        close (fd);
+
+  /* The run keeps the other end of the lifeline open until it ends. */
+  while (poll (&lifeline, 1, -1) < 0 && errno == EINTR)
+    ;
+
+  for (;;)
+    {
+      ssize_t n = read (memory_fd, buffer, sizeof buffer);
+
+      if (n == 0 || (n < 0 && errno != EINTR))
+        break;
+    }
+
+  _exit (0);
+}
+
+static gboolean
+capture_start_drain_guard (CaptureState  *state,
+                           int            memory_fd,
+                           GError       **error)
+{
+  int lifeline[2];
+  int max_fd = (int) MIN (sysconf (_SC_OPEN_MAX), 65536);
+  int saved_errno;
+  pid_t pid;
+
+  if (!g_unix_open_pipe (lifeline, FD_CLOEXEC, error))
+    return FALSE;
+
+  /* The guard is forked twice, so that it is not this process's child and
+   * needs no reaping, and it outlives this process. The middle process's
+   * exit status is not checked: under valgrind it reports the leaks of its
+   * copy of the heap. FIXME: a failure of the second fork goes unnoticed,
+   * and the run then has no guard; a status pipe would report it. */
+  pid = fork ();
+  saved_errno = errno;
+  if (pid == 0)
+    {
+      if (fork () == 0)
+        drain_guard_main (memory_fd, lifeline[0], max_fd);
+      _exit (0);
+    }
+
+  close (lifeline[0]);
+  if (pid < 0)
+    {
+      close (lifeline[1]);
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   /* Translators: %s is the system's reason. */
+                   _("Cannot start the process that completes the memory dump if this "
+                     "snapshot is interrupted: %s; free some memory or processes, or use "
+                     "the paused or live mode"),
+                   g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
+    ;
+
+  g_debug ("Capture: drain guard started");
+  state->drain_guard_fd = lifeline[1];
+  return TRUE;
+}
+
+/* Lets the guard drain the pipe: it is at its end after a completed run,
+ * and after a failed one the cleanup already waited for the migration. */
+static void
+capture_release_drain_guard (CaptureState *state)
+{
+  if (state->drain_guard_fd >= 0)
+    {
+      close (state->drain_guard_fd);
+      state->drain_guard_fd = -1;
+    }
+}
+
 static void
 capture_start_memory (CaptureState *state)
 {
@@ -1814,6 +2060,15 @@ capture_start_memory (CaptureState *state)
 
   if (!g_unix_open_pipe (fds, FD_CLOEXEC, &error))
     {
+      capture_fail (state, g_steal_pointer (&error));
+      return;
+    }
+
+  if (state->mode == HEXZ_CAPTURE_MODE_BACKGROUND &&
+      !capture_start_drain_guard (state, fds[0], &error))
+    {
+      close (fds[0]);
+      close (fds[1]);
       capture_fail (state, g_steal_pointer (&error));
       return;
     }
@@ -1844,25 +2099,33 @@ capture_start_memory (CaptureState *state)
 
 /* Step 3: pause */
 
-static void
-capture_on_stopped (GObject      *source,
-                    GAsyncResult *result,
-                    gpointer      user_data)
+/* Finishes a `stop`. Returns FALSE when it failed, which fails the run,
+ * or when the run is failing already. */
+static gboolean
+capture_stop_finish (CaptureState *state,
+                     GAsyncResult *result)
 {
-  g_autoptr(CaptureState) state = user_data;
   g_autoptr(GError) error = NULL;
 
   if (!hexz_qmp_client_stop_finish (state->client, result, &error))
     {
       if (!state->failing)
         capture_fail (state, capture_command_error ("stop", g_steal_pointer (&error)));
-      return;
+      return FALSE;
     }
 
-  if (state->failing)
-    return;
+  return !state->failing;
+}
 
-  capture_copy_disk (state);
+static void
+capture_on_stopped (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+
+  if (capture_stop_finish (state, result))
+    capture_copy_disk (state);
 }
 
 static void
@@ -1913,9 +2176,6 @@ capture_start (CaptureState *state)
       return;
     }
 
-  /* NOTE: a guest that dirties memory faster than it can be copied never
-   * lets a live migration converge. The stall timeout does not catch that
-   * because bytes keep moving, so such a run ends only by cancellation. */
   if (state->mode == HEXZ_CAPTURE_MODE_LIVE)
     capture_start_memory (state);
   else
@@ -2071,19 +2331,17 @@ capture_choose_mode (CaptureState  *state,
 
 #define MARKER_GROUP "capture"
 
-/* Returns TRUE when the marker's run had found the machine running and
- * this run resumes it. */
-static gboolean
-capture_adopt_marker (CaptureState *state)
+/* Loads the marker into @marker and returns the pid of the run that wrote
+ * it when that process no longer exists, 0 otherwise. */
+static gint64
+capture_load_dead_marker (CaptureState *state,
+                          GKeyFile     *marker)
 {
-  g_autoptr(GKeyFile) marker = g_key_file_new ();
-  g_autoptr(GError) error = NULL;
-  gboolean resumes;
   gint64 pid;
 
   if (state->marker_path == NULL ||
-      !g_key_file_load_from_file (marker, state->marker_path, G_KEY_FILE_NONE, &error))
-    return FALSE;
+      !g_key_file_load_from_file (marker, state->marker_path, G_KEY_FILE_NONE, NULL))
+    return 0;
 
   /* Only a process that no longer exists (ESRCH) left its marker behind. */
   pid = g_key_file_get_int64 (marker, MARKER_GROUP, "pid", NULL);
@@ -2092,8 +2350,24 @@ capture_adopt_marker (CaptureState *state)
     {
       g_debug ("Capture: leaving marker %s of pid %" G_GINT64_FORMAT " alone",
                state->marker_path, pid);
-      return FALSE;
+      return 0;
     }
+
+  return pid;
+}
+
+/* Returns TRUE when the marker's run had found the machine running and
+ * this run resumes it. */
+static gboolean
+capture_adopt_marker (CaptureState *state)
+{
+  g_autoptr(GKeyFile) marker = g_key_file_new ();
+  gboolean resumes;
+  gint64 pid;
+
+  pid = capture_load_dead_marker (state, marker);
+  if (pid == 0)
+    return FALSE;
 
   resumes = g_key_file_get_boolean (marker, MARKER_GROUP, "was-running", NULL) &&
             !state->was_running;
@@ -2190,6 +2464,110 @@ capture_on_adopted_resume (GObject      *source,
   capture_configure (state);
 }
 
+/* The machine's configuration, which booting the snapshot needs: QEMU
+ * loads a memory stream only into the same machine type and CPUs, and a
+ * kernel given with -kernel adds an option ROM the stream contains. Each
+ * reply is only metadata, so a failed query is logged and skipped. */
+
+typedef struct {
+  CaptureState *state;
+  const char *property;
+  char **value;
+} MachineQuery;
+
+static void
+capture_machine_queries_done (CaptureState *state)
+{
+  if (--state->machine_queries > 0 || state->failing)
+    return;
+
+  /* A run killed after its migration completed leaves the machine in
+   * postmigrate, where QEMU rejects any new migration, so it is resumed
+   * before this run pauses it again. */
+  if (capture_adopt_marker (state) && state->initial_run_state == HEXZ_RUN_STATE_POSTMIGRATE)
+    {
+      g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
+
+      hexz_qmp_client_cont_async (state->client, cancellable, capture_on_adopted_resume,
+                                  capture_state_ref (state));
+      return;
+    }
+
+  capture_configure (state);
+}
+
+static void
+capture_on_machine_property (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  MachineQuery *query = user_data;
+  g_autoptr(CaptureState) state = query->state;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = capture_execute_finish (state, result, &error);
+  if (reply == NULL)
+    g_debug ("Capture: reading the machine's %s failed: %s", query->property, error->message);
+  else if (JSON_NODE_HOLDS_VALUE (reply) && json_node_get_value_type (reply) == G_TYPE_STRING &&
+           json_node_get_string (reply)[0] != '\0')
+    *query->value = g_strdup (json_node_get_string (reply));
+  g_free (query);
+
+  capture_machine_queries_done (state);
+}
+
+static void
+capture_on_cpus (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = capture_execute_finish (state, result, &error);
+  if (reply == NULL)
+    g_debug ("Capture: query-cpus-fast failed: %s", error->message);
+  else if (JSON_NODE_HOLDS_ARRAY (reply))
+    state->cpus = json_array_get_length (json_node_get_array (reply));
+
+  capture_machine_queries_done (state);
+}
+
+static void
+capture_query_machine (CaptureState *state)
+{
+  const struct {
+    const char *property;
+    char **value;
+  } properties_to_read[] = {
+    { "type", &state->machine_type },
+    { "kernel", &state->kernel },
+    { "append", &state->append },
+    { "initrd", &state->initrd },
+  };
+
+  state->machine_queries = 1 + G_N_ELEMENTS (properties_to_read);
+  capture_execute (state, "query-cpus-fast", NULL, NULL, capture_on_cpus);
+
+  for (guint i = 0; i < G_N_ELEMENTS (properties_to_read); i++)
+    {
+      g_autoptr(JsonObject) arguments = json_object_new ();
+      g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
+      MachineQuery *query = g_new (MachineQuery, 1);
+
+      query->state = capture_state_ref (state);
+      query->property = properties_to_read[i].property;
+      query->value = properties_to_read[i].value;
+      json_object_set_string_member (arguments, "path", "/machine");
+      json_object_set_string_member (arguments, "property", query->property);
+      g_debug ("Capture: sending qom-get %s", query->property);
+      hexz_qmp_client_execute_async (state->client, "qom-get", arguments, NULL, cancellable,
+                                     capture_on_machine_property, query);
+    }
+}
+
 static void
 capture_on_name (GObject      *source,
                  GAsyncResult *result,
@@ -2212,19 +2590,7 @@ capture_on_name (GObject      *source,
     g_debug ("Capture: query-name failed: %s", error->message);
   g_clear_error (&error);
 
-  /* A run killed after its migration completed leaves the machine in
-   * postmigrate, where QEMU rejects any new migration, so it is resumed
-   * before this run pauses it again. */
-  if (capture_adopt_marker (state) && state->initial_run_state == HEXZ_RUN_STATE_POSTMIGRATE)
-    {
-      g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
-
-      hexz_qmp_client_cont_async (state->client, cancellable, capture_on_adopted_resume,
-                                  capture_state_ref (state));
-      return;
-    }
-
-  capture_configure (state);
+  capture_query_machine (state);
 }
 
 static void
@@ -2306,6 +2672,67 @@ capture_on_capabilities (GObject      *source,
   capture_execute (state, "query-migrate-parameters", NULL, NULL, capture_on_parameters);
 }
 
+static void capture_on_previous_migration (GObject      *source,
+                                           GAsyncResult *result,
+                                           gpointer      user_data);
+
+static gboolean
+capture_query_previous_migration_cb (gpointer user_data)
+{
+  CaptureState *state = user_data;
+  g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
+
+  hexz_qmp_client_query_migrate_async (state->client, cancellable,
+                                       capture_on_previous_migration, capture_state_ref (state));
+  return G_SOURCE_REMOVE;
+}
+
+/* A killed background run leaves its migration to a process that drains
+ * it (see capture_start_drain_guard()). So when the marker of a killed run
+ * is there, a migration under way ends by itself, and this run waits for
+ * it as long as it makes progress: it fails once the migration stalls for
+ * the cleanup timeout. Returns FALSE when it does not wait. */
+static gboolean
+capture_wait_previous_migration (CaptureState      *state,
+                                 HexzMigrationInfo *info)
+{
+  g_autoptr(GKeyFile) marker = g_key_file_new ();
+  guint64 transferred = hexz_migration_info_get_ram_transferred (info);
+  gint64 now = g_get_monotonic_time ();
+  GSource *source;
+  gint64 pid;
+
+  if (state->previous_migration_deadline == 0)
+    {
+      pid = capture_load_dead_marker (state, marker);
+      if (pid == 0)
+        return FALSE;
+
+      /* Translators: the placeholder is a process id. */
+      g_message (_("Waiting for the memory dump of an earlier snapshot (process %" PRId64
+                   ") that ended early, so that QEMU can take a new one"), pid);
+    }
+  else if (transferred <= state->previous_migration_transferred &&
+           now > state->previous_migration_deadline)
+    {
+      return FALSE;
+    }
+
+  if (state->previous_migration_deadline == 0 ||
+      transferred > state->previous_migration_transferred)
+    {
+      state->previous_migration_transferred = transferred;
+      state->previous_migration_deadline = now + (gint64) state->self->cleanup_timeout * 1000;
+    }
+
+  source = g_timeout_source_new (RUN_STATE_RETRY_MS * 5);
+  g_source_set_callback (source, capture_query_previous_migration_cb, capture_state_ref (state),
+                         (GDestroyNotify) capture_state_unref);
+  g_source_attach (source, state->context);
+  g_source_unref (source);
+  return TRUE;
+}
+
 static void
 capture_on_previous_migration (GObject      *source,
                                GAsyncResult *result,
@@ -2324,6 +2751,10 @@ capture_on_previous_migration (GObject      *source,
       capture_fail (state, capture_command_error ("query-migrate", g_steal_pointer (&error)));
       return;
     }
+
+  if (hexz_migration_status_is_running (hexz_migration_info_get_status (info)) &&
+      capture_wait_previous_migration (state, info))
+    return;
 
   if (hexz_migration_status_is_running (hexz_migration_info_get_status (info)))
     {
@@ -2579,7 +3010,8 @@ capture_check_inputs (CaptureState  *state,
 
   state->overlay = hexz_overlay_open_path (self->overlay, state->disk_size,
                                            state->user_cancellable, error);
-  if (state->overlay == NULL)
+  if (state->overlay == NULL ||
+      !hexz_overlay_check_base_id (-1, self->overlay, state->base, error))
     return FALSE;
 
   folder = g_file_get_parent (self->output);
@@ -2594,13 +3026,26 @@ capture_check_inputs (CaptureState  *state,
       return FALSE;
     }
 
-  if (g_file_test (output_path, G_FILE_TEST_IS_DIR))
-    {
-      g_set_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
-                   /* Translators: %s is a file name. */
-                   _("The output “%s” is a folder"), output_path);
-      return FALSE;
-    }
+  /* The machine reads the overlay and the whole chain of bases while it
+   * runs, so the output may replace none of them. */
+  {
+    g_autoptr(GPtrArray) inputs = g_ptr_array_new_with_free_func (g_free);
+    GError *local_error = NULL;
+
+    g_ptr_array_add (inputs, g_strdup (self->overlay));
+    g_ptr_array_add (inputs, hexz_overlay_get_meta_path_for (self->overlay));
+    for (HexzSnapshot *base = state->base; base != NULL; base = hexz_snapshot_get_parent (base))
+      g_ptr_array_add (inputs, g_file_get_path (hexz_snapshot_get_file (base)));
+
+    if (!hexz_check_output_path (output_path, (const char * const *) inputs->pdata, inputs->len,
+                                 &local_error))
+      {
+        local_error->domain = HEXZ_CAPTURE_ERROR;
+        local_error->code = HEXZ_CAPTURE_ERROR_INVALID_INPUT;
+        g_propagate_error (error, local_error);
+        return FALSE;
+      }
+  }
 
   return TRUE;
 }
@@ -2681,11 +3126,17 @@ hexz_capture_run_async (HexzCapture         *self,
   self->running = TRUE;
   self->pause_time = -1;
   self->downtime = -1;
+  if (self->paused_to_converge)
+    {
+      self->paused_to_converge = FALSE;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PAUSED_TO_CONVERGE]);
+    }
   self->chosen_mode = self->mode;
   g_clear_pointer (&self->fallback_reason, g_free);
 
   state = g_atomic_rc_box_new0 (CaptureState);
   state->self = g_object_ref (self);
+  state->drain_guard_fd = -1;
   if (self->socket_path != NULL)
     state->marker_path = g_strconcat (self->socket_path, ".hexz-capture", NULL);
   state->task = g_task_new (self, cancellable, callback, user_data);
@@ -2898,6 +3349,9 @@ hexz_capture_get_property (GObject    *object,
     case PROP_STALL_TIMEOUT:
       g_value_set_uint (value, self->stall_timeout);
       break;
+    case PROP_LIVE_TIMEOUT:
+      g_value_set_uint (value, self->live_timeout);
+      break;
     case PROP_ALLOW_LARGER_OVERLAY:
       g_value_set_boolean (value, self->allow_larger_overlay);
       break;
@@ -2915,6 +3369,9 @@ hexz_capture_get_property (GObject    *object,
       break;
     case PROP_DOWNTIME:
       g_value_set_int64 (value, self->downtime);
+      break;
+    case PROP_PAUSED_TO_CONVERGE:
+      g_value_set_boolean (value, self->paused_to_converge);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -2972,6 +3429,9 @@ hexz_capture_set_property (GObject      *object,
       break;
     case PROP_STALL_TIMEOUT:
       hexz_capture_set_stall_timeout (self, g_value_get_uint (value));
+      break;
+    case PROP_LIVE_TIMEOUT:
+      hexz_capture_set_live_timeout (self, g_value_get_uint (value));
       break;
     case PROP_ALLOW_LARGER_OVERLAY:
       hexz_capture_set_allow_larger_overlay (self, g_value_get_boolean (value));
@@ -3144,6 +3604,21 @@ hexz_capture_class_init (HexzCaptureClass *klass)
     g_param_spec_uint ("stall-timeout", NULL, NULL, 0, G_MAXUINT, DEFAULT_STALL_TIMEOUT_S, rw);
 
   /**
+   * HexzCapture:live-timeout: (getter get_live_timeout) (setter set_live_timeout)
+   *
+   * In live mode, how long, in seconds, the guest keeps running while
+   * QEMU copies its memory. A guest that writes memory faster than it is
+   * copied never lets the copy finish, so after this time the capture
+   * pauses the guest, the copy completes, and
+   * [property@Hexz.Capture:paused-to-converge] is set. 0 waits for
+   * QEMU to converge, however long that takes.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_LIVE_TIMEOUT] =
+    g_param_spec_uint ("live-timeout", NULL, NULL, 0, G_MAXUINT, DEFAULT_LIVE_TIMEOUT_S, rw);
+
+  /**
    * HexzCapture:allow-larger-overlay: (getter get_allow_larger_overlay) (setter set_allow_larger_overlay)
    *
    * Whether an overlay larger than the base's disk is accepted, as after
@@ -3211,6 +3686,19 @@ hexz_capture_class_init (HexzCaptureClass *klass)
   properties[PROP_DOWNTIME] =
     g_param_spec_int64 ("downtime", NULL, NULL, -1, G_MAXINT64, -1, ro);
 
+  /**
+   * HexzCapture:paused-to-converge: (getter get_paused_to_converge)
+   *
+   * Whether the last live capture paused the guest itself because the
+   * memory copy had not converged within
+   * [property@Hexz.Capture:live-timeout]. The guest was then paused for
+   * the rest of the copy, as in paused mode.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_PAUSED_TO_CONVERGE] =
+    g_param_spec_boolean ("paused-to-converge", NULL, NULL, FALSE, ro);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -3238,6 +3726,7 @@ hexz_capture_init (HexzCapture *self)
   self->codec = HEXZ_CODEC_LZ4;
   self->block_size = HEXZ_DEFAULT_BLOCK_SIZE;
   self->stall_timeout = DEFAULT_STALL_TIMEOUT_S;
+  self->live_timeout = DEFAULT_LIVE_TIMEOUT_S;
   self->check_free_space = TRUE;
   self->poll_interval = DEFAULT_POLL_INTERVAL_MS;
   self->cleanup_timeout = DEFAULT_CLEANUP_TIMEOUT_MS;
@@ -3826,6 +4315,46 @@ hexz_capture_set_stall_timeout (HexzCapture *self,
 }
 
 /**
+ * hexz_capture_get_live_timeout: (get-property live-timeout)
+ * @self: a capture
+ *
+ * Gets [property@Hexz.Capture:live-timeout].
+ *
+ * Returns: the live timeout in seconds, 0 for none
+ *
+ * Since: 1.0
+ */
+guint
+hexz_capture_get_live_timeout (HexzCapture *self)
+{
+  g_return_val_if_fail (HEXZ_IS_CAPTURE (self), 0);
+
+  return self->live_timeout;
+}
+
+/**
+ * hexz_capture_set_live_timeout: (set-property live-timeout)
+ * @self: a capture
+ * @seconds: the live timeout in seconds, 0 for none
+ *
+ * Sets [property@Hexz.Capture:live-timeout].
+ *
+ * Since: 1.0
+ */
+void
+hexz_capture_set_live_timeout (HexzCapture *self,
+                               guint        seconds)
+{
+  g_return_if_fail (HEXZ_IS_CAPTURE (self));
+
+  if (self->live_timeout == seconds)
+    return;
+
+  self->live_timeout = seconds;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LIVE_TIMEOUT]);
+}
+
+/**
  * hexz_capture_get_allow_larger_overlay: (get-property allow-larger-overlay)
  * @self: a capture
  *
@@ -3954,6 +4483,24 @@ hexz_capture_get_downtime (HexzCapture *self)
   g_return_val_if_fail (HEXZ_IS_CAPTURE (self), 0);
 
   return self->downtime;
+}
+
+/**
+ * hexz_capture_get_paused_to_converge: (get-property paused-to-converge)
+ * @self: a capture
+ *
+ * Gets [property@Hexz.Capture:paused-to-converge].
+ *
+ * Returns: %TRUE if the last live capture paused the guest to finish
+ *
+ * Since: 1.0
+ */
+gboolean
+hexz_capture_get_paused_to_converge (HexzCapture *self)
+{
+  g_return_val_if_fail (HEXZ_IS_CAPTURE (self), FALSE);
+
+  return self->paused_to_converge;
 }
 
 /* Private knobs for the test suite */

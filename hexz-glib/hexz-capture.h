@@ -211,6 +211,11 @@ HEXZ_AVAILABLE_IN_1_0
 void              hexz_capture_set_stall_timeout    (HexzCapture     *self,
                                                      guint            seconds);
 HEXZ_AVAILABLE_IN_1_0
+guint             hexz_capture_get_live_timeout     (HexzCapture     *self);
+HEXZ_AVAILABLE_IN_1_0
+void              hexz_capture_set_live_timeout     (HexzCapture     *self,
+                                                     guint            seconds);
+HEXZ_AVAILABLE_IN_1_0
 gboolean          hexz_capture_get_allow_larger_overlay (HexzCapture *self);
 HEXZ_AVAILABLE_IN_1_0
 void              hexz_capture_set_allow_larger_overlay (HexzCapture *self,
@@ -226,6 +231,8 @@ HEXZ_AVAILABLE_IN_1_0
 gint64            hexz_capture_get_pause_time       (HexzCapture     *self);
 HEXZ_AVAILABLE_IN_1_0
 gint64            hexz_capture_get_downtime         (HexzCapture     *self);
+HEXZ_AVAILABLE_IN_1_0
+gboolean          hexz_capture_get_paused_to_converge (HexzCapture   *self);
 
 HEXZ_AVAILABLE_IN_1_0
 void              hexz_capture_run_async            (HexzCapture         *self,

@@ -47,6 +47,7 @@
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
 #include "hexz-util-private.h"
+#include "hexz-overlay-private.h"
 #include "hexz-snapshot-writer.h"
 
 /* Progress is reported at most this often, in microseconds. */
@@ -501,6 +502,8 @@ typedef struct {
   HexzSnapshot *base;
   GFile *output;
   HexzPageSource *page_source;
+  char *overlay_path;   /* the overlay and its .meta, NULL without one */
+  char *meta_path;
   GFile *memory_file;
   GInputStream *memory_stream;
   guint64 memory_size;
@@ -527,6 +530,8 @@ commit_run_free (CommitRun *run)
   g_clear_object (&run->output);
   g_clear_pointer (&run->page_source, hexz_page_source_free);
   g_clear_object (&run->memory_file);
+  g_clear_pointer (&run->overlay_path, g_free);
+  g_clear_pointer (&run->meta_path, g_free);
   g_clear_object (&run->memory_stream);
   g_clear_pointer (&run->message, g_free);
   g_clear_pointer (&run->metadata, json_object_unref);
@@ -544,6 +549,11 @@ commit_run_new (HexzCommit *self)
   run->context = g_main_context_ref_thread_default ();
   run->base = g_object_ref (self->base);
   run->output = g_object_ref (self->output);
+  if (self->overlay != NULL)
+    {
+      run->overlay_path = g_file_get_path (hexz_overlay_get_file (self->overlay));
+      run->meta_path = g_file_get_path (hexz_overlay_get_meta_file (self->overlay));
+    }
 
   if (self->page_source != NULL)
     run->page_source = g_steal_pointer (&self->page_source);
@@ -662,13 +672,26 @@ files_are_same (GFile *a,
 
 /* A thin snapshot written over its own base would refer to itself. A thick
  * one may replace its base: the base is read to the end before the writer
- * renames the new file into place. */
+ * renames the new file into place. The overlay, its `.meta` and the memory
+ * image must stay, and a path that is not a regular file is never
+ * replaced. */
 static gboolean
 commit_run_check_output (CommitRun  *run,
                          GError    **error)
 {
   GFile *base_file = hexz_snapshot_get_file (run->base);
+  g_autofree char *output_path = g_file_get_path (run->output);
+  g_autofree char *memory_path = run->memory_file ? g_file_get_path (run->memory_file) : NULL;
+  const char *inputs[] = { run->overlay_path, run->meta_path, memory_path };
   g_autofree char *name = NULL;
+
+  if (output_path != NULL &&
+      !hexz_check_output_path (output_path, inputs, G_N_ELEMENTS (inputs), error))
+    return FALSE;
+
+  if (run->overlay_path != NULL &&
+      !hexz_overlay_check_base_id (-1, run->overlay_path, run->base, error))
+    return FALSE;
 
   if (!run->thin || !files_are_same (base_file, run->output))
     return TRUE;

@@ -54,6 +54,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
@@ -61,6 +62,8 @@
 #include "hexz-overlay.h"
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
+#include "hexz-overlay-private.h"
+#include "hexz-snapshot-private.h"
 
 struct _HexzOverlay
 {
@@ -1288,4 +1291,62 @@ hexz_overlay_sync (HexzOverlay  *self,
     }
 
   return TRUE;
+}
+
+/* The base an overlay was written on */
+
+/* The id of the snapshot an overlay's pages lie on top of, kept in an
+ * extended attribute of the overlay file: the .meta format has no room for
+ * it, and the attribute leaves the file's contents as they were. A file
+ * system without user attributes, or a copy that dropped them, only loses
+ * the check. */
+#define BASE_ID_XATTR "user.hexz.base-id"
+
+/* Records @base as the snapshot the overlay at @fd (@overlay_path) lies
+ * on; called when the overlay is created for it. */
+void
+hexz_overlay_record_base_id (int           fd,
+                             const char   *overlay_path,
+                             HexzSnapshot *base)
+{
+  const char *id = hexz_snapshot_get_id (base);
+
+  if (fsetxattr (fd, BASE_ID_XATTR, id, strlen (id), 0) != 0)
+    g_debug ("Cannot record the base of overlay %s: %s", overlay_path, g_strerror (errno));
+}
+
+/* Checks that the overlay at @overlay_path (open as @fd, or -1) lies on
+ * @base, when it records its base. */
+gboolean
+hexz_overlay_check_base_id (int            fd,
+                            const char    *overlay_path,
+                            HexzSnapshot  *base,
+                            GError       **error)
+{
+  const char *id = hexz_snapshot_get_id (base);
+  char recorded[64];
+  ssize_t length;
+
+  if (fd >= 0)
+    length = fgetxattr (fd, BASE_ID_XATTR, recorded, sizeof recorded - 1);
+  else
+    length = getxattr (overlay_path, BASE_ID_XATTR, recorded, sizeof recorded - 1);
+
+  if (length < 0)
+    {
+      g_debug ("Overlay %s records no base: %s", overlay_path, g_strerror (errno));
+      return TRUE;
+    }
+
+  recorded[length] = '\0';
+  if (strcmp (recorded, id) == 0)
+    return TRUE;
+
+  g_set_error (error, HEXZ_OVERLAY_ERROR, HEXZ_OVERLAY_ERROR_WRONG_BASE,
+               /* Translators: the first and third %s are file names, the
+                * others snapshot ids. */
+               _("The overlay “%s” was written on top of the snapshot with id %s, not on "
+                 "“%s” (id %s): give the snapshot the machine booted from"),
+               overlay_path, recorded, hexz_snapshot_get_display_name (base), id);
+  return FALSE;
 }

@@ -47,6 +47,8 @@ G_BEGIN_DECLS
  * @HEXZ_OVERLAY_ERROR_TRUNCATED: the overlay file ends before a page that
  *   the `.meta` file lists
  * @HEXZ_OVERLAY_ERROR_READ_ONLY: a write on an overlay opened for reading
+ * @HEXZ_OVERLAY_ERROR_WRONG_BASE: the overlay records that it was written
+ *   on top of another snapshot than the base given
  *
  * Error codes of the %HEXZ_OVERLAY_ERROR domain.
  *
@@ -59,6 +61,7 @@ typedef enum {
   HEXZ_OVERLAY_ERROR_OUT_OF_RANGE,
   HEXZ_OVERLAY_ERROR_TRUNCATED,
   HEXZ_OVERLAY_ERROR_READ_ONLY,
+  HEXZ_OVERLAY_ERROR_WRONG_BASE,
 } HexzOverlayError;
 
 /**

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "hexz-restore.h"
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
+#include "hexz-snapshot-private.h"
 
 /* The name under which the stream's socket is passed to QEMU. */
 #define RESTORE_FD_NAME "hexz-restore"
@@ -357,6 +359,83 @@ restore_pass_socket (RestoreState *state)
                                  state->cancellable, restore_on_getfd, restore_state_ref (state));
 }
 
+/* Before any byte is sent, the RAM size and CPU count the snapshot
+ * records are compared with QEMU's: QEMU would reject the stream part way
+ * with only "Size mismatch" in its log, and exit. A failed query skips its
+ * check, as QEMU still checks the stream itself. */
+
+static void
+restore_on_cpus (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(RestoreState) state = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+  gint64 recorded = hexz_snapshot_get_metadata_int (state->snapshot, "cpus");
+
+  reply = hexz_qmp_client_execute_finish (state->client, result, &error);
+  if (reply == NULL)
+    g_debug ("Restore: query-cpus-fast failed: %s", error->message);
+  else if (recorded > 0 && JSON_NODE_HOLDS_ARRAY (reply) &&
+           json_array_get_length (json_node_get_array (reply)) != recorded)
+    {
+      restore_complete (state,
+                        g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                     /* Translators: %s is a file name, then two CPU counts. */
+                                     _("The snapshot “%s” contains the memory of a machine whose "
+                                       "CPU count is %d, but QEMU's is %u: start QEMU with "
+                                       "-smp %d"),
+                                     hexz_snapshot_get_display_name (state->snapshot),
+                                     (int) recorded,
+                                     json_array_get_length (json_node_get_array (reply)),
+                                     (int) recorded));
+      return;
+    }
+
+  restore_pass_socket (state);
+}
+
+static void
+restore_on_memory_size (GObject      *source,
+                        GAsyncResult *result,
+                        gpointer      user_data)
+{
+  g_autoptr(RestoreState) state = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+  gint64 recorded = hexz_snapshot_get_metadata_int (state->snapshot, "ram-size");
+  JsonObject *object;
+  gint64 actual = 0;
+
+  reply = hexz_qmp_client_execute_finish (state->client, result, &error);
+  object = reply != NULL && JSON_NODE_HOLDS_OBJECT (reply) ? json_node_get_object (reply) : NULL;
+  if (object != NULL)
+    actual = json_object_get_int_member_with_default (object, "base-memory", 0);
+  else if (error != NULL)
+    g_debug ("Restore: query-memory-size-summary failed: %s", error->message);
+
+  if (recorded > 0 && actual > 0 && recorded != actual)
+    {
+      g_autofree char *saved = g_format_size_full (recorded, G_FORMAT_SIZE_IEC_UNITS);
+      g_autofree char *running = g_format_size_full (actual, G_FORMAT_SIZE_IEC_UNITS);
+
+      restore_complete (state,
+                        g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                     /* Translators: %s is a file name, then two sizes and a
+                                      * number of MiB. */
+                                     _("The snapshot “%s” contains the memory of a machine with "
+                                       "%s of RAM, but QEMU has %s: start QEMU with -m %" PRIu64
+                                       "M"),
+                                     hexz_snapshot_get_display_name (state->snapshot),
+                                     saved, running, (guint64) recorded >> 20));
+      return;
+    }
+
+  hexz_qmp_client_execute_async (state->client, "query-cpus-fast", NULL, NULL,
+                                 state->cancellable, restore_on_cpus, restore_state_ref (state));
+}
+
 static void
 restore_on_initial_status (GObject      *source,
                            GAsyncResult *result,
@@ -384,7 +463,9 @@ restore_on_initial_status (GObject      *source,
       return;
     }
 
-  restore_pass_socket (state);
+  hexz_qmp_client_execute_async (state->client, "query-memory-size-summary", NULL, NULL,
+                                 state->cancellable, restore_on_memory_size,
+                                 restore_state_ref (state));
 }
 
 /**
@@ -399,9 +480,11 @@ restore_on_initial_status (GObject      *source,
  * Loads the snapshot's memory into QEMU. The restore passes a socket with
  * `getfd`, starts `migrate-incoming` on it and writes the memory stream into
  * it. Once QEMU has loaded the stream, the machine is resumed unless @flags
- * contain %HEXZ_RESTORE_FLAGS_KEEP_PAUSED. The machine must use the same configuration (memory size,
- * devices) as the one the snapshot was taken from, and its disk should hold
- * the snapshot's disk stream.
+ * contain %HEXZ_RESTORE_FLAGS_KEEP_PAUSED. The machine must use the same
+ * configuration (memory size, CPUs, devices) as the one the snapshot was
+ * taken from, and its disk should hold the snapshot's disk stream. A RAM
+ * size or CPU count that differs from the one the snapshot records is
+ * reported before anything is sent.
  *
  * QEMU exits when it rejects the stream, and the error then reports a
  * closed connection.

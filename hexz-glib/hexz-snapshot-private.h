@@ -14,6 +14,10 @@ G_BEGIN_DECLS
 const guint8 *hexz_snapshot_get_id_bytes      (HexzSnapshot   *self);
 guint64       hexz_snapshot_get_seal          (HexzSnapshot   *self);
 const char   *hexz_snapshot_get_display_name  (HexzSnapshot   *self);
+gint64        hexz_snapshot_get_metadata_int  (HexzSnapshot   *snapshot,
+                                               const char     *key);
+const char   *hexz_snapshot_get_metadata_string (HexzSnapshot *snapshot,
+                                                 const char   *key);
 gboolean      hexz_snapshot_has_stream        (HexzSnapshot   *self,
                                                HexzStream      stream);
 gboolean      hexz_snapshot_get_block_entry   (HexzSnapshot   *self,

@@ -629,24 +629,28 @@ output_read_back (HexzSnapshotWriter  *self,
   return TRUE;
 }
 
-/* A temporary file that no process locks is removed only when it has not
- * changed for this long, so that a writer between creating its file and
- * locking it is left alone. */
-#define STALE_TEMP_FILE_AGE_SECONDS 5
+/* An entry that no process locks is removed only when it has not changed
+ * for this long, so that a process between creating its entry and locking
+ * it is left alone. */
+#define STALE_ENTRY_AGE_SECONDS 5
 
-/* Removes the temporary files (`.NAME.XXXXXX.tmp`) that writers of the
- * same output left behind when they were killed. A live writer holds an
- * exclusive flock() on its temporary file, and the kernel drops the lock
- * when the process dies, so a file whose lock can be taken, that belongs
- * to this user and has not changed for a few seconds is stale. Errors only
- * leave the file where it is. */
-static void
-remove_stale_temp_files (const char *folder_path,
-                         const char *basename)
+/* Finds the entries of @folder that processes killed in the middle of
+ * their work left behind: named @prefix, six characters and @suffix,
+ * regular files (or folders when @directories is %TRUE). A live process
+ * keeps an exclusive flock() on its entry, and the kernel drops the lock
+ * when the process dies. So an entry whose lock can be taken, that belongs
+ * to this user and has not changed for a few seconds is stale, and
+ * @remove is called for it. Errors only leave the entry where it is. */
+void
+hexz_remove_stale_entries (const char         *folder,
+                           const char         *prefix,
+                           const char         *suffix,
+                           gboolean            directories,
+                           HexzStaleEntryFunc  remove,
+                           gpointer            user_data)
 {
-  g_autoptr(GDir) dir = g_dir_open (folder_path, 0, NULL);
-  g_autofree char *prefix = g_strdup_printf (".%s.", basename);
-  gsize expected_length = strlen (prefix) + strlen ("XXXXXX.tmp");
+  g_autoptr(GDir) dir = g_dir_open (folder, 0, NULL);
+  gsize expected_length = strlen (prefix) + strlen ("XXXXXX") + strlen (suffix);
   gint64 now = g_get_real_time () / G_USEC_PER_SEC;
   const char *name;
 
@@ -660,29 +664,48 @@ remove_stale_temp_files (const char *folder_path,
       int fd;
 
       if (strlen (name) != expected_length || !g_str_has_prefix (name, prefix) ||
-          !g_str_has_suffix (name, ".tmp"))
+          !g_str_has_suffix (name, suffix))
         continue;
 
-      path = g_build_filename (folder_path, name, NULL);
-      fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+      path = g_build_filename (folder, name, NULL);
+      fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+                       (directories ? O_DIRECTORY : 0));
       if (fd < 0)
         continue;
 
-      if (fstat (fd, &st) == 0 && S_ISREG (st.st_mode) && st.st_uid == geteuid () &&
-          now - st.st_mtime >= STALE_TEMP_FILE_AGE_SECONDS &&
+      if (fstat (fd, &st) == 0 &&
+          (directories ? S_ISDIR (st.st_mode) : S_ISREG (st.st_mode)) &&
+          st.st_uid == geteuid () &&
+          now - st.st_mtime >= STALE_ENTRY_AGE_SECONDS &&
           flock (fd, LOCK_EX | LOCK_NB) == 0 &&
           lstat (path, &current) == 0 && current.st_dev == st.st_dev &&
           current.st_ino == st.st_ino)
-        {
-          if (g_unlink (path) == 0)
-            g_debug ("Removed the temporary file %s that a killed writer left", path);
-          else
-            g_debug ("Could not remove the stale temporary file %s: %s", path,
-                     g_strerror (errno));
-        }
+        remove (fd, path, user_data);
 
       close (fd);
     }
+}
+
+static void
+remove_stale_temp_file (int         fd,
+                        const char *path,
+                        gpointer    user_data)
+{
+  if (g_unlink (path) == 0)
+    g_debug ("Removed the temporary file %s that a killed writer left", path);
+  else
+    g_debug ("Could not remove the stale temporary file %s: %s", path, g_strerror (errno));
+}
+
+/* Removes the temporary files (`.NAME.XXXXXX.tmp`) that writers of the
+ * same output left behind when they were killed. */
+static void
+remove_stale_temp_files (const char *folder_path,
+                         const char *basename)
+{
+  g_autofree char *prefix = g_strdup_printf (".%s.", basename);
+
+  hexz_remove_stale_entries (folder_path, prefix, ".tmp", FALSE, remove_stale_temp_file, NULL);
 }
 
 static gboolean
@@ -771,6 +794,13 @@ writer_start (HexzSnapshotWriter  *self,
                    name);
       return FALSE;
     }
+
+  {
+    g_autofree char *output_path = g_file_get_path (self->file);
+
+    if (!hexz_check_output_path (output_path, NULL, 0, error))
+      return FALSE;
+  }
 
   remove_stale_temp_files (folder_path, basename);
 
@@ -2568,7 +2598,14 @@ hexz_snapshot_writer_close (HexzSnapshotWriter  *self,
     }
   self->fd = -1;
 
+  /* Checked again: something else may have appeared at the path since. */
   final_path = g_file_get_path (self->file);
+  {
+    GError *local_error = NULL;
+
+    if (!hexz_check_output_path (final_path, NULL, 0, &local_error))
+      return writer_fail (self, error, local_error);
+  }
   if (g_rename (self->temp_path, final_path) != 0)
     /* Translators: the first %s is a file name, the second the
      * system's reason. */

@@ -1657,6 +1657,148 @@ hexz_snapshot_read_bytes (HexzSnapshot  *self,
   return g_bytes_new_take (g_steal_pointer (&buffer), count);
 }
 
+/* Gets a metadata member. Metadata comes from the file, so a member of an
+ * unexpected type reads as absent: 0 or %NULL. */
+gint64
+hexz_snapshot_get_metadata_int (HexzSnapshot *snapshot,
+                                const char   *key)
+{
+  JsonObject *metadata = hexz_snapshot_get_metadata (snapshot);
+  JsonNode *node = metadata != NULL ? json_object_get_member (metadata, key) : NULL;
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
+      json_node_get_value_type (node) != G_TYPE_INT64)
+    return 0;
+
+  return json_node_get_int (node);
+}
+
+const char *
+hexz_snapshot_get_metadata_string (HexzSnapshot *snapshot,
+                                   const char   *key)
+{
+  JsonObject *metadata = hexz_snapshot_get_metadata (snapshot);
+  JsonNode *node = metadata != NULL ? json_object_get_member (metadata, key) : NULL;
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
+      json_node_get_value_type (node) != G_TYPE_STRING)
+    return NULL;
+
+  return json_node_get_string (node);
+}
+
+/**
+ * hexz_block_stats_copy:
+ * @stats: block statistics
+ *
+ * Copies @stats.
+ *
+ * Returns: (transfer full): a newly allocated copy
+ *
+ * Since: 1.0
+ */
+HexzBlockStats *
+hexz_block_stats_copy (const HexzBlockStats *stats)
+{
+  g_return_val_if_fail (stats != NULL, NULL);
+
+  return g_memdup2 (stats, sizeof *stats);
+}
+
+/**
+ * hexz_block_stats_free:
+ * @stats: block statistics from [method@Hexz.BlockStats.copy]
+ *
+ * Frees @stats.
+ *
+ * Since: 1.0
+ */
+void
+hexz_block_stats_free (HexzBlockStats *stats)
+{
+  g_free (stats);
+}
+
+G_DEFINE_BOXED_TYPE (HexzBlockStats, hexz_block_stats, hexz_block_stats_copy,
+                     hexz_block_stats_free)
+
+/**
+ * hexz_snapshot_get_block_stats:
+ * @self: a snapshot
+ * @stream: the stream
+ * @stats: (out caller-allocates): return location for the counts
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Counts how the blocks of @stream are stored: zero, from the parent,
+ * per codec, or shared with an earlier block. It reads every index page
+ * of the stream but no block data, so it takes time in proportion to the
+ * number of blocks. A stream that is absent has no blocks.
+ *
+ * A stream's distinct stored blocks follow each other in the file, so a
+ * data block that does not start where the previous one ended names
+ * bytes stored before. The counts of a damaged file may therefore be
+ * wrong; [method@Hexz.Snapshot.verify] checks that layout.
+ *
+ * Returns: (skip): %TRUE on success; %FALSE with @error set if an index
+ *   page cannot be read or the operation was cancelled
+ *
+ * Since: 1.0
+ */
+gboolean
+hexz_snapshot_get_block_stats (HexzSnapshot    *self,
+                               HexzStream       stream,
+                               HexzBlockStats  *stats,
+                               GCancellable    *cancellable,
+                               GError         **error)
+{
+  ReaderStream *reader;
+  guint64 cursor;
+
+  g_return_val_if_fail (HEXZ_IS_SNAPSHOT (self), FALSE);
+  g_return_val_if_fail (stream < HEXZ_N_STREAMS, FALSE);
+  g_return_val_if_fail (stats != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  memset (stats, 0, sizeof *stats);
+  reader = &self->streams[stream];
+  cursor = reader->desc.data_offset;
+
+  for (guint64 index = 0; index < reader->n_blocks; index++)
+    {
+      HexzBlockEntry entry;
+
+      /* Checking once per index page is enough to stop promptly. */
+      if (index % self->header.entries_per_page == 0 &&
+          g_cancellable_set_error_if_cancelled (cancellable, error))
+        return FALSE;
+
+      if (!lookup_entry (self, stream, index, &entry, error))
+        return FALSE;
+
+      stats->blocks++;
+      if (entry.kind == HEXZ_BLOCK_ZERO)
+        stats->zero_blocks++;
+      else if (entry.kind == HEXZ_BLOCK_PARENT)
+        stats->parent_blocks++;
+      else if (entry.stored_offset != cursor)
+        stats->shared_blocks++;
+      else
+        {
+          cursor += entry.stored_length;
+          stats->stored_bytes += entry.stored_length;
+          if (entry.codec == HEXZ_STORED_RAW)
+            stats->raw_blocks++;
+          else if (entry.codec == HEXZ_STORED_LZ4)
+            stats->lz4_blocks++;
+          else
+            stats->zstd_blocks++;
+        }
+    }
+
+  return TRUE;
+}
+
 /**
  * hexz_snapshot_is_zero:
  * @self: a snapshot

@@ -16,6 +16,46 @@
 
 G_BEGIN_DECLS
 
+/**
+ * HexzBlockStats:
+ * @blocks: the stream's blocks, the sum of the counts below
+ * @zero_blocks: blocks stored as a zero flag only
+ * @parent_blocks: blocks read from the parent snapshot
+ * @raw_blocks: distinct stored blocks kept uncompressed
+ * @lz4_blocks: distinct stored blocks compressed with LZ4
+ * @zstd_blocks: distinct stored blocks compressed with zstd, with or
+ *   without the file's dictionary
+ * @shared_blocks: blocks that name bytes stored for an earlier block, of
+ *   this stream or the other one (deduplicated blocks)
+ * @stored_bytes: the bytes of the distinct stored blocks of this stream
+ *
+ * How the blocks of one stream are stored, as
+ * [method@Hexz.Snapshot.get_block_stats] counts them.
+ *
+ * Since: 1.0
+ */
+typedef struct {
+  guint64 blocks;
+  guint64 zero_blocks;
+  guint64 parent_blocks;
+  guint64 raw_blocks;
+  guint64 lz4_blocks;
+  guint64 zstd_blocks;
+  guint64 shared_blocks;
+  guint64 stored_bytes;
+} HexzBlockStats;
+
+#define HEXZ_TYPE_BLOCK_STATS (hexz_block_stats_get_type ())
+
+HEXZ_AVAILABLE_IN_1_0
+GType           hexz_block_stats_get_type (void) G_GNUC_CONST;
+HEXZ_AVAILABLE_IN_1_0
+HexzBlockStats *hexz_block_stats_copy     (const HexzBlockStats *stats);
+HEXZ_AVAILABLE_IN_1_0
+void            hexz_block_stats_free     (HexzBlockStats       *stats);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (HexzBlockStats, hexz_block_stats_free)
+
 #define HEXZ_TYPE_SNAPSHOT (hexz_snapshot_get_type ())
 
 HEXZ_AVAILABLE_IN_1_0
@@ -83,6 +123,12 @@ GBytes       *hexz_snapshot_read_bytes       (HexzSnapshot         *self,
 HEXZ_AVAILABLE_IN_1_0
 GInputStream *hexz_snapshot_open_stream      (HexzSnapshot         *self,
                                               HexzStream            stream);
+HEXZ_AVAILABLE_IN_1_0
+gboolean      hexz_snapshot_get_block_stats  (HexzSnapshot         *self,
+                                              HexzStream            stream,
+                                              HexzBlockStats       *stats,
+                                              GCancellable         *cancellable,
+                                              GError              **error);
 HEXZ_AVAILABLE_IN_1_0
 gboolean      hexz_snapshot_is_zero          (HexzSnapshot         *self,
                                               HexzStream            stream,

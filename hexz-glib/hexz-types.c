@@ -6,6 +6,9 @@
 #include "config.h"
 
 #include <locale.h>
+#include <sys/stat.h>
+
+#include <glib/gstdio.h>
 
 #include "hexz-types.h"
 #include "hexz-i18n-private.h"
@@ -118,6 +121,51 @@ hexz_codec_from_string (const char *name,
  * at once when the calling thread can acquire the context, which a worker
  * thread can while the context's owner has not entered its main loop yet.
  * Signals would then be emitted on the worker thread. */
+/* Checks that a snapshot may be written to @output: that it names no
+ * existing device, folder, link or other non-regular file, which renaming
+ * a temporary file over it would replace, and that it is none of the
+ * @n_inputs files in @inputs (%NULL entries are skipped), which the
+ * operation reads and which would be lost. */
+gboolean
+hexz_check_output_path (const char          *output,
+                        const char * const  *inputs,
+                        guint                n_inputs,
+                        GError             **error)
+{
+  GStatBuf output_stat;
+
+  if (g_lstat (output, &output_stat) != 0)
+    return TRUE;
+
+  if (!S_ISREG (output_stat.st_mode))
+    {
+      g_set_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                   /* Translators: %s is a file name. */
+                   _("Cannot write snapshot “%s”: the path exists and is not a regular file, "
+                     "so writing would replace it; choose another file name"),
+                   output);
+      return FALSE;
+    }
+
+  for (guint i = 0; i < n_inputs; i++)
+    {
+      GStatBuf input_stat;
+
+      if (inputs[i] != NULL && g_stat (inputs[i], &input_stat) == 0 &&
+          input_stat.st_dev == output_stat.st_dev && input_stat.st_ino == output_stat.st_ino)
+        {
+          g_set_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                       /* Translators: both %s are file names. */
+                       _("Cannot write snapshot “%s”: it is the input file “%s”, which "
+                         "writing would replace; choose another file name"),
+                       output, inputs[i]);
+          return FALSE;
+        }
+    }
+
+  return TRUE;
+}
+
 void
 hexz_schedule_in_context (GMainContext   *context,
                           GSourceFunc     function,

@@ -9,9 +9,27 @@
 
 G_BEGIN_DECLS
 
+gboolean hexz_check_output_path (const char          *output,
+                                 const char * const  *inputs,
+                                 guint                n_inputs,
+                                 GError             **error);
+
 void hexz_schedule_in_context (GMainContext   *context,
                                GSourceFunc     function,
                                gpointer        data,
                                GDestroyNotify  notify);
+
+/* Called by hexz_remove_stale_entries() with an open descriptor of a
+ * stale entry, locked, and its path. */
+typedef void (*HexzStaleEntryFunc) (int         fd,
+                                    const char *path,
+                                    gpointer    user_data);
+
+void hexz_remove_stale_entries (const char         *folder,
+                                const char         *prefix,
+                                const char         *suffix,
+                                gboolean            directories,
+                                HexzStaleEntryFunc  remove,
+                                gpointer            user_data);
 
 G_END_DECLS

@@ -669,16 +669,26 @@ test_boot_full_loop (void)
  * recorded from a machine with @ram bytes of RAM. The memory is not a
  * real migration stream: the tests that use it never load it. */
 static char *
-make_memory_snapshot (const char *tmpdir,
-                      guint64     ram)
+make_memory_snapshot_with (const char *tmpdir,
+                           guint64     ram,
+                           JsonObject *metadata)
 {
   char *path = g_build_filename (tmpdir, "memory.hexz", NULL);
   g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (path);
   g_autoptr(JsonNode) ram_node = json_node_init_int (json_node_alloc (), (gint64) ram);
   g_autoptr(GError) error = NULL;
   const guint8 memory[4096] = { 0x51, 0x45, 0x56, 0x4d };
+  JsonObjectIter iter;
+  const char *key;
+  JsonNode *value;
 
   hexz_snapshot_writer_set_metadata (writer, "ram-size", ram_node);
+  if (metadata != NULL)
+    {
+      json_object_iter_init (&iter, metadata);
+      while (json_object_iter_next (&iter, &key, &value))
+        hexz_snapshot_writer_set_metadata (writer, key, value);
+    }
   g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK,
                                                     HEXZ_TEST_GUEST_DISK_SIZE, &error));
   g_assert_true (hexz_snapshot_writer_write_zeros (writer, HEXZ_TEST_GUEST_DISK_SIZE, NULL,
@@ -692,6 +702,13 @@ make_memory_snapshot (const char *tmpdir,
   g_assert_no_error (error);
 
   return path;
+}
+
+static char *
+make_memory_snapshot (const char *tmpdir,
+                      guint64     ram)
+{
+  return make_memory_snapshot_with (tmpdir, ram, NULL);
 }
 
 static void
@@ -800,6 +817,71 @@ test_boot_ram_mismatch (void)
 
 /* Without --overlay, the overlay lives in the private folder and is gone
  * with it after the machine stops. */
+/* Starts a boot of @snapshot with @cpus and expects the machine check to
+ * refuse it before anything starts; returns the error message. */
+static char *
+start_expecting_machine_mismatch (const char *snapshot,
+                                  guint       cpus)
+{
+  g_autoptr(HexzBoot) boot = hexz_boot_new (snapshot);
+  CommandResult command = { FALSE, NULL, NULL };
+  char *message;
+
+  hexz_boot_set_cpus (boot, cpus);
+  hexz_boot_start_async (boot, NULL, on_start_done, &command);
+  HEXZ_TEST_RUN_UNTIL (command.done, BOOT_TIMEOUT_MS);
+
+  g_assert_nonnull (command.error);
+  g_test_message ("HexzBoot: %s", command.error->message);
+  g_assert_error (command.error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_MACHINE_MISMATCH);
+  g_assert_cmpint (hexz_boot_get_qemu_pid (boot), ==, 0);
+  g_assert_cmpint (hexz_boot_get_nbdkit_pid (boot), ==, 0);
+  g_assert_null (hexz_boot_get_directory (boot));
+  message = g_strdup (command.error->message);
+  g_clear_error (&command.error);
+
+  return message;
+}
+
+/* A live snapshot records the CPU count and the kernel: another CPU count
+ * is refused, and so is a boot without a kernel, with an error naming the
+ * recorded kernel and command line. */
+static void
+test_boot_machine_mismatch (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmpdir = g_dir_make_tmp ("hexz-test-boot-XXXXXX", &error);
+  g_autoptr(JsonObject) metadata = json_object_new ();
+  g_autofree char *snapshot = NULL;
+  g_autofree char *cpus_message = NULL;
+  g_autofree char *kernel_message = NULL;
+  g_autofree char *err = NULL;
+  guint folders_before = count_boot_folders ();
+
+  g_assert_no_error (error);
+  json_object_set_int_member (metadata, "cpus", 2);
+  json_object_set_string_member (metadata, "machine-type", "pc-i440fx-7.2");
+  json_object_set_string_member (metadata, "kernel", "/recorded/vmlinuz");
+  json_object_set_string_member (metadata, "append", "console=ttyS0 fill=8M");
+  snapshot = make_memory_snapshot_with (tmpdir, GUEST_RAM, metadata);
+
+  cpus_message = start_expecting_machine_mismatch (snapshot, 1);
+  g_assert_nonnull (strstr (cpus_message, "is 2"));
+  g_assert_nonnull (strstr (cpus_message, "is 1"));
+
+  kernel_message = start_expecting_machine_mismatch (snapshot, 0);
+  g_assert_nonnull (strstr (kernel_message, "“/recorded/vmlinuz”"));
+  g_assert_nonnull (strstr (kernel_message, "“console=ttyS0 fill=8M”"));
+  g_assert_cmpuint (count_boot_folders (), ==, folders_before);
+
+  err = RUN_TOOL (1, "boot", snapshot, "--cpus", "3", "--accel", "tcg");
+  g_test_message ("hexz-snap boot: %s", err);
+  g_assert_nonnull (strstr (err, "is 3"));
+  g_assert_cmpuint (count_boot_folders (), ==, folders_before);
+
+  remove_tree (tmpdir);
+}
+
 static void
 test_boot_ephemeral_overlay (void)
 {
@@ -1149,6 +1231,7 @@ main (int   argc,
     }
 
   g_test_add_func ("/boot/ram-mismatch", test_boot_ram_mismatch);
+  g_test_add_func ("/boot/machine-mismatch", test_boot_machine_mismatch);
   g_test_add_func ("/boot/library/stop", test_boot_library_stop);
   g_test_add_func ("/boot/library/cancel", test_boot_library_cancel);
   g_test_add_func ("/boot/library/powerdown", test_boot_library_powerdown);

@@ -49,6 +49,7 @@ typedef struct
   char *overlay_path;
   char *output_path;
   char *guest;
+  const char *ram;   /* -m of the machines started, NULL for 64 */
   TestVm *vm;
   TestVm *restored;
   GCancellable *cancellable;
@@ -172,7 +173,7 @@ vm_start (Fixture    *fixture,
   g_ptr_array_add (args, g_strdup ("-machine"));
   g_ptr_array_add (args, g_strdup ("pc"));
   g_ptr_array_add (args, g_strdup ("-m"));
-  g_ptr_array_add (args, g_strdup ("64"));
+  g_ptr_array_add (args, g_strdup (fixture->ram != NULL ? fixture->ram : "64"));
   g_ptr_array_add (args, g_strdup ("-display"));
   g_ptr_array_add (args, g_strdup ("none"));
   g_ptr_array_add (args, g_strdup ("-kernel"));
@@ -615,6 +616,12 @@ test_snapshot_restore (Fixture       *fixture,
                    hexz_capture_mode_to_string (expected_mode));
   g_assert_cmpstr (json_object_get_string_member (metadata, "base-id"), !=, NULL);
   g_assert_cmpint (json_object_get_int_member (metadata, "ram-size"), ==, 64 * 1024 * 1024);
+  g_assert_cmpint (json_object_get_int_member (metadata, "cpus"), ==, 1);
+  g_assert_true (g_str_has_prefix (json_object_get_string_member (metadata, "machine-type"),
+                                   "pc-i440fx-"));
+  g_assert_cmpstr (json_object_get_string_member (metadata, "kernel"), ==, fixture->guest);
+  g_assert_cmpstr (json_object_get_string_member (metadata, "append"), ==, guest_append ());
+  g_assert_false (json_object_has_member (metadata, "initrd"));
   if (test_case->thin)
     g_assert_nonnull (hexz_snapshot_get_parent_path (snapshot));
   else
@@ -820,6 +827,21 @@ test_restore_rejected (Fixture       *fixture,
   g_test_message ("error: %s", error->message);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
   g_assert_nonnull (strstr (error->message, "-incoming defer"));
+
+  g_clear_error (&error);
+  g_clear_object (&result);
+
+  /* A QEMU waiting with another RAM size: refused before any byte is sent,
+   * so it keeps waiting instead of exiting on a rejected stream. */
+  fixture->ram = "128";
+  fixture->restored = vm_start (fixture, fixture->overlay_path, TRUE, FALSE);
+  hexz_restore_memory_async (fixture->restored->client, snapshot, HEXZ_RESTORE_FLAGS_NONE, NULL,
+                             on_async_done, &result);
+  g_assert_false (hexz_restore_memory_finish (wait_result (&result), &error));
+  g_test_message ("error: %s", error->message);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "-m 64M"));
+  g_assert_cmpint (qmp_status (fixture->restored, &running), ==, HEXZ_RUN_STATE_INMIGRATE);
 
   /* The running machine was not touched. */
   g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);

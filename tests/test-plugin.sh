@@ -247,6 +247,26 @@ else
   not_ok "server creates the overlay"
 fi
 
+# The new overlay records the snapshot it lies on, in an extended
+# attribute, and another snapshot of the same size is refused.
+recorded=$("$python" -c 'import os, sys
+print(os.getxattr(sys.argv[1], "user.hexz.base-id").decode())' "$overlay" 2>/dev/null)
+if [ -n "$recorded" ]; then
+  check "the overlay records its snapshot's id" \
+    test "$recorded" = "$("$HEXZ_SNAP" info --json "$snapshot" |
+                           "$python" -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
+  "$HEXZ_SNAP" pack "$tmp/disk.raw" "$tmp/other.hxz" >/dev/null
+  if nbdkit --unix "$tmp/other.sock" --foreground "$plugin" snapshot="$tmp/other.hxz" \
+       overlay="$overlay" >"$tmp/other.log" 2>&1; then
+    not_ok "an overlay on another snapshot is refused"
+  else
+    check "an overlay on another snapshot is refused" \
+      grep -q "was written on top of the snapshot with id $recorded" "$tmp/other.log"
+  fi
+else
+  ok "the overlay records its snapshot's id # SKIP no user extended attributes here"
+fi
+
 # meta_check: every .meta entry is a page of the disk, listed once, and
 # every page whose content differs from the snapshot is listed.
 meta_check () {

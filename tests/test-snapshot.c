@@ -326,6 +326,7 @@ test_dedup_stored_once (Fixture       *fixture,
   g_autoptr(HexzSnapshot) snapshot = NULL;
   g_autoptr(GError) error = NULL;
   HexzBlockEntry first, other;
+  HexzBlockStats stats;
 
   /* Two distinct random blocks repeated, and the memory stream repeating
    * them once more. Random data does not compress, so two stored blocks
@@ -354,6 +355,21 @@ test_dedup_stored_once (Fixture       *fixture,
 
   g_assert_true (hexz_snapshot_verify (snapshot, NULL, &error));
   g_assert_no_error (error);
+
+  g_assert_true (hexz_snapshot_get_block_stats (snapshot, HEXZ_STREAM_DISK, &stats, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (stats.blocks, ==, 40);
+  g_assert_cmpuint (stats.raw_blocks, ==, 2);
+  g_assert_cmpuint (stats.shared_blocks, ==, 38);
+  g_assert_cmpuint (stats.stored_bytes, ==, 2 * block_size);
+
+  /* Every memory block names bytes the disk stream stored. */
+  g_assert_true (hexz_snapshot_get_block_stats (snapshot, HEXZ_STREAM_MEMORY, &stats, NULL,
+                                                &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (stats.blocks, ==, 4);
+  g_assert_cmpuint (stats.shared_blocks, ==, 4);
+  g_assert_cmpuint (stats.stored_bytes, ==, 0);
 }
 
 /* Blocks that agree in their first bytes must not be merged. */
@@ -738,6 +754,58 @@ write_child (const char   *path,
 
   g_assert_true (hexz_snapshot_writer_close (writer, NULL, &error));
   g_assert_no_error (error);
+}
+
+/* A parent of random, text, zero and random blocks, and a thin child that
+ * keeps two of them, rewrites the text and zeroes the last one. */
+static void
+test_block_stats (Fixture       *fixture,
+                  gconstpointer  data)
+{
+  guint block_size = 64 * 1024;
+  g_autofree guint8 *parent_disk = g_malloc0 (4 * block_size);
+  g_autofree guint8 *child_disk = NULL;
+  g_autofree char *child_path = g_build_filename (fixture->dir, "child.hxz", NULL);
+  g_autoptr(HexzSnapshot) parent = NULL;
+  g_autoptr(HexzSnapshot) child = NULL;
+  g_autoptr(GError) error = NULL;
+  HexzBlockStats stats;
+
+  test_fill_random (parent_disk, block_size, 31);
+  for (guint i = 0; i < block_size; i++)
+    parent_disk[block_size + i] = "block statistics "[i % 17];
+  test_fill_random (parent_disk + 3 * block_size, block_size, 32);
+  test_write_snapshot (fixture->path, HEXZ_CODEC_LZ4, block_size, FALSE,
+                       parent_disk, 4 * block_size, NULL, 0);
+  parent = open_ok (fixture->path);
+
+  g_assert_true (hexz_snapshot_get_block_stats (parent, HEXZ_STREAM_DISK, &stats, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (stats.blocks, ==, 4);
+  g_assert_cmpuint (stats.raw_blocks, ==, 2);
+  g_assert_cmpuint (stats.lz4_blocks, ==, 1);
+  g_assert_cmpuint (stats.zero_blocks, ==, 1);
+  g_assert_cmpuint (stats.shared_blocks, ==, 0);
+
+  child_disk = g_memdup2 (parent_disk, 4 * block_size);
+  for (guint i = 0; i < block_size; i++)
+    child_disk[block_size + i] = "rewritten text "[i % 15];
+  memset (child_disk + 3 * block_size, 0, block_size);
+  write_child (child_path, parent, block_size, child_disk, 4 * block_size, parent_disk);
+  child = open_ok (child_path);
+
+  g_assert_true (hexz_snapshot_get_block_stats (child, HEXZ_STREAM_DISK, &stats, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (stats.blocks, ==, 4);
+  g_assert_cmpuint (stats.parent_blocks, ==, 2);
+  g_assert_cmpuint (stats.zstd_blocks, ==, 1);
+  g_assert_cmpuint (stats.zero_blocks, ==, 1);
+  g_assert_cmpuint (stats.raw_blocks + stats.lz4_blocks + stats.shared_blocks, ==, 0);
+
+  /* An absent stream has no blocks. */
+  g_assert_true (hexz_snapshot_get_block_stats (child, HEXZ_STREAM_MEMORY, &stats, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (stats.blocks, ==, 0);
 }
 
 static void
@@ -1585,6 +1653,7 @@ main (int   argc,
   ADD ("/snapshot/read/not-a-snapshot", test_not_a_snapshot);
   ADD ("/snapshot/read/verify-async", test_verify_async);
   ADD ("/snapshot/read/verify-cancelled", test_verify_cancelled);
+  ADD ("/snapshot/read/block-stats", test_block_stats);
   ADD ("/snapshot/metadata", test_metadata);
   ADD ("/snapshot/thin/chain", test_thin_chain);
   ADD ("/snapshot/thin/replaced-parent", test_thin_replaced_parent);

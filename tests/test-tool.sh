@@ -106,6 +106,10 @@ check "unknown option exits 2" run 2 info --no-such-option "$dir/x"
 check "invalid block size exits 2" run 2 pack --block-size 3K "$dir/disk.img" "$dir/never.hxz"
 check "lz4 with a positive level exits 2" run 2 pack --level 5 "$dir/disk.img" "$dir/never.hxz"
 check "commit without --base exits 2" run 2 commit --output "$dir/never.hxz"
+check "the usage error names the missing --base" one_error_line "option --base"
+check "snap with --socket alone exits 2" run 2 snap --socket "$dir/none.sock"
+check "the usage error names every missing option" \
+  one_error_line "options --overlay, --base, --output"
 check "extract without a stream exits 2" run 2 extract "$dir/never.hxz"
 check "usage error is one line naming the command" \
   bash -c "[ \$(wc -l <'$dir/stderr') -eq 1 ] && grep -q 'hexz-snap extract --help' '$dir/stderr'"
@@ -113,6 +117,29 @@ check "usage errors wrote no file" test ! -e "$dir/never.hxz"
 cp "$dir/disk.img" "$dir/same.img"
 check "pack onto its own image exits 1" run 1 pack "$dir/same.img" "$dir/same.img"
 check "pack onto its own image keeps it" cmp "$dir/disk.img" "$dir/same.img"
+
+# Existing outputs: a snapshot is replaced, another file only with --force,
+# and a path that is not a regular file never.
+echo "keep me" >"$dir/keep.txt"
+check "pack onto an existing text file exits 1" run 1 pack "$dir/disk.img" "$dir/keep.txt"
+check "the refusal names the file and --force" one_error_line "keep.txt” already exists"
+check "the text file is kept" grep -qx "keep me" "$dir/keep.txt"
+check "pack --force replaces it" run 0 pack --force "$dir/disk.img" "$dir/keep.txt"
+check "pack replaces an existing snapshot" run 0 pack "$dir/disk.img" "$dir/keep.txt"
+mkfifo "$dir/fifo"
+check "extract onto a FIFO exits 1 even with --force" \
+  run 1 extract --force --disk "$dir/fifo" "$dir/keep.txt"
+check "the FIFO is kept" test -p "$dir/fifo"
+ln -s keep.txt "$dir/link.hxz"
+check "pack onto a symbolic link exits 1" run 1 pack --force "$dir/disk.img" "$dir/link.hxz"
+check "the link is kept" test -L "$dir/link.hxz"
+echo "keep me" >"$dir/keep.img"
+check "extract onto an existing file exits 1" run 1 extract --disk "$dir/keep.img" "$dir/keep.txt"
+check "extract --force replaces it" \
+  bash -c "'$HEXZ_SNAP' extract --force --disk '$dir/keep.img' '$dir/keep.txt' && cmp '$dir/disk.img' '$dir/keep.img'"
+check "extract of an absent memory stream exits 1" \
+  run 1 extract --disk "$dir/none.img" --memory "$dir/none.mem" "$dir/keep.txt"
+check "and writes no disk file either" test ! -e "$dir/none.img"
 
 # pack, info, verify, extract.
 check "pack exits 0" run 0 pack "$dir/disk.img" "$dir/disk.hxz"
@@ -126,9 +153,25 @@ check "info --json disk size" test "$(json_field "$dir/info.json" '["disk_size"]
 check "info --json block size and memory" \
   test "$(json_field "$dir/info.json" '["block_size"], d["has_memory"], d["parent"]')" = "(65536, False, None)"
 check "verify exits 0" run 0 verify "$dir/disk.hxz"
+check "info --blocks counts every block" \
+  bash -c "'$HEXZ_SNAP' info --blocks --json '$dir/disk.hxz' >'$dir/blocks.json' &&
+           $PYTHON -c 'import json, sys
+b = json.load(open(sys.argv[1]))[\"disk_blocks\"]
+assert b[\"blocks\"] == ($image_size + 65535) // 65536, b
+assert b[\"blocks\"] == sum(b[k] for k in (\"zero\", \"parent\", \"lz4\", \"zstd\", \"raw\", \"shared\")), b
+assert b[\"zero\"] >= 4 and b[\"lz4\"] >= 1 and b[\"raw\"] >= 1, b' '$dir/blocks.json'"
+check "info --blocks prints the counts" \
+  bash -c "'$HEXZ_SNAP' info --blocks '$dir/disk.hxz' | grep -q 'blocks: .* zero, .* shared\$'"
+check "verify has no --blocks" run 2 verify --blocks "$dir/disk.hxz"
 check "extract --disk exits 0" run 0 extract "$dir/disk.hxz" --disk "$dir/disk.out"
 check "extracted disk equals the image" cmp "$dir/disk.img" "$dir/disk.out"
 check "extracted disk is mode 0600" test "$(mode_of "$dir/disk.out")" = 600
+for threads in 1 3; do
+  check "extract --threads $threads equals the image" \
+    bash -c "'$HEXZ_SNAP' extract --threads $threads '$dir/disk.hxz' --disk '$dir/disk.t$threads' &&
+             cmp '$dir/disk.img' '$dir/disk.t$threads'"
+done
+check "extract with 2000 threads exits 2" run 2 extract --threads 2000 "$dir/disk.hxz" --disk "$dir/never.out"
 
 # Another codec, block size and a memory image, with a JSON summary.
 check "pack with zstd, 1M blocks and memory exits 0" \
@@ -178,6 +221,28 @@ check "thin commit on a thin snapshot reads the same" \
   bash -c "'$HEXZ_SNAP' commit --base '$dir/thin.hxz' --output '$dir/chain.hxz' --thin >/dev/null &&
            '$HEXZ_SNAP' extract '$dir/chain.hxz' --disk '$dir/chain.out' && cmp '$dir/expected.img' '$dir/chain.out'"
 
+# The output may not replace the overlay or its .meta, even with --force.
+sha256sum "$dir/vm.overlay" "$dir/vm.meta" >"$dir/inputs.sha256"
+for victim in vm.overlay vm.meta; do
+  check "commit --force onto $victim exits 1" \
+    run 1 commit --force --base "$dir/disk.hxz" --overlay "$dir/vm.overlay" --output "$dir/$victim"
+  check "the refusal names $victim as an input" one_error_line "is the input file"
+done
+check "the overlay and .meta are unchanged" sha256sum --quiet -c "$dir/inputs.sha256"
+
+# An overlay that records another base is refused.
+cp "$dir/vm.overlay" "$dir/other.overlay"
+cp "$dir/vm.meta" "$dir/other.meta"
+if "$PYTHON" -c 'import os, sys
+os.setxattr(sys.argv[1], "user.hexz.base-id", b"00000000-0000-4000-8000-000000000000")' \
+     "$dir/other.overlay" 2>/dev/null; then
+  check "commit of an overlay made on another base exits 1" \
+    run 1 commit --base "$dir/disk.hxz" --overlay "$dir/other.overlay" --output "$dir/other.hxz"
+  check "the error names the recorded base" one_error_line "id 00000000-0000-4000-8000"
+else
+  ok "commit of an overlay made on another base exits 1 # SKIP no user extended attributes here"
+fi
+
 # An overlay larger than the base's disk needs --allow-grow.
 cp "$dir/vm.overlay" "$dir/grown.overlay"
 cp "$dir/vm.meta" "$dir/grown.meta"
@@ -212,6 +277,10 @@ with open(sys.argv[1], "r+b") as f:
 EOF
 check "verify of a corrupted file exits 1" run 1 verify "$dir/corrupt.hxz"
 check "corruption error is one line naming the file" one_error_line "$dir/corrupt.hxz"
+check "extract of a corrupted file exits 1" \
+  run 1 extract --threads 3 "$dir/corrupt.hxz" --disk "$dir/corrupt.out" --memory "$dir/corrupt.mem"
+check "failed extract leaves no output" \
+  bash -c "[ ! -e '$dir/corrupt.out' ] && [ ! -e '$dir/corrupt.mem' ] && ! ls -A '$dir' | grep -q '^\\.corrupt\\.'"
 check "verify --json reports a truncated file as invalid" \
   bash -c "head -c 1000 '$dir/full.hxz' >'$dir/short.hxz';
            ! '$HEXZ_SNAP' verify --json '$dir/short.hxz' >'$dir/short.json' 2>/dev/null &&

@@ -28,6 +28,7 @@
 
 #include "hexz.h"
 #include "hexz-i18n-private.h"
+#include "hexz-overlay-private.h"
 #include "hexz-plugin-disk.h"
 
 #define PAGE_SIZE HEXZ_PLUGIN_PAGE_SIZE
@@ -533,6 +534,13 @@ open_overlay_files (HexzPluginDisk  *disk,
     return set_error_from_errno (error, errno, _("Failed to open overlay “%s”"), overlay_path);
 
   if (!lock_overlay (disk->overlay_fd, overlay_path, error))
+    return FALSE;
+
+  /* A new overlay records the snapshot it lies on; an existing one must
+   * lie on the snapshot served. */
+  if (created)
+    hexz_overlay_record_base_id (disk->overlay_fd, overlay_path, disk->snapshot);
+  else if (!hexz_overlay_check_base_id (disk->overlay_fd, overlay_path, disk->snapshot, error))
     return FALSE;
 
   if (created && ftruncate (disk->overlay_fd, disk->size) < 0)

@@ -215,7 +215,7 @@ hexz_tool_command_boot (HexzTool  *tool,
   g_autoptr(GStrvBuilder) extra_builder = g_strv_builder_new ();
   g_auto(GStrv) extra_args = NULL;
   guint64 ram = 0;
-  int cpus = 1;
+  int cpus = 0;
   int stop_timeout = -1;
   gboolean powerdown = FALSE;
   gboolean json = FALSE;
@@ -232,7 +232,7 @@ hexz_tool_command_boot (HexzTool  *tool,
     { "ram", 'm', 0, G_OPTION_ARG_CALLBACK, parse_ram,
       N_("RAM size, in MiB or with a suffix K, M, G (default: the size recorded in the "
          "snapshot, else 128M)"), N_("SIZE") },
-    { "cpus", 0, 0, G_OPTION_ARG_INT, &cpus, N_("Number of virtual CPUs (default: 1)"), N_("N") },
+    { "cpus", 0, 0, G_OPTION_ARG_INT, &cpus, N_("Number of virtual CPUs (default: the number the snapshot records, else 1)"), N_("N") },
     { "accel", 0, 0, G_OPTION_ARG_STRING, &accel,
       N_("QEMU accelerator, kvm or tcg (default: kvm when /dev/kvm is usable, else tcg)"),
       N_("NAME") },
@@ -279,10 +279,11 @@ hexz_tool_command_boot (HexzTool  *tool,
   if (!hexz_tool_parse_options (tool, context, &n_options, &argv, 1, 1))
     return FALSE;
 
-  if (cpus < 1 || cpus > 1024)
+  if (cpus < 0 || cpus > 1024)
     {
       /* Translators: %d is a number given on the command line. */
-      hexz_tool_usage_error (tool, _("Invalid number of CPUs %d: use 1 to 1024"), cpus);
+      hexz_tool_usage_error (tool, _("Invalid number of CPUs %d: use 1 to 1024, or 0 for the "
+                                     "snapshot's"), cpus);
       return FALSE;
     }
 

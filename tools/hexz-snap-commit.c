@@ -164,10 +164,14 @@ hexz_tool_command_commit (HexzTool  *tool,
   if (!hexz_tool_parse_options (tool, context, &argc, &argv, 0, 0))
     goto usage;
 
-  if (job->base_path == NULL || job->output_path == NULL)
+  if (!hexz_tool_require_options (tool, "--base", job->base_path,
+                                  "--output", job->output_path, NULL))
+    goto usage;
+
+  if (!hexz_tool_check_output (tool, NULL, job->output_path, TRUE, job->options.force))
     {
-      hexz_tool_usage_error (tool, _("Missing options: --base and --output are required"));
-      goto usage;
+      commit_job_free (job);
+      return TRUE;
     }
 
   base = g_file_new_for_path (job->base_path);

@@ -5,12 +5,17 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+#include <string.h>
+
 #include "hexz-snap.h"
 
 typedef struct {
   HexzTool *tool;
   char *path;
   gboolean json;
+  gboolean blocks;
+  HexzBlockStats stats[HEXZ_STREAM_MEMORY + 1];   /* by HexzStream */
 } InspectJob;
 
 static void
@@ -20,23 +25,30 @@ inspect_job_free (InspectJob *job)
   g_free (job);
 }
 
+/* Parses the options of info (@info TRUE, which adds --blocks) or
+ * verify. */
 static InspectJob *
 inspect_job_parse (HexzTool  *tool,
                    int        argc,
-                   char     **argv)
+                   char     **argv,
+                   gboolean   info)
 {
   g_autoptr(GOptionContext) context = NULL;
   InspectJob *job = g_new0 (InspectJob, 1);
   const GOptionEntry entries[] = {
     { "json", 0, 0, G_OPTION_ARG_NONE, &job->json,
       N_("Print the result as JSON"), NULL },
+    { "blocks", 0, 0, G_OPTION_ARG_NONE, &job->blocks,
+      N_("Count the blocks of each stream by how they are stored (reads the whole index)"),
+      NULL },
     { NULL }
   };
+  GOptionEntry verify_entries[] = { entries[0], { NULL } };
 
   job->tool = tool;
 
   context = hexz_tool_option_context_new (tool);
-  g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  g_option_context_add_main_entries (context, info ? entries : verify_entries, GETTEXT_PACKAGE);
 
   if (!hexz_tool_parse_options (tool, context, &argc, &argv, 1, 1))
     {
@@ -66,7 +78,24 @@ print_size_line (const char *label,
 }
 
 static void
-print_info_text (HexzSnapshot *snapshot,
+print_block_stats (const HexzBlockStats *stats,
+                   guint64               size)
+{
+  g_autofree char *stored = g_format_size_full (stats->stored_bytes, G_FORMAT_SIZE_IEC_UNITS);
+
+  /* Translators: counts of blocks, by how they are stored. */
+  g_print (_("  %" PRIu64 " blocks: %" PRIu64 " zero, %" PRIu64 " from the parent, %" PRIu64
+             " LZ4, %" PRIu64 " zstd, %" PRIu64 " raw, %" PRIu64 " shared\n"),
+           stats->blocks, stats->zero_blocks, stats->parent_blocks, stats->lz4_blocks,
+           stats->zstd_blocks, stats->raw_blocks, stats->shared_blocks);
+  /* Translators: a size, then a percentage. */
+  g_print (_("  %s stored, %.1f %% of the stream\n"), stored,
+           size > 0 ? 100.0 * stats->stored_bytes / size : 0.0);
+}
+
+static void
+print_info_text (InspectJob   *job,
+                 HexzSnapshot *snapshot,
                  const char   *path)
 {
   JsonObject *metadata = hexz_snapshot_get_metadata (snapshot);
@@ -78,9 +107,16 @@ print_info_text (HexzSnapshot *snapshot,
   print_size_line (_("File size:"), hexz_snapshot_get_file_size (snapshot));
   g_print ("%-14s %s\n", _("Block size:"), block_size);
   print_size_line (_("Disk:"), hexz_snapshot_get_disk_size (snapshot));
+  if (job->blocks)
+    print_block_stats (&job->stats[HEXZ_STREAM_DISK], hexz_snapshot_get_disk_size (snapshot));
 
   if (hexz_snapshot_has_memory (snapshot))
-    print_size_line (_("Memory:"), hexz_snapshot_get_memory_size (snapshot));
+    {
+      print_size_line (_("Memory:"), hexz_snapshot_get_memory_size (snapshot));
+      if (job->blocks)
+        print_block_stats (&job->stats[HEXZ_STREAM_MEMORY],
+                           hexz_snapshot_get_memory_size (snapshot));
+    }
   else
     g_print ("%-14s %s\n", _("Memory:"), _("none"));
 
@@ -96,30 +132,65 @@ print_info_text (HexzSnapshot *snapshot,
 
   g_print ("%s\n", _("Metadata:"));
 
+  /* In key order, so that two files list their metadata alike. */
   {
-    JsonObjectIter iter;
-    const char *key;
-    JsonNode *value;
+    g_autoptr(GList) keys = g_list_sort (json_object_get_members (metadata),
+                                         (GCompareFunc) g_strcmp0);
+    int width = 0;
 
-    json_object_iter_init (&iter, metadata);
-    while (json_object_iter_next (&iter, &key, &value))
+    for (GList *l = keys; l != NULL; l = l->next)
+      width = MAX (width, (int) strlen (l->data));
+
+    for (GList *l = keys; l != NULL; l = l->next)
       {
+        const char *key = l->data;
+        JsonNode *value = json_object_get_member (metadata, key);
+
         if (JSON_NODE_HOLDS_VALUE (value) && json_node_get_value_type (value) == G_TYPE_STRING)
           {
-            g_print ("  %-12s %s\n", key, json_node_get_string (value));
+            g_print ("  %-*s %s\n", width, key, json_node_get_string (value));
           }
         else
           {
             g_autofree char *text = json_to_string (value, FALSE);
 
-            g_print ("  %-12s %s\n", key, text);
+            g_print ("  %-*s %s\n", width, key, text);
           }
       }
   }
 }
 
 static void
-print_info_json (HexzTool     *tool,
+add_block_stats (JsonBuilder          *builder,
+                 const char           *member,
+                 const HexzBlockStats *stats)
+{
+  const struct {
+    const char *name;
+    guint64 value;
+  } counts[] = {
+    { "blocks", stats->blocks },
+    { "zero", stats->zero_blocks },
+    { "parent", stats->parent_blocks },
+    { "lz4", stats->lz4_blocks },
+    { "zstd", stats->zstd_blocks },
+    { "raw", stats->raw_blocks },
+    { "shared", stats->shared_blocks },
+    { "stored_bytes", stats->stored_bytes },
+  };
+
+  json_builder_set_member_name (builder, member);
+  json_builder_begin_object (builder);
+  for (guint i = 0; i < G_N_ELEMENTS (counts); i++)
+    {
+      json_builder_set_member_name (builder, counts[i].name);
+      json_builder_add_int_value (builder, counts[i].value);
+    }
+  json_builder_end_object (builder);
+}
+
+static void
+print_info_json (InspectJob   *job,
                  HexzSnapshot *snapshot)
 {
   g_autoptr(JsonBuilder) builder = json_builder_new ();
@@ -127,6 +198,11 @@ print_info_json (HexzTool     *tool,
 
   json_builder_begin_object (builder);
   hexz_tool_add_snapshot_summary (builder, snapshot);
+  if (job->blocks)
+    {
+      add_block_stats (builder, "disk_blocks", &job->stats[HEXZ_STREAM_DISK]);
+      add_block_stats (builder, "memory_blocks", &job->stats[HEXZ_STREAM_MEMORY]);
+    }
   json_builder_set_member_name (builder, "metadata");
   if (metadata != NULL)
     {
@@ -141,7 +217,62 @@ print_info_json (HexzTool     *tool,
     }
   json_builder_end_object (builder);
 
-  hexz_tool_print_json (tool, builder);
+  hexz_tool_print_json (job->tool, builder);
+}
+
+static void
+print_info (InspectJob   *job,
+            HexzSnapshot *snapshot)
+{
+  if (job->json)
+    print_info_json (job, snapshot);
+  else
+    print_info_text (job, snapshot, job->path);
+
+  hexz_tool_finish (job->tool, NULL);
+  inspect_job_free (job);
+}
+
+/* Reading the whole index may take a while: it runs in a worker thread,
+ * so that Ctrl-C still cancels it. */
+static void
+count_blocks_thread (GTask        *task,
+                     gpointer      source_object,
+                     gpointer      task_data,
+                     GCancellable *cancellable)
+{
+  InspectJob *job = task_data;
+  HexzSnapshot *snapshot = source_object;
+  GError *error = NULL;
+
+  for (guint s = 0; s < G_N_ELEMENTS (job->stats); s++)
+    {
+      if (!hexz_snapshot_get_block_stats (snapshot, s, &job->stats[s], cancellable, &error))
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+on_blocks_counted (GObject      *source_object,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  InspectJob *job = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      hexz_tool_finish (job->tool, error);
+      inspect_job_free (job);
+      return;
+    }
+
+  print_info (job, HEXZ_SNAPSHOT (source_object));
 }
 
 static void
@@ -161,13 +292,18 @@ on_info_opened (GObject      *source_object,
       return;
     }
 
-  if (job->json)
-    print_info_json (job->tool, snapshot);
-  else
-    print_info_text (snapshot, job->path);
+  if (job->blocks)
+    {
+      g_autoptr(GTask) task = g_task_new (snapshot, job->tool->cancellable, on_blocks_counted,
+                                          job);
 
-  hexz_tool_finish (job->tool, NULL);
-  inspect_job_free (job);
+      g_task_set_source_tag (task, on_info_opened);
+      g_task_set_task_data (task, job, NULL);
+      g_task_run_in_thread (task, count_blocks_thread);
+      return;
+    }
+
+  print_info (job, snapshot);
 }
 
 gboolean
@@ -178,7 +314,7 @@ hexz_tool_command_info (HexzTool  *tool,
   g_autoptr(GFile) file = NULL;
   InspectJob *job;
 
-  job = inspect_job_parse (tool, argc, argv);
+  job = inspect_job_parse (tool, argc, argv, TRUE);
   if (job == NULL)
     return FALSE;
 
@@ -285,7 +421,7 @@ hexz_tool_command_verify (HexzTool  *tool,
   g_autoptr(GFile) file = NULL;
   InspectJob *job;
 
-  job = inspect_job_parse (tool, argc, argv);
+  job = inspect_job_parse (tool, argc, argv, FALSE);
   if (job == NULL)
     return FALSE;
 

@@ -77,6 +77,8 @@ snap_report (SnapCommand *snap)
         json_builder_add_int_value (builder, downtime_ms);
       else
         json_builder_add_null_value (builder);
+      json_builder_set_member_name (builder, "paused_to_converge");
+      json_builder_add_boolean_value (builder, hexz_capture_get_paused_to_converge (capture));
       json_builder_set_member_name (builder, "fallback_reason");
       if (hexz_capture_get_fallback_reason (capture) != NULL)
         json_builder_add_string_value (builder, hexz_capture_get_fallback_reason (capture));
@@ -95,10 +97,18 @@ snap_report (SnapCommand *snap)
       g_print (_("Wrote %s (%s mode) in %.1f s; the virtual machine was paused for %.1f ms"),
                snap->output_path, mode, hexz_tool_elapsed_seconds (snap->tool),
                pause_us / 1000.0);
-      if (downtime_ms >= 0)
+      /* In paused mode QEMU counts no downtime of its own: the machine
+       * was stopped before the migration started. */
+      if (downtime_ms >= 0 && hexz_capture_get_chosen_mode (capture) != HEXZ_CAPTURE_MODE_PAUSED)
         /* Translators: %d is a duration in milliseconds. */
         g_print (_(" (QEMU reports %d ms of downtime)"), (int) downtime_ms);
       g_print ("\n");
+      if (hexz_capture_get_paused_to_converge (capture))
+        /* Translators: %u is a number of seconds. */
+        g_print (_("The guest wrote memory faster than it could be copied, so it was "
+                   "paused after %u s to finish; --mode background keeps a guest "
+                   "running for the whole copy\n"),
+                 hexz_capture_get_live_timeout (capture));
     }
 
   hexz_tool_finish (snap->tool, NULL);
@@ -150,6 +160,7 @@ hexz_tool_command_snap (HexzTool  *tool,
   gboolean json = FALSE;
   gboolean allow_larger = FALSE;
   int stall_timeout = -1;
+  int live_timeout = -1;
   HexzToolWriterOptions writer_options;
   HexzCaptureMode mode = HEXZ_CAPTURE_MODE_AUTO;
   g_autoptr(GOptionContext) context = NULL;
@@ -175,6 +186,9 @@ hexz_tool_command_snap (HexzTool  *tool,
     { "stall-timeout", 0, 0, G_OPTION_ARG_INT, &stall_timeout,
       N_("Cancel when the memory dump makes no progress for this many seconds "
          "(default 30, 0 waits forever)"), N_("SECONDS") },
+    { "live-timeout", 0, 0, G_OPTION_ARG_INT, &live_timeout,
+      N_("In live mode, pause the guest to finish when the memory copy has not "
+         "converged after this many seconds (default 60, 0 waits forever)"), N_("SECONDS") },
     { "allow-larger-overlay", 0, 0, G_OPTION_ARG_NONE, &allow_larger,
       N_("Accept an overlay larger than the base's disk"), NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
@@ -197,12 +211,12 @@ hexz_tool_command_snap (HexzTool  *tool,
       return FALSE;
     }
 
-  if (socket_path == NULL || overlay == NULL || base == NULL || output == NULL)
-    {
-      hexz_tool_usage_error (tool, "%s",
-                             _("--socket, --overlay, --base and --output are required"));
-      return FALSE;
-    }
+  if (!hexz_tool_require_options (tool, "--socket", socket_path, "--overlay", overlay,
+                                  "--base", base, "--output", output, NULL))
+    return FALSE;
+
+  if (!hexz_tool_check_output (tool, NULL, output, TRUE, writer_options.force))
+    return TRUE;
 
   if (mode_name != NULL && !hexz_capture_mode_from_string (mode_name, &mode))
     {
@@ -242,6 +256,8 @@ hexz_tool_command_snap (HexzTool  *tool,
   hexz_capture_set_allow_larger_overlay (snap->capture, allow_larger);
   if (stall_timeout >= 0)
     hexz_capture_set_stall_timeout (snap->capture, stall_timeout);
+  if (live_timeout >= 0)
+    hexz_capture_set_live_timeout (snap->capture, live_timeout);
 
   g_signal_connect (snap->capture, "progress", G_CALLBACK (snap_on_progress), snap);
   hexz_capture_run_async (snap->capture, tool->cancellable, snap_on_done, snap);
@@ -474,11 +490,8 @@ vm_command_start (HexzTool  *tool,
   if (!hexz_tool_parse_options (tool, context, &argc, &argv, restore ? 1 : 0, restore ? 1 : 0))
     return FALSE;
 
-  if (socket_path == NULL)
-    {
-      hexz_tool_usage_error (tool, "%s", _("--socket is required"));
-      return FALSE;
-    }
+  if (!hexz_tool_require_options (tool, "--socket", socket_path, NULL))
+    return FALSE;
 
   if (restore)
     {

@@ -154,6 +154,47 @@ hexz_tool_usage_error (HexzTool   *tool,
   tool->exit_status = HEXZ_TOOL_EXIT_USAGE;
 }
 
+/* Takes pairs of an option name and its parsed value (a string or %NULL),
+ * ending with %NULL. Names every option whose value is %NULL in one usage
+ * error and returns %FALSE, or returns %TRUE when all were given. */
+gboolean
+hexz_tool_require_options (HexzTool   *tool,
+                           const char *first_option,
+                           ...)
+{
+  g_autoptr(GString) missing = g_string_new (NULL);
+  guint n_missing = 0;
+  const char *option = first_option;
+  va_list args;
+
+  va_start (args, first_option);
+  while (option != NULL)
+    {
+      const char *value = va_arg (args, const char *);
+
+      if (value == NULL)
+        {
+          if (missing->len > 0)
+            g_string_append (missing, ", ");
+          g_string_append (missing, option);
+          n_missing++;
+        }
+      option = va_arg (args, const char *);
+    }
+  va_end (args);
+
+  if (n_missing == 0)
+    return TRUE;
+
+  /* Translators: %s lists command-line options, as “--base, --output”. */
+  hexz_tool_usage_error (tool, ngettext ("Missing required option %s",
+                                         "Missing required options %s",
+                                         n_missing),
+                         missing->str);
+
+  return FALSE;
+}
+
 gboolean
 hexz_tool_parse_options (HexzTool         *tool,
                          GOptionContext   *context,
@@ -276,13 +317,12 @@ parse_level (const char  *option_name,
   return TRUE;
 }
 
-static gboolean
-parse_threads (const char  *option_name,
-               const char  *value,
-               gpointer     data,
-               GError     **error)
+/* Parses the value of a --threads option: 0 (one per processor) to 1024. */
+gboolean
+hexz_tool_parse_thread_count (const char  *value,
+                              guint       *threads,
+                              GError     **error)
 {
-  HexzToolWriterOptions *options = data;
   guint64 number;
 
   if (!g_ascii_string_to_unsigned (value, 10, 0, 1024, &number, NULL))
@@ -294,8 +334,19 @@ parse_threads (const char  *option_name,
       return FALSE;
     }
 
-  options->threads = number;
+  *threads = number;
   return TRUE;
+}
+
+static gboolean
+parse_threads (const char  *option_name,
+               const char  *value,
+               gpointer     data,
+               GError     **error)
+{
+  HexzToolWriterOptions *options = data;
+
+  return hexz_tool_parse_thread_count (value, &options->threads, error);
 }
 
 /* Checks the level against the codec once both options are known. */
@@ -353,6 +404,8 @@ hexz_tool_writer_option_group (HexzToolWriterOptions *options,
       N_("Compression threads; 0 (default) uses one per processor"), N_("N") },
     { "dictionary", 'd', 0, G_OPTION_ARG_NONE, &options->train_dictionary,
       N_("Train a zstd dictionary on the data (with --compression zstd)"), NULL },
+    { "force", 'f', 0, G_OPTION_ARG_NONE, &options->force,
+      N_("Replace an existing output file that is not a snapshot"), NULL },
     { NULL }
   };
   GOptionGroup *group;
@@ -698,21 +751,65 @@ hexz_tool_same_file (const char *path_a,
 
 /* Ends the command with an error when @output is the same file as
  * @input, which the command would replace while reading it. */
+/* The first bytes of every snapshot file, as doc/format.md specifies. */
+#define SNAPSHOT_MAGIC "HEXZSNAP"
+
+/* Whether @path starts with the snapshot format's magic. */
+static gboolean
+is_snapshot_file (const char *path)
+{
+  char magic[sizeof SNAPSHOT_MAGIC - 1];
+  gboolean found = FALSE;
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+  if (fd < 0)
+    return FALSE;
+  if (read (fd, magic, sizeof magic) == sizeof magic)
+    found = memcmp (magic, SNAPSHOT_MAGIC, sizeof magic) == 0;
+  close (fd);
+
+  return found;
+}
+
+/* Checks, before anything is written, that the command may write
+ * @output. It must not be @input (%NULL for none). A path that exists and
+ * is not a regular file is never replaced. An existing regular file is
+ * replaced with --force (@force), or without it when it is a snapshot and
+ * the command writes one (@snapshot_output). Ends the command with an
+ * error otherwise. */
 gboolean
-hexz_tool_check_distinct_output (HexzTool   *tool,
-                                 const char *input,
-                                 const char *output)
+hexz_tool_check_output (HexzTool   *tool,
+                        const char *input,
+                        const char *output,
+                        gboolean    snapshot_output,
+                        gboolean    force)
 {
   g_autoptr(GError) error = NULL;
+  GStatBuf st;
 
-  if (!hexz_tool_same_file (input, output))
+  if (input != NULL && hexz_tool_same_file (input, output))
+    g_set_error (&error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                 /* Translators: both %s are file names. */
+                 _("Output “%s” is the input file “%s”: give another output file"),
+                 output, input);
+  else if (g_lstat (output, &st) != 0)
+    return TRUE;
+  else if (!S_ISREG (st.st_mode))
+    g_set_error (&error, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                 /* Translators: %s is a file name. */
+                 _("Output “%s” exists and is not a regular file, which this command never "
+                   "replaces: give another output file"),
+                 output);
+  else if (!force && !(snapshot_output && is_snapshot_file (output)))
+    g_set_error (&error, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                 /* Translators: %s is a file name. */
+                 _("Output “%s” already exists: give another output file, or --force to "
+                   "replace it"),
+                 output);
+  else
     return TRUE;
 
-  g_set_error (&error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-               /* Translators: both %s are file names. */
-               _("Output “%s” is the input file “%s”: give another output file"),
-               output, input);
-  hexz_tool_finish (tool, error);
+  hexz_tool_finish (tool, g_steal_pointer (&error));
   return FALSE;
 }
 

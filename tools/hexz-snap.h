@@ -72,6 +72,7 @@ typedef struct {
   guint block_size;
   guint threads;
   gboolean train_dictionary;
+  gboolean force;
 } HexzToolWriterOptions;
 
 GOptionContext *hexz_tool_option_context_new        (HexzTool               *tool);
@@ -84,6 +85,12 @@ gboolean        hexz_tool_parse_options             (HexzTool               *too
 void            hexz_tool_usage_error               (HexzTool               *tool,
                                                      const char             *format,
                                                      ...) G_GNUC_PRINTF (2, 3);
+gboolean        hexz_tool_parse_thread_count        (const char             *value,
+                                                     guint                  *threads,
+                                                     GError                **error);
+gboolean        hexz_tool_require_options           (HexzTool               *tool,
+                                                     const char             *first_option,
+                                                     ...) G_GNUC_NULL_TERMINATED;
 
 void            hexz_tool_writer_options_init       (HexzToolWriterOptions  *options);
 GOptionGroup   *hexz_tool_writer_option_group       (HexzToolWriterOptions  *options,
@@ -111,9 +118,11 @@ void            hexz_tool_finish                    (HexzTool               *too
 
 gboolean        hexz_tool_same_file                 (const char             *path_a,
                                                      const char             *path_b);
-gboolean        hexz_tool_check_distinct_output     (HexzTool               *tool,
+gboolean        hexz_tool_check_output              (HexzTool               *tool,
                                                      const char             *input,
-                                                     const char             *output);
+                                                     const char             *output,
+                                                     gboolean                snapshot_output,
+                                                     gboolean                force);
 gboolean        hexz_tool_replace_file_atomically   (const char             *path,
                                                      const char             *temp_path,
                                                      GError                **error);

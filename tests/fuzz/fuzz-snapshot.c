@@ -261,6 +261,25 @@ read_stream (HexzSnapshot *snapshot,
   }
 }
 
+/* Whatever the index says, the counts cover every block exactly once. */
+static void
+check_block_stats (HexzSnapshot *snapshot,
+                   HexzStream    stream)
+{
+  g_autoptr(GError) error = NULL;
+  guint64 size = hexz_snapshot_get_stream_size (snapshot, stream);
+  guint64 block_size = hexz_snapshot_get_block_size (snapshot);
+  HexzBlockStats stats;
+
+  if (!hexz_snapshot_get_block_stats (snapshot, stream, &stats, NULL, &error))
+    return;
+
+  if (stats.blocks != size / block_size + (size % block_size != 0) ||
+      stats.blocks != stats.zero_blocks + stats.parent_blocks + stats.raw_blocks +
+                      stats.lz4_blocks + stats.zstd_blocks + stats.shared_blocks)
+    abort ();
+}
+
 static void
 read_through_stream (HexzSnapshot *snapshot,
                      HexzStream    stream)
@@ -346,6 +365,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
     {
       read_stream (snapshot, s);
       read_through_stream (snapshot, s);
+      check_block_stats (snapshot, s);
     }
 
   if (!hexz_snapshot_verify (snapshot, NULL, &error))

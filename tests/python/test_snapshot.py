@@ -121,6 +121,21 @@ def test_snapshot_info(private_dir, disk):
     assert metadata.has_member("created")
 
 
+def test_snapshot_block_stats(private_dir, disk):
+    path = private_dir / "disk.hxz"
+    write_file(path, disk)
+    snapshot = Hexz.Snapshot.open_path(str(path), None)
+
+    stats = snapshot.get_block_stats(Hexz.Stream.DISK, None)
+
+    block_size = snapshot.get_block_size()
+    assert stats.blocks == (len(disk) + block_size - 1) // block_size
+    assert stats.blocks == (stats.zero_blocks + stats.parent_blocks + stats.raw_blocks
+                            + stats.lz4_blocks + stats.zstd_blocks + stats.shared_blocks)
+    assert 0 < stats.stored_bytes <= snapshot.get_file_size()
+    assert snapshot.get_block_stats(Hexz.Stream.MEMORY, None).blocks == 0
+
+
 def test_snapshot_verify_progress(private_dir, disk):
     path = private_dir / "disk.hxz"
     write_file(path, disk)
