@@ -256,7 +256,7 @@ if [ -n "$recorded" ]; then
     test "$recorded" = "$("$HEXZ_SNAP" info --json "$snapshot" |
                            "$python" -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
   "$HEXZ_SNAP" pack "$tmp/disk.raw" "$tmp/other.hxz" >/dev/null
-  if nbdkit --unix "$tmp/other.sock" --foreground "$plugin" snapshot="$tmp/other.hxz" \
+  if timeout 60 "${nbdkit[@]}" --unix "$tmp/other.sock" --foreground "$plugin" snapshot="$tmp/other.hxz" \
        overlay="$overlay" >"$tmp/other.log" 2>&1; then
     not_ok "an overlay on another snapshot is refused"
   else
