@@ -50,9 +50,15 @@ skip_all () {
   exit 0
 }
 
-# nbdkit is not built with AddressSanitizer and cannot load an instrumented
-# plugin; fuzz-plugin covers the plugin's disk code in such a build.
-[ -z "${HEXZ_ASAN_BUILD:-}" ] || skip_all "nbdkit cannot load a plugin built with AddressSanitizer"
+# nbdkit is not instrumented: in an AddressSanitizer build it loads the
+# instrumented plugin with the runtime preloaded (HEXZ_ASAN_RUNTIME). Leak
+# detection is off in nbdkit, because nbdkit 1.32 itself leaks a 280-byte
+# block at its first connection, and without nbdkit's debug symbols no
+# suppression could name it without also hiding the plugin's leaks.
+nbdkit=(nbdkit)
+if [ -n "${HEXZ_ASAN_RUNTIME:-}" ]; then
+  nbdkit=(env "LD_PRELOAD=$HEXZ_ASAN_RUNTIME" "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" nbdkit)
+fi
 
 for program in nbdkit qemu-img qemu-io "$python"; do
   command -v "$program" >/dev/null || skip_all "$program is not installed"
@@ -85,7 +91,7 @@ export_uri="nbd+unix:///?socket=$socket"
 # keeps its pid in server_pid and waits for its socket.
 start_server () {
   rm -f "$socket"
-  nbdkit --unix "$socket" --foreground --exit-with-parent \
+  "${nbdkit[@]}" --unix "$socket" --foreground --exit-with-parent \
     "$plugin" "$@" 2>"$tmp/nbdkit.log" &
   server_pid=$!
   for _ in $(seq 100); do
@@ -166,8 +172,11 @@ else
   not_ok "read-only server starts"
 fi
 
-# A missing overlay is rejected unless create=true.
-if nbdkit --unix "$socket" --foreground "$plugin" snapshot="$snapshot" \
+# A missing overlay is rejected unless create=true. Servers expected to
+# fail at start run under timeout, so that one that starts by mistake (for
+# instance after the first server crashed and released its overlay lock)
+# fails the check instead of serving until the suite's timeout.
+if timeout 60 "${nbdkit[@]}" --unix "$socket" --foreground "$plugin" snapshot="$snapshot" \
      overlay="$overlay" >"$tmp/missing.log" 2>&1; then
   not_ok "missing overlay rejected without create=true"
 else
@@ -221,7 +230,7 @@ if start_server snapshot="$snapshot" overlay="$overlay" create=true; then
   check "export reads back the writes" \
     qemu-img compare -f raw -F raw "$tmp/expected.raw" "$export_uri"
 
-  if nbdkit --unix "$tmp/second.sock" --foreground "$plugin" snapshot="$snapshot" \
+  if timeout 60 "${nbdkit[@]}" --unix "$tmp/second.sock" --foreground "$plugin" snapshot="$snapshot" \
        overlay="$overlay" >"$tmp/second.log" 2>&1; then
     not_ok "second server on the overlay is rejected"
   else
@@ -247,7 +256,7 @@ if [ -n "$recorded" ]; then
     test "$recorded" = "$("$HEXZ_SNAP" info --json "$snapshot" |
                            "$python" -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
   "$HEXZ_SNAP" pack "$tmp/disk.raw" "$tmp/other.hxz" >/dev/null
-  if nbdkit --unix "$tmp/other.sock" --foreground "$plugin" snapshot="$tmp/other.hxz" \
+  if timeout 60 "${nbdkit[@]}" --unix "$tmp/other.sock" --foreground "$plugin" snapshot="$tmp/other.hxz" \
        overlay="$overlay" >"$tmp/other.log" 2>&1; then
     not_ok "an overlay on another snapshot is refused"
   else
@@ -333,7 +342,7 @@ if ! command -v strace >/dev/null; then
 else
   rm -f "$socket" "$tmp/traced.pid"
   strace -f -qq -o "$tmp/strace.log" -e trace=openat,fsync,fdatasync \
-    nbdkit --unix "$socket" --foreground --exit-with-parent --pidfile "$tmp/traced.pid" \
+    "${nbdkit[@]}" --unix "$socket" --foreground --exit-with-parent --pidfile "$tmp/traced.pid" \
     "$plugin" snapshot="$snapshot" overlay="$overlay" 2>"$tmp/nbdkit.log" &
   strace_pid=$!
   for _ in $(seq 100); do
@@ -396,7 +405,7 @@ done
 cp "$meta" "$tmp/meta.saved"
 # reject_meta NAME MESSAGE: the server must fail to start and log MESSAGE.
 reject_meta () {
-  if nbdkit --unix "$tmp/bad.sock" --foreground "$plugin" snapshot="$snapshot" \
+  if timeout 60 "${nbdkit[@]}" --unix "$tmp/bad.sock" --foreground "$plugin" snapshot="$snapshot" \
        overlay="$overlay" >"$tmp/bad.log" 2>&1; then
     not_ok "$1"
   else
@@ -414,7 +423,7 @@ cp "$tmp/meta.saved" "$meta"
 # lists pages, and must leave no overlay behind when it fails.
 "$python" -c 'import struct, sys; open(sys.argv[1], "wb").write(struct.pack("<Q", 3))' \
   "$tmp/orphan.meta"
-if nbdkit --unix "$tmp/orphan.sock" --foreground "$plugin" snapshot="$snapshot" \
+if timeout 60 "${nbdkit[@]}" --unix "$tmp/orphan.sock" --foreground "$plugin" snapshot="$snapshot" \
      overlay="$tmp/orphan.ovl" create=true >"$tmp/orphan.log" 2>&1; then
   not_ok "orphan page list rejected"
 else
