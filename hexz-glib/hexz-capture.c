@@ -1365,7 +1365,14 @@ capture_on_resumed (CaptureState *state)
   if (state->failing)
     return;
 
-  if (state->vm_resumed || state->pause_start != 0)
+  /* A machine that was paused before the capture stays paused: the
+   * capture paused nothing. */
+  if (!state->was_running)
+    {
+      self->pause_time = 0;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PAUSE_TIME]);
+    }
+  else if (state->vm_resumed || state->pause_start != 0)
     {
       gint64 end = state->vm_resumed ? state->pause_end : g_get_monotonic_time ();
 
@@ -3667,8 +3674,9 @@ hexz_capture_class_init (HexzCaptureClass *klass)
    * HexzCapture:pause-time: (getter get_pause_time)
    *
    * How long the machine was paused, in microseconds, as measured by the
-   * capture from sending `stop` to seeing the machine run again; -1 before
-   * a run completes.
+   * capture from sending `stop` to seeing the machine run again; 0 when the
+   * machine was already paused before the capture, which leaves it paused;
+   * -1 before a run completes.
    *
    * Since: 1.0
    */

@@ -652,6 +652,7 @@ test_user_paused (Fixture       *fixture,
 
   qmp_status (fixture->vm, &running);
   g_assert_false (running);
+  g_assert_cmpint (hexz_capture_get_pause_time (capture), ==, 0);
   assert_settings_restored (fixture->vm);
 
   restore_and_check (fixture);

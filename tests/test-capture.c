@@ -987,6 +987,8 @@ test_user_paused (Fixture       *fixture,
       g_assert_cmpint (hexz_capture_get_chosen_mode (fixture->capture), ==,
                        HEXZ_CAPTURE_MODE_PAUSED);
       g_assert_cmpstr (fixture->mock->run_state, ==, "postmigrate");
+      /* The capture paused nothing: the machine was paused already. */
+      g_assert_cmpint (hexz_capture_get_pause_time (fixture->capture), ==, 0);
     }
 
   g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 0);

@@ -92,11 +92,20 @@ snap_report (SnapCommand *snap)
     }
   else
     {
-      /* Translators: the first %s is a file name, the second a capture mode
-       * (paused, background, live), then durations. */
-      g_print (_("Wrote %s (%s mode) in %.1f s; the virtual machine was paused for %.1f ms"),
-               snap->output_path, mode, hexz_tool_elapsed_seconds (snap->tool),
-               pause_us / 1000.0);
+      /* A pause time of 0 means the machine was paused before and stays
+       * paused. */
+      if (pause_us == 0)
+        /* Translators: the first %s is a file name, the second a capture mode
+         * (paused, background, live), then a duration. */
+        g_print (_("Wrote %s (%s mode) in %.1f s; the virtual machine was already paused "
+                   "and stays paused"),
+                 snap->output_path, mode, hexz_tool_elapsed_seconds (snap->tool));
+      else
+        /* Translators: the first %s is a file name, the second a capture mode
+         * (paused, background, live), then durations. */
+        g_print (_("Wrote %s (%s mode) in %.1f s; the virtual machine was paused for %.1f ms"),
+                 snap->output_path, mode, hexz_tool_elapsed_seconds (snap->tool),
+                 pause_us / 1000.0);
       /* In paused mode QEMU counts no downtime of its own: the machine
        * was stopped before the migration started. */
       if (downtime_ms >= 0 && hexz_capture_get_chosen_mode (capture) != HEXZ_CAPTURE_MODE_PAUSED)
