@@ -84,11 +84,6 @@
 #define BOOT_LOG_TAIL_BYTES 2048
 
 /* Metadata key under which a capture records the machine's RAM size. */
-#define BOOT_RAM_SIZE_KEY "ram-size"
-#define BOOT_CPUS_KEY "cpus"
-#define BOOT_MACHINE_KEY "machine-type"
-#define BOOT_KERNEL_KEY "kernel"
-#define BOOT_APPEND_KEY "append"
 
 typedef enum {
   BOOT_PHASE_IDLE,
@@ -1024,9 +1019,9 @@ start_check_machine (StartState  *state,
 
   if (hexz_snapshot_has_memory (state->snapshot))
     {
-      recorded_cpus = hexz_snapshot_get_metadata_int (state->snapshot, BOOT_CPUS_KEY);
-      machine = hexz_snapshot_get_metadata_string (state->snapshot, BOOT_MACHINE_KEY);
-      kernel = hexz_snapshot_get_metadata_string (state->snapshot, BOOT_KERNEL_KEY);
+      recorded_cpus = hexz_snapshot_get_metadata_int (state->snapshot, HEXZ_METADATA_CPUS);
+      machine = hexz_snapshot_get_metadata_string (state->snapshot, HEXZ_METADATA_MACHINE_TYPE);
+      kernel = hexz_snapshot_get_metadata_string (state->snapshot, HEXZ_METADATA_KERNEL);
     }
 
   if (recorded_cpus < 1 || recorded_cpus > 1024)
@@ -1045,7 +1040,7 @@ start_check_machine (StartState  *state,
 
   if (kernel != NULL && kernel[0] != '\0' && self->kernel == NULL)
     {
-      const char *append = hexz_snapshot_get_metadata_string (state->snapshot, BOOT_APPEND_KEY);
+      const char *append = hexz_snapshot_get_metadata_string (state->snapshot, HEXZ_METADATA_APPEND);
 
       g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_MACHINE_MISMATCH,
                    /* Translators: the first %s is a file name, the second a kernel
@@ -1081,7 +1076,7 @@ start_check_ram (StartState  *state,
                  GError     **error)
 {
   HexzBoot *self = state->self;
-  gint64 recorded = hexz_snapshot_get_metadata_int (state->snapshot, BOOT_RAM_SIZE_KEY);
+  gint64 recorded = hexz_snapshot_get_metadata_int (state->snapshot, HEXZ_METADATA_RAM_SIZE);
 
   if (!hexz_snapshot_has_memory (state->snapshot) || recorded <= 0)
     {

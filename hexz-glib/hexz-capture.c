@@ -76,6 +76,7 @@
 #include "hexz-capture-private.h"
 #include "hexz-util-private.h"
 #include "hexz-overlay-private.h"
+#include "hexz-snapshot-private.h"
 #include "hexz-commit-private.h"
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
@@ -1258,23 +1259,23 @@ capture_finalize (CaptureState *state)
     capture_set_metadata_string (state, "qemu-version", version);
   if (state->vm_name != NULL)
     capture_set_metadata_string (state, "vm-name", state->vm_name);
-  capture_set_metadata_int (state, "ram-size", (gint64) state->ram_size);
+  capture_set_metadata_int (state, HEXZ_METADATA_RAM_SIZE, (gint64) state->ram_size);
   if (state->cpus > 0)
-    capture_set_metadata_int (state, "cpus", state->cpus);
+    capture_set_metadata_int (state, HEXZ_METADATA_CPUS, state->cpus);
   /* QOM names a machine type's class NAME-machine; -machine takes NAME. */
   if (state->machine_type != NULL && g_str_has_suffix (state->machine_type, "-machine"))
     {
       g_autofree char *machine = g_strndup (state->machine_type,
                                             strlen (state->machine_type) - strlen ("-machine"));
 
-      capture_set_metadata_string (state, "machine-type", machine);
+      capture_set_metadata_string (state, HEXZ_METADATA_MACHINE_TYPE, machine);
     }
   if (state->kernel != NULL)
-    capture_set_metadata_string (state, "kernel", state->kernel);
+    capture_set_metadata_string (state, HEXZ_METADATA_KERNEL, state->kernel);
   if (state->append != NULL)
-    capture_set_metadata_string (state, "append", state->append);
+    capture_set_metadata_string (state, HEXZ_METADATA_APPEND, state->append);
   if (state->initrd != NULL)
-    capture_set_metadata_string (state, "initrd", state->initrd);
+    capture_set_metadata_string (state, HEXZ_METADATA_INITRD, state->initrd);
   capture_set_metadata_string (state, "capture-mode", hexz_capture_mode_to_string (state->mode));
   capture_set_metadata_int (state, "pause-time-us", self->pause_time);
   if (self->downtime >= 0)

@@ -372,7 +372,7 @@ restore_on_cpus (GObject      *source,
   g_autoptr(RestoreState) state = user_data;
   g_autoptr(JsonNode) reply = NULL;
   g_autoptr(GError) error = NULL;
-  gint64 recorded = hexz_snapshot_get_metadata_int (state->snapshot, "cpus");
+  gint64 recorded = hexz_snapshot_get_metadata_int (state->snapshot, HEXZ_METADATA_CPUS);
 
   reply = hexz_qmp_client_execute_finish (state->client, result, &error);
   if (reply == NULL)
@@ -404,7 +404,7 @@ restore_on_memory_size (GObject      *source,
   g_autoptr(RestoreState) state = user_data;
   g_autoptr(JsonNode) reply = NULL;
   g_autoptr(GError) error = NULL;
-  gint64 recorded = hexz_snapshot_get_metadata_int (state->snapshot, "ram-size");
+  gint64 recorded = hexz_snapshot_get_metadata_int (state->snapshot, HEXZ_METADATA_RAM_SIZE);
   JsonObject *object;
   gint64 actual = 0;
 

@@ -11,6 +11,15 @@
 
 G_BEGIN_DECLS
 
+/* Metadata keys that a capture records and that booting and restoring
+ * the snapshot read back. */
+#define HEXZ_METADATA_RAM_SIZE     "ram-size"
+#define HEXZ_METADATA_CPUS         "cpus"
+#define HEXZ_METADATA_MACHINE_TYPE "machine-type"
+#define HEXZ_METADATA_KERNEL       "kernel"
+#define HEXZ_METADATA_APPEND       "append"
+#define HEXZ_METADATA_INITRD       "initrd"
+
 const guint8 *hexz_snapshot_get_id_bytes      (HexzSnapshot   *self);
 guint64       hexz_snapshot_get_seal          (HexzSnapshot   *self);
 const char   *hexz_snapshot_get_display_name  (HexzSnapshot   *self);
