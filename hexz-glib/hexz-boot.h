@@ -36,9 +36,9 @@ G_BEGIN_DECLS
  *   exited with an error
  * @HEXZ_BOOT_ERROR_TIMED_OUT: nbdkit or QEMU did not become ready in time
  * @HEXZ_BOOT_ERROR_BUSY: the machine was already started, or is not running
- * @HEXZ_BOOT_ERROR_MACHINE_MISMATCH: the snapshot contains the memory of a
- *   machine with another number of CPUs than the one requested, or of one
- *   that booted a kernel when none is set; nothing was started
+ * @HEXZ_BOOT_ERROR_MACHINE_MISMATCH: the snapshot's machine had another
+ *   CPU count than the requested one, or booted a kernel while none is
+ *   set. Nothing was started.
  *
  * Error codes of the %HEXZ_BOOT_ERROR domain.
  *

@@ -121,11 +121,11 @@ hexz_codec_from_string (const char *name,
  * at once when the calling thread can acquire the context, which a worker
  * thread can while the context's owner has not entered its main loop yet.
  * Signals would then be emitted on the worker thread. */
-/* Checks that a snapshot may be written to @output: that it names no
- * existing device, folder, link or other non-regular file, which renaming
- * a temporary file over it would replace, and that it is none of the
- * @n_inputs files in @inputs (%NULL entries are skipped), which the
- * operation reads and which would be lost. */
+/* Checks that a snapshot may be written to @output. Renaming a temporary
+ * file over the path replaces whatever it names. So the path must not be
+ * an existing device, folder, link or other non-regular file. Nor may it
+ * be one of the @n_inputs files in @inputs, which the operation reads.
+ * Entries that are %NULL are skipped. */
 gboolean
 hexz_check_output_path (const char          *output,
                         const char * const  *inputs,

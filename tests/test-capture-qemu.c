@@ -3,7 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * Each test boots the test guest (HEXZ_TEST_GUEST) with a private QMP
- * socket, under TCG unless HEXZ_TEST_ACCEL=kvm asks for KVM. Its disk is
+ * socket, under TCG unless HEXZ_TEST_ACCEL=kvm selects KVM. Its disk is
  * the overlay
  * file itself: a full copy of the base image whose .meta file lists the one
  * page the guest writes (its record sector). A snapshot is then restored

@@ -261,7 +261,7 @@ read_stream (HexzSnapshot *snapshot,
   }
 }
 
-/* Whatever the index says, the counts cover every block exactly once. */
+/* Whatever the index contains, the counts cover every block exactly once. */
 static void
 check_block_stats (HexzSnapshot *snapshot,
                    HexzStream    stream)

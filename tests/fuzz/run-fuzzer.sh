@@ -4,7 +4,7 @@
 # Usage: run-fuzzer.sh FUZZER RUNS DICT ARTIFACT_DIR CORPUS...
 #
 # The random seed is fixed (HEXZ_FUZZ_SEED, default 1), so the run tries
-# the same mutations each time. The seed corpus holds snapshots with a
+# the same mutations each time. The seed corpus contains snapshots with a
 # fresh id and creation time, so the inputs still differ slightly between
 # builds. A run also stops after 180 seconds on a slow machine.
 #
