@@ -116,11 +116,6 @@ hexz_codec_from_string (const char *name,
   return TRUE;
 }
 
-/* Runs @function once from @context's main loop, never on the calling
- * thread. g_main_context_invoke() is not used because it runs the function
- * at once when the calling thread can acquire the context, which a worker
- * thread can while the context's owner has not entered its main loop yet.
- * Signals would then be emitted on the worker thread. */
 /* Checks that a snapshot may be written to @output. Renaming a temporary
  * file over the path replaces whatever it names. So the path must not be
  * an existing device, folder, link or other non-regular file. Nor may it
@@ -166,6 +161,11 @@ hexz_check_output_path (const char          *output,
   return TRUE;
 }
 
+/* Runs @function once from @context's main loop, never on the calling
+ * thread. g_main_context_invoke() is not used because it runs the function
+ * at once when the calling thread can acquire the context, which a worker
+ * thread can while the context's owner has not entered its main loop yet.
+ * Signals would then be emitted on the worker thread. */
 void
 hexz_schedule_in_context (GMainContext   *context,
                           GSourceFunc     function,
