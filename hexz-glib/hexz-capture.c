@@ -2501,6 +2501,24 @@ capture_machine_queries_done (CaptureState *state)
       return;
     }
 
+  /* A machine that was paused when an earlier migration ended stays in
+   * postmigrate, and QEMU rejects any new migration there. Only running
+   * it leaves that state, which this capture must not do on its own. */
+  if (state->initial_run_state == HEXZ_RUN_STATE_POSTMIGRATE && !state->was_running)
+    {
+      capture_fail (state,
+                    g_error_new (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
+                                 /* Translators: %s is a QMP socket path. */
+                                 _("The virtual machine is still stopped by an earlier "
+                                   "snapshot or migration (QEMU state postmigrate), and QEMU "
+                                   "takes no new snapshot in that state: resume it, for "
+                                   "instance with “hexz-snap resume --socket %s”, and "
+                                   "snapshot it again"),
+                                 state->self->socket_path != NULL ? state->self->socket_path
+                                                                  : "SOCKET"));
+      return;
+    }
+
   capture_configure (state);
 }
 

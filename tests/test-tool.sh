@@ -124,6 +124,10 @@ echo "keep me" >"$dir/keep.txt"
 check "pack onto an existing text file exits 1" run 1 pack "$dir/disk.img" "$dir/keep.txt"
 check "the refusal names the file and --force" one_error_line "keep.txt” already exists"
 check "the text file is kept" grep -qx "keep me" "$dir/keep.txt"
+check "snap onto an existing text file exits 1" \
+  run 1 snap --socket "$dir/none.sock" --overlay "$dir/none.overlay" --base "$dir/disk.hxz" \
+    --output "$dir/keep.txt"
+check "the text file is kept by snap" grep -qx "keep me" "$dir/keep.txt"
 check "pack --force replaces it" run 0 pack --force "$dir/disk.img" "$dir/keep.txt"
 check "pack replaces an existing snapshot" run 0 pack "$dir/disk.img" "$dir/keep.txt"
 mkfifo "$dir/fifo"

@@ -241,6 +241,7 @@ hexz_tool_writer_options_init (HexzToolWriterOptions *options)
   options->block_size = HEXZ_DEFAULT_BLOCK_SIZE;
   options->threads = 0;
   options->train_dictionary = FALSE;
+  options->force = FALSE;
 }
 
 static gboolean
