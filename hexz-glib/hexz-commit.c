@@ -1421,7 +1421,8 @@ hexz_commit_class_init (HexzCommitClass *klass)
   /**
    * HexzCommit:train-dictionary:
    *
-   * Whether the writer trains a zstd dictionary on the data; see
+   * Whether the writer trains a dictionary for LZ4 or zstd blocks on the
+   * data; see
    * [method@Hexz.SnapshotWriter.set_train_dictionary].
    *
    * Since: 1.0
@@ -1982,7 +1983,7 @@ hexz_commit_set_threads (HexzCommit *self,
  * hexz_commit_get_train_dictionary:
  * @self: a commit
  *
- * Gets whether the writer trains a zstd dictionary.
+ * Gets whether the writer trains a dictionary for LZ4 or zstd blocks.
  *
  * Returns: %TRUE if a dictionary is trained
  *
@@ -2001,7 +2002,9 @@ hexz_commit_get_train_dictionary (HexzCommit *self)
  * @self: a commit
  * @train_dictionary: whether to train a dictionary
  *
- * Sets whether the writer trains a zstd dictionary.
+ * Sets whether the writer trains a dictionary for LZ4 or zstd blocks on
+ * the first 8 MiB of data it stores; see
+ * [method@Hexz.SnapshotWriter.set_train_dictionary]. Off by default.
  *
  * Since: 1.0
  */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <glib.h>
+#include <lz4.h>
 #include <zstd.h>
 
 #include "hexz-types.h"
@@ -22,7 +23,9 @@ G_BEGIN_DECLS
 #define HEXZ_FORMAT_MAGIC          "HEXZSNAP"
 #define HEXZ_FORMAT_MAGIC_SIZE     8
 #define HEXZ_FORMAT_MAJOR          1
-#define HEXZ_FORMAT_MINOR          0
+/* The highest minor version this code reads and writes; a file carries
+ * the lowest one it needs (see hexz_format_minor_for_codec()). */
+#define HEXZ_FORMAT_MINOR          1
 
 #define HEXZ_HEADER_SIZE           512
 #define HEXZ_MAX_HEADER_SIZE       65536
@@ -39,6 +42,8 @@ G_BEGIN_DECLS
  * from a file. */
 #define HEXZ_MAX_METADATA_SIZE     (16 * 1024 * 1024)
 #define HEXZ_MAX_DICTIONARY_SIZE   (1024 * 1024)
+/* Codec 4 uses at most the last 64 KiB of the dictionary, LZ4's window. */
+#define HEXZ_LZ4_PREFIX_SIZE       (64 * 1024)
 #define HEXZ_MAX_PARENT_PATH       4096
 #define HEXZ_MAX_DIRECTORY_SIZE    (64 * 1024 * 1024)
 #define HEXZ_MAX_PAGE_SIZE         (1024 * 1024)
@@ -53,14 +58,35 @@ typedef enum {
   HEXZ_BLOCK_PARENT = 2,
 } HexzBlockKind;
 
-/* How a stored block is encoded; differs from HexzCodec because a zstd
- * block may or may not use the file's dictionary. */
+/* How a stored block is encoded; differs from HexzCodec because an LZ4
+ * or zstd block may or may not use the file's dictionary. */
 typedef enum {
   HEXZ_STORED_RAW = 0,
   HEXZ_STORED_LZ4 = 1,
   HEXZ_STORED_ZSTD = 2,
   HEXZ_STORED_ZSTD_DICT = 3,
+  HEXZ_STORED_LZ4_DICT = 4,
 } HexzStoredCodec;
+
+#define HEXZ_STORED_LAST HEXZ_STORED_LZ4_DICT
+
+/* The file's dictionary prepared for compression: zstd's CDict and an
+ * LZ4 stream with the LZ4 prefix loaded. Both point into @bytes, which
+ * must outlive them. Shared read-only by every worker thread. */
+typedef struct {
+  GBytes       *bytes;
+  ZSTD_CDict   *cdict;
+  LZ4_stream_t *lz4_base;
+} HexzCompressDictionary;
+
+/* The file's dictionary prepared for decoding. @lz4_prefix points into
+ * @bytes. */
+typedef struct {
+  GBytes       *bytes;
+  ZSTD_DDict   *ddict;
+  const guint8 *lz4_prefix;
+  gsize         lz4_prefix_length;
+} HexzDecodeDictionary;
 
 typedef struct {
   guint64 offset;
@@ -192,17 +218,26 @@ guint32   hexz_block_logical_length    (guint64               logical_size,
                                         guint64               index);
 
 /* Codecs */
+guint16   hexz_format_minor_for_codec  (HexzStoredCodec       codec);
 gsize     hexz_compress_bound          (gsize                 length);
+HexzCompressDictionary *
+          hexz_compress_dictionary_new (GBytes               *bytes,
+                                        HexzCodec             codec,
+                                        int                   level);
+void      hexz_compress_dictionary_free (HexzCompressDictionary *dictionary);
+HexzDecodeDictionary *
+          hexz_decode_dictionary_new   (GBytes               *bytes);
+void      hexz_decode_dictionary_free  (HexzDecodeDictionary *dictionary);
 gsize     hexz_compress_block          (HexzCodec             codec,
                                         int                   level,
-                                        const ZSTD_CDict     *cdict,
+                                        const HexzCompressDictionary *dictionary,
                                         const guint8         *source,
                                         gsize                 length,
                                         guint8               *destination,
                                         gsize                 capacity,
                                         HexzStoredCodec      *stored_codec);
 gboolean  hexz_decompress_block        (HexzStoredCodec       codec,
-                                        const ZSTD_DDict     *ddict,
+                                        const HexzDecodeDictionary *dictionary,
                                         const guint8         *source,
                                         gsize                 source_length,
                                         guint8               *destination,
@@ -215,11 +250,16 @@ gboolean  hexz_decompress_page         (const guint8         *source,
                                         gsize                 length);
 GBytes   *hexz_train_dictionary        (const guint8         *samples,
                                         gsize                 length);
+GBytes   *hexz_train_lz4_dictionary    (const guint8         *buffer,
+                                        gsize                 length);
 
 /* Messages */
 void      hexz_set_corrupt_error       (GError              **error,
                                         int                   code,
                                         const char           *name,
                                         const char           *detail);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (HexzCompressDictionary, hexz_compress_dictionary_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (HexzDecodeDictionary, hexz_decode_dictionary_free)
 
 G_END_DECLS

@@ -398,8 +398,15 @@ free_dctx (gpointer data)
   ZSTD_freeDCtx (data);
 }
 
+static void
+free_lz4_stream (gpointer data)
+{
+  LZ4_freeStream (data);
+}
+
 static GPrivate cctx_key = G_PRIVATE_INIT (free_cctx);
 static GPrivate dctx_key = G_PRIVATE_INIT (free_dctx);
+static GPrivate lz4_stream_key = G_PRIVATE_INIT (free_lz4_stream);
 
 static ZSTD_CCtx *
 thread_cctx (void)
@@ -431,6 +438,125 @@ thread_dctx (void)
   return dctx;
 }
 
+/* The LZ4 stream a thread compresses into after copying the base stream
+ * of a dictionary over it. */
+static LZ4_stream_t *
+thread_lz4_stream (void)
+{
+  LZ4_stream_t *stream = g_private_get (&lz4_stream_key);
+
+  if (stream == NULL)
+    {
+      stream = LZ4_createStream ();
+      g_assert (stream != NULL);
+      g_private_set (&lz4_stream_key, stream);
+    }
+
+  return stream;
+}
+
+/* Returns the lowest minor format version whose readers know @codec. */
+guint16
+hexz_format_minor_for_codec (HexzStoredCodec codec)
+{
+  return codec == HEXZ_STORED_LZ4_DICT ? 1 : 0;
+}
+
+static void
+lz4_prefix (GBytes        *bytes,
+            const guint8 **prefix,
+            gsize         *prefix_length)
+{
+  gsize size;
+  const guint8 *data = g_bytes_get_data (bytes, &size);
+
+  *prefix_length = MIN (size, HEXZ_LZ4_PREFIX_SIZE);
+  *prefix = data + size - *prefix_length;
+}
+
+/* Prepares the dictionary @bytes for compressing blocks with @codec at
+ * @level (the zstd level, 0 meaning zstd's default). Returns %NULL when
+ * zstd rejects the dictionary or @codec uses none. */
+HexzCompressDictionary *
+hexz_compress_dictionary_new (GBytes    *bytes,
+                              HexzCodec  codec,
+                              int        level)
+{
+  g_autoptr(HexzCompressDictionary) dictionary = g_new0 (HexzCompressDictionary, 1);
+  const guint8 *prefix;
+  gsize prefix_length;
+
+  dictionary->bytes = g_bytes_ref (bytes);
+
+  switch (codec)
+    {
+    case HEXZ_CODEC_ZSTD:
+      dictionary->cdict = ZSTD_createCDict (g_bytes_get_data (bytes, NULL),
+                                            g_bytes_get_size (bytes),
+                                            level != 0 ? level : ZSTD_CLEVEL_DEFAULT);
+      if (dictionary->cdict == NULL)
+        return NULL;
+      break;
+
+    case HEXZ_CODEC_LZ4:
+      /* LZ4_loadDict() keeps pointers into the prefix, so the stream is
+       * valid while @bytes lives. Copying this loaded stream before each
+       * block costs far less than loading the prefix again. */
+      lz4_prefix (bytes, &prefix, &prefix_length);
+      dictionary->lz4_base = LZ4_createStream ();
+      g_assert (dictionary->lz4_base != NULL);
+      LZ4_loadDict (dictionary->lz4_base, (const char *) prefix, prefix_length);
+      break;
+
+    case HEXZ_CODEC_RAW:
+    default:
+      return NULL;
+    }
+
+  return g_steal_pointer (&dictionary);
+}
+
+void
+hexz_compress_dictionary_free (HexzCompressDictionary *dictionary)
+{
+  if (dictionary == NULL)
+    return;
+
+  g_clear_pointer (&dictionary->cdict, ZSTD_freeCDict);
+  g_clear_pointer (&dictionary->lz4_base, LZ4_freeStream);
+  g_clear_pointer (&dictionary->bytes, g_bytes_unref);
+  g_free (dictionary);
+}
+
+/* Prepares the dictionary @bytes for decoding blocks of codecs 3 and 4.
+ * Returns %NULL when zstd rejects the bytes as a dictionary. */
+HexzDecodeDictionary *
+hexz_decode_dictionary_new (GBytes *bytes)
+{
+  g_autoptr(HexzDecodeDictionary) dictionary = g_new0 (HexzDecodeDictionary, 1);
+
+  dictionary->bytes = g_bytes_ref (bytes);
+  dictionary->ddict = ZSTD_createDDict (g_bytes_get_data (bytes, NULL),
+                                        g_bytes_get_size (bytes));
+  if (dictionary->ddict == NULL)
+    return NULL;
+
+  lz4_prefix (bytes, &dictionary->lz4_prefix, &dictionary->lz4_prefix_length);
+
+  return g_steal_pointer (&dictionary);
+}
+
+void
+hexz_decode_dictionary_free (HexzDecodeDictionary *dictionary)
+{
+  if (dictionary == NULL)
+    return;
+
+  g_clear_pointer (&dictionary->ddict, ZSTD_freeDDict);
+  g_clear_pointer (&dictionary->bytes, g_bytes_unref);
+  g_free (dictionary);
+}
+
 /* The output capacity a block of @length bytes needs with any codec. */
 gsize
 hexz_compress_bound (gsize length)
@@ -441,13 +567,13 @@ hexz_compress_bound (gsize length)
 /* Compresses one block with @codec into @destination. Returns the stored
  * length, or 0 when the block does not shrink and must be stored raw.
  * For LZ4 a negative @level is the acceleration factor (faster, larger);
- * for zstd @level is the zstd level, 0 meaning zstd's default. With
- * @cdict, zstd uses the dictionary, whose level was fixed when it was
- * made. */
+ * for zstd @level is the zstd level, 0 meaning zstd's default. With a
+ * @dictionary prepared for @codec, the block uses it (codec 3 or 4); a
+ * zstd dictionary fixed its level when it was made. */
 gsize
-hexz_compress_block (HexzCodec         codec,
-                     int               level,
-                     const ZSTD_CDict *cdict,
+hexz_compress_block (HexzCodec                     codec,
+                     int                           level,
+                     const HexzCompressDictionary *dictionary,
                      const guint8     *source,
                      gsize             length,
                      guint8           *destination,
@@ -460,20 +586,38 @@ hexz_compress_block (HexzCodec         codec,
     {
     case HEXZ_CODEC_LZ4:
       {
-        int written = LZ4_compress_fast ((const char *) source,
-                                         (char *) destination,
+        int acceleration = level < 0 ? -level : 1;
+        int written;
+
+        if (dictionary != NULL && dictionary->lz4_base != NULL)
+          {
+            LZ4_stream_t *stream = thread_lz4_stream ();
+
+            /* Every block starts from the same loaded prefix, so blocks
+             * stay independent of each other. */
+            memcpy (stream, dictionary->lz4_base, sizeof *stream);
+            written = LZ4_compress_fast_continue (stream, (const char *) source,
+                                                  (char *) destination, length,
+                                                  MIN (capacity, G_MAXINT),
+                                                  acceleration);
+            *stored_codec = HEXZ_STORED_LZ4_DICT;
+          }
+        else
+          {
+            written = LZ4_compress_fast ((const char *) source, (char *) destination,
                                          length, MIN (capacity, G_MAXINT),
-                                         level < 0 ? -level : 1);
+                                         acceleration);
+            *stored_codec = HEXZ_STORED_LZ4;
+          }
         n = written > 0 ? (gsize) written : 0;
-        *stored_codec = HEXZ_STORED_LZ4;
       }
       break;
 
     case HEXZ_CODEC_ZSTD:
-      if (cdict != NULL)
+      if (dictionary != NULL && dictionary->cdict != NULL)
         {
           n = ZSTD_compress_usingCDict (thread_cctx (), destination, capacity,
-                                        source, length, cdict);
+                                        source, length, dictionary->cdict);
           *stored_codec = HEXZ_STORED_ZSTD_DICT;
         }
       else
@@ -501,15 +645,16 @@ hexz_compress_block (HexzCodec         codec,
   return n;
 }
 
-/* Decodes one stored block. Returns %TRUE only when it decodes without
- * error to exactly @logical_length bytes. */
+/* Decodes one stored block. Codecs 3 and 4 need the file's @dictionary.
+ * Returns %TRUE only when the block decodes without error to exactly
+ * @logical_length bytes. */
 gboolean
-hexz_decompress_block (HexzStoredCodec   codec,
-                       const ZSTD_DDict *ddict,
-                       const guint8     *source,
-                       gsize             source_length,
-                       guint8           *destination,
-                       gsize             logical_length)
+hexz_decompress_block (HexzStoredCodec             codec,
+                       const HexzDecodeDictionary *dictionary,
+                       const guint8               *source,
+                       gsize                       source_length,
+                       guint8                     *destination,
+                       gsize                       logical_length)
 {
   switch (codec)
     {
@@ -531,6 +676,21 @@ hexz_decompress_block (HexzStoredCodec   codec,
         return n >= 0 && (gsize) n == logical_length;
       }
 
+    case HEXZ_STORED_LZ4_DICT:
+      {
+        int n;
+
+        if (dictionary == NULL || source_length > G_MAXINT ||
+            logical_length > G_MAXINT)
+          return FALSE;
+        n = LZ4_decompress_safe_usingDict ((const char *) source,
+                                           (char *) destination,
+                                           source_length, logical_length,
+                                           (const char *) dictionary->lz4_prefix,
+                                           dictionary->lz4_prefix_length);
+        return n >= 0 && (gsize) n == logical_length;
+      }
+
     case HEXZ_STORED_ZSTD:
     case HEXZ_STORED_ZSTD_DICT:
       {
@@ -538,11 +698,11 @@ hexz_decompress_block (HexzStoredCodec   codec,
 
         if (codec == HEXZ_STORED_ZSTD_DICT)
           {
-            if (ddict == NULL)
+            if (dictionary == NULL)
               return FALSE;
             n = ZSTD_decompress_usingDDict (thread_dctx (), destination,
                                             logical_length, source,
-                                            source_length, ddict);
+                                            source_length, dictionary->ddict);
           }
         else
           {
@@ -624,6 +784,40 @@ hexz_train_dictionary (const guint8 *samples,
   g_debug ("Trained a zstd dictionary of %" G_GSIZE_FORMAT " bytes", n);
 
   return g_bytes_new (dictionary, n);
+}
+
+/* Trains the dictionary of LZ4 blocks on about 1 MiB of @buffer: up to
+ * 256 pieces of 4 KiB spread evenly over it, leaving out zero pieces.
+ * More samples take longer to train and barely change the 64 KiB that
+ * LZ4 uses. Returns %NULL like hexz_train_dictionary(). */
+GBytes *
+hexz_train_lz4_dictionary (const guint8 *buffer,
+                           gsize         length)
+{
+  const gsize piece = 4096;
+  const guint max_pieces = 256;
+  g_autofree guint32 *nonzero = NULL;
+  g_autofree guint8 *samples = NULL;
+  guint n_nonzero = 0;
+  guint n_taken;
+
+  nonzero = g_new (guint32, length / piece + 1);
+  for (gsize i = 0; i < length / piece; i++)
+    {
+      if (!hexz_is_all_zero (buffer + i * piece, piece))
+        nonzero[n_nonzero++] = i;
+    }
+
+  n_taken = MIN (n_nonzero, max_pieces);
+  samples = g_malloc ((gsize) n_taken * piece + 1);
+  for (guint i = 0; i < n_taken; i++)
+    {
+      guint32 index = nonzero[(guint64) i * n_nonzero / n_taken];
+
+      memcpy (samples + (gsize) i * piece, buffer + (gsize) index * piece, piece);
+    }
+
+  return hexz_train_dictionary (samples, (gsize) n_taken * piece);
 }
 
 /* Sets an error of the form “Snapshot “NAME” is corrupt: DETAIL. The file

@@ -60,7 +60,7 @@
 /* Blocks in flight per worker thread. The writer's memory is bounded by
  * JOBS_PER_THREAD * threads * (block_size + compress bound of a block),
  * plus two write buffers of WRITE_BUFFER_SIZE, and TRAIN_SIZE while a
- * dictionary is trained: about 9 MiB at 64 KiB blocks with 2 threads.
+ * dictionary of either codec is trained: about 9 MiB at 64 KiB blocks with 2 threads.
  * Two parts grow with the image, both bounded. The deduplication table
  * takes 32 to 64 bytes per distinct stored block, up to DEDUP_MAX_ENTRIES.
  * Finished index pages go to an unlinked temporary file, and only 24
@@ -193,8 +193,10 @@ struct _HexzSnapshotWriter
   guint8       *train_buffer;
   gsize         train_fill;
   GBytes       *dictionary;
-  ZSTD_CDict   *cdict;
+  HexzCompressDictionary *compress_dictionary;
+  HexzDecodeDictionary   *decode_dictionary;  /* made for dedup compares */
   gboolean      dictionary_used;
+  guint16       format_minor;         /* the lowest one the stored codecs need */
 
   /* Deduplication */
   DedupSlot    *dedup;
@@ -255,7 +257,7 @@ job_run (HexzSnapshotWriter *self,
   job->hash = XXH3_128bits (job->input,
                             self->weak_hash ? MIN (job->length, 16) : job->length);
   job->output_length = hexz_compress_block (self->codec, self->level,
-                                            self->cdict, job->input,
+                                            self->compress_dictionary, job->input,
                                             job->length, job->output,
                                             hexz_compress_bound (self->block_size),
                                             &job->stored_codec);
@@ -1007,7 +1009,6 @@ dedup_matches (HexzSnapshotWriter  *self,
                GError             **error)
 {
   g_autofree guint8 *stored = g_malloc (slot->length);
-  ZSTD_DDict *ddict = NULL;
   gboolean decoded;
 
   *matches = FALSE;
@@ -1015,16 +1016,15 @@ dedup_matches (HexzSnapshotWriter  *self,
   if (!output_read_back (self, stored, slot->length, slot->offset, error))
     return FALSE;
 
-  /* The writer holds only the compression side of the dictionary, so a
-   * block that used it is decoded with a DDict made for this compare. */
-  if (slot->codec == HEXZ_STORED_ZSTD_DICT)
-    ddict = ZSTD_createDDict (g_bytes_get_data (self->dictionary, NULL),
-                              g_bytes_get_size (self->dictionary));
+  /* The decoding side of the dictionary is made on the first compare
+   * that needs it. */
+  if ((slot->codec == HEXZ_STORED_ZSTD_DICT || slot->codec == HEXZ_STORED_LZ4_DICT) &&
+      self->decode_dictionary == NULL)
+    self->decode_dictionary = hexz_decode_dictionary_new (self->dictionary);
 
-  decoded = hexz_decompress_block (slot->codec, ddict, stored, slot->length,
-                                   self->scratch, job->length);
+  decoded = hexz_decompress_block (slot->codec, self->decode_dictionary, stored,
+                                   slot->length, self->scratch, job->length);
   *matches = decoded && memcmp (self->scratch, job->input, job->length) == 0;
-  g_clear_pointer (&ddict, ZSTD_freeDDict);
 
   return TRUE;
 }
@@ -1088,8 +1088,10 @@ retire_block (HexzSnapshotWriter  *self,
 
   entry.stored_offset = output_offset (self);
   entry.stored_length = stored_length;
-  if (entry.codec == HEXZ_STORED_ZSTD_DICT)
+  if (entry.codec == HEXZ_STORED_ZSTD_DICT || entry.codec == HEXZ_STORED_LZ4_DICT)
     self->dictionary_used = TRUE;
+  self->format_minor = MAX (self->format_minor,
+                            hexz_format_minor_for_codec (entry.codec));
 
   if (!output_append (self, stored, stored_length, error))
     return FALSE;
@@ -1400,14 +1402,17 @@ finish_training (HexzSnapshotWriter  *self,
   length = self->train_fill;
   self->train_fill = 0;
 
-  self->dictionary = hexz_train_dictionary (samples, length);
+  if (self->codec == HEXZ_CODEC_LZ4)
+    self->dictionary = hexz_train_lz4_dictionary (samples, length);
+  else
+    self->dictionary = hexz_train_dictionary (samples, length);
+
   if (self->dictionary != NULL)
     {
-      self->cdict = ZSTD_createCDict (g_bytes_get_data (self->dictionary, NULL),
-                                      g_bytes_get_size (self->dictionary),
-                                      self->level != 0 ? self->level
-                                                       : ZSTD_CLEVEL_DEFAULT);
-      if (self->cdict == NULL)
+      self->compress_dictionary = hexz_compress_dictionary_new (self->dictionary,
+                                                                self->codec,
+                                                                self->level);
+      if (self->compress_dictionary == NULL)
         g_clear_pointer (&self->dictionary, g_bytes_unref);
     }
 
@@ -1657,7 +1662,7 @@ hexz_snapshot_writer_set_threads (HexzSnapshotWriter *self,
  * hexz_snapshot_writer_get_train_dictionary:
  * @self: a writer
  *
- * Gets whether the writer trains a zstd dictionary.
+ * Gets whether the writer trains a dictionary for LZ4 or zstd blocks.
  *
  * Returns: %TRUE if a dictionary is trained
  *
@@ -1676,11 +1681,22 @@ hexz_snapshot_writer_get_train_dictionary (HexzSnapshotWriter *self)
  * @self: a writer
  * @train_dictionary: whether to train a dictionary
  *
- * Sets whether the writer trains a zstd dictionary on the first 8 MiB of
- * the first stream and compresses every block with it. It helps small
- * blocks of similar content; it applies only to %HEXZ_CODEC_ZSTD and is
- * off by default. If training fails (too little or too uniform data),
- * blocks are compressed without a dictionary.
+ * Sets whether the writer trains a dictionary on the first 8 MiB of the
+ * first stream and compresses every block with it. Blocks are compressed
+ * independently, so without a dictionary each starts with no history; the
+ * dictionary gives every block a shared history to refer to, which helps
+ * small blocks of similar content.
+ *
+ * With %HEXZ_CODEC_ZSTD the writer trains a zstd dictionary on the
+ * buffered 8 MiB. With %HEXZ_CODEC_LZ4 it trains on about 1 MiB sampled
+ * from them (zero blocks left out), and LZ4 uses the dictionary's last
+ * 64 KiB as history. The file then needs format version 1.1 to read.
+ * With %HEXZ_CODEC_RAW the setting has no effect.
+ *
+ * Training buffers the first 8 MiB before compression starts. It is off
+ * by default. If training fails (too little or too uniform data), blocks
+ * are compressed without a dictionary. Each block still reads on its own:
+ * a reader needs only the dictionary and the block.
  *
  * Since: 1.0
  */
@@ -1836,7 +1852,8 @@ hexz_snapshot_writer_begin_stream (HexzSnapshotWriter  *self,
   self->progress_reported = 0;
   self->progress_time = g_get_monotonic_time ();
 
-  if (self->train_dictionary && self->codec == HEXZ_CODEC_ZSTD &&
+  if (self->train_dictionary &&
+      (self->codec == HEXZ_CODEC_ZSTD || self->codec == HEXZ_CODEC_LZ4) &&
       self->dictionary == NULL && !self->training &&
       self->streams[!stream].present == FALSE)
     {
@@ -2404,7 +2421,7 @@ write_index_and_header (HexzSnapshotWriter  *self,
   int saved_errno;
 
   header.major = HEXZ_FORMAT_MAJOR;
-  header.minor = HEXZ_FORMAT_MINOR;
+  header.minor = self->format_minor;
   header.block_size = self->block_size;
   header.entries_per_page = HEXZ_ENTRIES_PER_PAGE;
   hexz_random_id (header.id);
@@ -2782,7 +2799,8 @@ hexz_snapshot_writer_finalize (GObject *object)
   g_clear_pointer (&self->queue, g_async_queue_unref);
   g_clear_pointer (&self->train_buffer, g_free);
   g_clear_pointer (&self->dictionary, g_bytes_unref);
-  g_clear_pointer (&self->cdict, ZSTD_freeCDict);
+  g_clear_pointer (&self->compress_dictionary, hexz_compress_dictionary_free);
+  g_clear_pointer (&self->decode_dictionary, hexz_decode_dictionary_free);
   g_clear_pointer (&self->dedup, g_free);
   g_clear_pointer (&self->progress_context, g_main_context_unref);
   g_mutex_clear (&self->lock);
@@ -2938,7 +2956,8 @@ hexz_snapshot_writer_class_init (HexzSnapshotWriterClass *klass)
   /**
    * HexzSnapshotWriter:train-dictionary:
    *
-   * Whether a zstd dictionary is trained on the start of the first stream.
+   * Whether a dictionary for LZ4 or zstd blocks is trained on the start of
+   * the first stream; see [method@Hexz.SnapshotWriter.set_train_dictionary].
    *
    * Since: 1.0
    */

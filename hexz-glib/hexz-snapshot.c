@@ -87,7 +87,7 @@ struct _HexzSnapshot
   HexzHeader    header;
   char         *id_string;
   ReaderStream  streams[HEXZ_N_STREAMS];
-  ZSTD_DDict   *ddict;
+  HexzDecodeDictionary *dictionary;
   JsonObject   *metadata;
 
   HexzSnapshot *parent;
@@ -457,7 +457,8 @@ static gboolean
 load_dictionary (HexzSnapshot  *self,
                  GError       **error)
 {
-  g_autofree guint8 *data = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  guint8 *data;
 
   if (self->header.dictionary.length == 0)
     return TRUE;
@@ -469,8 +470,9 @@ load_dictionary (HexzSnapshot  *self,
   if (data == NULL)
     return FALSE;
 
-  self->ddict = ZSTD_createDDict (data, self->header.dictionary.length);
-  if (self->ddict == NULL)
+  bytes = g_bytes_new_take (data, self->header.dictionary.length);
+  self->dictionary = hexz_decode_dictionary_new (bytes);
+  if (self->dictionary == NULL)
     return set_corrupt (self, error, _("the compression dictionary is invalid"));
 
   return TRUE;
@@ -869,8 +871,10 @@ validate_entry (HexzSnapshot         *self,
       return TRUE;
 
     case HEXZ_BLOCK_DATA:
-      if (entry->codec > HEXZ_STORED_ZSTD_DICT ||
-          (entry->codec == HEXZ_STORED_ZSTD_DICT && self->ddict == NULL) ||
+      if (entry->codec > HEXZ_STORED_LAST ||
+          hexz_format_minor_for_codec (entry->codec) > self->header.minor ||
+          ((entry->codec == HEXZ_STORED_ZSTD_DICT ||
+            entry->codec == HEXZ_STORED_LZ4_DICT) && self->dictionary == NULL) ||
           entry->stored_length == 0 ||
           entry->stored_length > entry->logical_length ||
           (entry->codec == HEXZ_STORED_RAW) !=
@@ -932,6 +936,24 @@ load_page (HexzSnapshot  *self,
 
       hexz_block_entry_decode (entries + (gsize) i * HEXZ_ENTRY_SIZE, &entry,
                                &reserved_ok);
+      if (entry.kind == HEXZ_BLOCK_DATA && entry.codec > HEXZ_STORED_LAST &&
+          self->header.minor > HEXZ_FORMAT_MINOR)
+        {
+          g_set_error (error, HEXZ_SNAPSHOT_ERROR,
+                       HEXZ_SNAPSHOT_ERROR_UNSUPPORTED_VERSION,
+                       /* Translators: the first %s is a file name, then
+                        * come a codec number, a stream name (disk or
+                        * memory), a block number and a format version
+                        * such as 1.2. */
+                       _("Snapshot “%s” stores with codec %u, which this "
+                         "program does not know (%s block %" PRIu64 ", "
+                         "format version %u.%u). Use a newer version of "
+                         "hexz."),
+                       self->name, entry.codec, hexz_stream_to_string (s),
+                       first + i, self->header.major, self->header.minor);
+          return NULL;
+        }
+
       if (!validate_entry (self, s, first + i, &entry, reserved_ok))
         {
           set_corrupt_printf (self, error,
@@ -1018,7 +1040,7 @@ decode_stored (HexzSnapshot          *self,
                guint8                *destination,
                GError               **error)
 {
-  if (!hexz_decompress_block (entry->codec, self->ddict, stored,
+  if (!hexz_decompress_block (entry->codec, self->dictionary, stored,
                               entry->stored_length, destination,
                               entry->logical_length))
     return set_corrupt_printf (self, error,
@@ -1789,10 +1811,15 @@ hexz_snapshot_get_block_stats (HexzSnapshot    *self,
           stats->stored_bytes += entry.stored_length;
           if (entry.codec == HEXZ_STORED_RAW)
             stats->raw_blocks++;
-          else if (entry.codec == HEXZ_STORED_LZ4)
+          else if (entry.codec == HEXZ_STORED_LZ4 ||
+                   entry.codec == HEXZ_STORED_LZ4_DICT)
             stats->lz4_blocks++;
           else
             stats->zstd_blocks++;
+
+          if (entry.codec == HEXZ_STORED_ZSTD_DICT ||
+              entry.codec == HEXZ_STORED_LZ4_DICT)
+            stats->dictionary_blocks++;
         }
     }
 
@@ -2517,7 +2544,7 @@ hexz_snapshot_finalize (GObject *object)
   g_clear_object (&self->file);
   g_clear_pointer (&self->name, g_free);
   g_clear_pointer (&self->id_string, g_free);
-  g_clear_pointer (&self->ddict, ZSTD_freeDDict);
+  g_clear_pointer (&self->dictionary, hexz_decode_dictionary_free);
   g_clear_pointer (&self->metadata, json_object_unref);
   g_clear_pointer (&self->parent_path, g_free);
   g_clear_pointer (&self->parent_id_string, g_free);

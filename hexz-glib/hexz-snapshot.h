@@ -18,16 +18,20 @@ G_BEGIN_DECLS
 
 /**
  * HexzBlockStats:
- * @blocks: the stream's blocks, the sum of the counts below
+ * @blocks: the stream's blocks, the sum of the zero, parent, raw, LZ4,
+ *   zstd and shared counts
  * @zero_blocks: blocks stored as a zero flag only
  * @parent_blocks: blocks read from the parent snapshot
  * @raw_blocks: distinct stored blocks kept uncompressed
- * @lz4_blocks: distinct stored blocks compressed with LZ4
+ * @lz4_blocks: distinct stored blocks compressed with LZ4, with or
+ *   without the file's dictionary
  * @zstd_blocks: distinct stored blocks compressed with zstd, with or
  *   without the file's dictionary
  * @shared_blocks: blocks that name bytes stored for an earlier block, of
  *   this stream or the other one (deduplicated blocks)
  * @stored_bytes: the bytes of the distinct stored blocks of this stream
+ * @dictionary_blocks: those of the LZ4 and zstd blocks counted above that
+ *   were compressed with the file's dictionary
  *
  * How the blocks of one stream are stored, as
  * [method@Hexz.Snapshot.get_block_stats] counts them.
@@ -43,6 +47,7 @@ typedef struct {
   guint64 zstd_blocks;
   guint64 shared_blocks;
   guint64 stored_bytes;
+  guint64 dictionary_blocks;
 } HexzBlockStats;
 
 #define HEXZ_TYPE_BLOCK_STATS (hexz_block_stats_get_type ())

@@ -193,6 +193,22 @@ write_snapshot_seed (const char *name,
   write_seed ("snapshot", name, bytes);
 }
 
+/* Checks that the disk stream of @path has blocks compressed with the
+ * file's dictionary, so that the seed reaches that codec. */
+static void
+assert_dictionary_used (const char *path)
+{
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  HexzBlockStats stats;
+
+  snapshot = hexz_snapshot_open_path (path, NULL, &error);
+  g_assert_no_error (error);
+  hexz_snapshot_get_block_stats (snapshot, HEXZ_STREAM_DISK, &stats, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (stats.dictionary_blocks, >, 0);
+}
+
 static void
 write_snapshot_seeds (void)
 {
@@ -233,6 +249,13 @@ write_snapshot_seeds (void)
   test_write_snapshot (child_path, HEXZ_CODEC_LZ4, 4096, FALSE, disk, size, memory, size / 2);
   rewrite_pages_raw (child_path);
   write_snapshot_seed ("lz4-raw-pages", 1, child_path, NULL);
+
+  /* LZ4 blocks with the file's dictionary (codec 4, format 1.1). */
+  test_write_snapshot (child_path, HEXZ_CODEC_LZ4, 4096, TRUE, disk, size, memory, size / 2);
+  assert_dictionary_used (child_path);
+  write_snapshot_seed ("lz4-dictionary", 1, child_path, NULL);
+  rewrite_pages_raw (child_path);
+  write_snapshot_seed ("lz4-dictionary-raw-pages", 1, child_path, NULL);
 
   /* More than one index page: 4097 zero blocks of 4 KiB. */
   zeros = g_malloc0 (4097 * 4096);

@@ -89,7 +89,7 @@ fixup_block_checksums (guint8           *data,
                        gsize             size,
                        guint8           *page,
                        gsize             page_length,
-                       const ZSTD_DDict *ddict)
+                       const HexzDecodeDictionary *dictionary)
 {
   static const guint8 frame_start[] = { 0x28, 0xb5, 0x2f, 0xfd, 0xa0 };
   const gsize header_length = sizeof frame_start + 4 + 3;
@@ -114,14 +114,15 @@ fixup_block_checksums (guint8           *data,
       guint32 logical_length = hexz_get_u32 (entry + 16);
       g_autofree guint8 *decoded = NULL;
 
-      if (entry[0] != HEXZ_BLOCK_DATA || codec > HEXZ_STORED_ZSTD_DICT ||
-          (codec == HEXZ_STORED_ZSTD_DICT && ddict == NULL) ||
+      if (entry[0] != HEXZ_BLOCK_DATA || codec > HEXZ_STORED_LAST ||
+          ((codec == HEXZ_STORED_ZSTD_DICT || codec == HEXZ_STORED_LZ4_DICT) &&
+           dictionary == NULL) ||
           logical_length == 0 || logical_length > HEXZ_MAX_BLOCK_SIZE ||
           !range_in (stored_offset, stored_length, size))
         continue;
 
       decoded = g_malloc (logical_length);
-      if (hexz_decompress_block (codec, ddict, data + stored_offset, stored_length, decoded,
+      if (hexz_decompress_block (codec, dictionary, data + stored_offset, stored_length, decoded,
                                  logical_length))
         hexz_put_u64 (entry + 24, hexz_checksum (decoded, logical_length));
     }
@@ -138,7 +139,7 @@ fixup_checksums (guint8       *data,
                  const guint8 *parent,
                  gsize         parent_size)
 {
-  ZSTD_DDict *ddict = NULL;
+  g_autoptr(HexzDecodeDictionary) dictionary = NULL;
   guint32 header_size;
 
   if (size < HEXZ_HEADER_SIZE)
@@ -149,7 +150,11 @@ fixup_checksums (guint8       *data,
     guint64 length = hexz_get_u64 (data + 200);
 
     if (length > 0 && length <= HEXZ_MAX_DICTIONARY_SIZE && range_in (offset, length, size))
-      ddict = ZSTD_createDDict (data + offset, length);
+      {
+        g_autoptr(GBytes) bytes = g_bytes_new (data + offset, length);
+
+        dictionary = hexz_decode_dictionary_new (bytes);
+      }
   }
 
   header_size = hexz_get_u32 (data + 12);
@@ -176,7 +181,8 @@ fixup_checksums (guint8       *data,
               if (!range_in (page_offset, page_length, size))
                 continue;
 
-              fixup_block_checksums (data, size, data + page_offset, page_length, ddict);
+              fixup_block_checksums (data, size, data + page_offset, page_length,
+                                     dictionary);
               hexz_put_u64 (page_desc + 16, hexz_checksum (data + page_offset, page_length));
             }
           fixup_section (data, size, directory);
@@ -210,7 +216,6 @@ fixup_checksums (guint8       *data,
   fixup_section (data, size, data + 240);
 
   hexz_put_u64 (data + header_size - 8, hexz_checksum (data, header_size - 8));
-  ZSTD_freeDDict (ddict);
 }
 
 static void
