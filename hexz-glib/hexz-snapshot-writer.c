@@ -68,6 +68,9 @@
 #define JOBS_PER_THREAD     4
 #define WRITE_BUFFER_SIZE   (4 * 1024 * 1024)
 #define TRAIN_SIZE          (8 * 1024 * 1024)
+/* Zero and parent runs that wait, while the dictionary is trained, for
+ * the bytes buffered before them; past this many, training ends. */
+#define MAX_PENDING_RUNS    1024
 #define PROGRESS_BYTES      (16 * 1024 * 1024)
 #define PROGRESS_INTERVAL   (100 * G_TIME_SPAN_MILLISECOND)
 #define SPLICE_BUFFER_SIZE  (1024 * 1024)
@@ -107,6 +110,14 @@ typedef struct {
   guint8  codec;
   guint8  used;
 } DedupSlot;
+
+/* A zero or parent run met while the dictionary is trained. It is
+ * applied after the first @buffer_offset buffered bytes. */
+typedef struct {
+  gsize    buffer_offset;
+  guint64  count;
+  JobKind  kind;
+} PendingRun;
 
 /* A compressed index page, kept in the spill file until close. */
 typedef struct {
@@ -192,6 +203,7 @@ struct _HexzSnapshotWriter
   gboolean      training;
   guint8       *train_buffer;
   gsize         train_fill;
+  GArray       *pending_runs;         /* PendingRun */
   GBytes       *dictionary;
   HexzCompressDictionary *compress_dictionary;
   HexzDecodeDictionary   *decode_dictionary;  /* made for dedup compares */
@@ -1385,20 +1397,96 @@ append_data (HexzSnapshotWriter  *self,
   return TRUE;
 }
 
+/* Appends @count zero bytes: whole blocks as a zero run, the rest as
+ * bytes so that blocks stay whole. */
+static gboolean
+apply_zeros (HexzSnapshotWriter  *self,
+             guint64              count,
+             GError             **error)
+{
+  guint64 blocks;
+
+  /* Complete the block being filled first. */
+  if (self->filling != NULL)
+    {
+      gsize n = MIN (count, self->block_size - self->filling_length);
+
+      if (!append_data (self, NULL, n, error))
+        return FALSE;
+      count -= n;
+    }
+
+  blocks = count / self->block_size;
+  if (blocks > 0)
+    {
+      if (!submit_run (self, JOB_ZERO_RUN, blocks, self->block_size, error))
+        return FALSE;
+      self->position += blocks * self->block_size;
+      count -= blocks * self->block_size;
+    }
+
+  return append_data (self, NULL, count, error);
+}
+
+/* Appends a parent run of @count bytes, already checked against the
+ * parent and the block boundaries. */
+static gboolean
+apply_parent (HexzSnapshotWriter  *self,
+              guint64              count,
+              GError             **error)
+{
+  guint64 blocks = hexz_block_count (count, self->block_size);
+  guint32 tail = count % self->block_size != 0 ? count % self->block_size
+                                               : self->block_size;
+
+  if (!submit_run (self, JOB_PARENT_RUN, blocks, tail, error))
+    return FALSE;
+
+  self->position += count;
+
+  return TRUE;
+}
+
+static gboolean finish_training (HexzSnapshotWriter  *self,
+                                 GError             **error);
+
+/* Records a zero or parent run met while the dictionary is trained, so
+ * that training goes on over the data after it: a sparse image or a thin
+ * snapshot would otherwise train on the few bytes before its first run. */
+static gboolean
+defer_run (HexzSnapshotWriter  *self,
+           JobKind              kind,
+           guint64              count,
+           GError             **error)
+{
+  PendingRun run = { self->train_fill, count, kind };
+
+  g_array_append_val (self->pending_runs, run);
+  self->position += count;
+
+  if (self->pending_runs->len == MAX_PENDING_RUNS)
+    return finish_training (self, error);
+
+  return TRUE;
+}
+
 /* Trains the dictionary on the buffered start of the first stream and
- * feeds the buffered bytes to the workers. */
+ * feeds the buffered bytes and the runs between them to the workers. */
 static gboolean
 finish_training (HexzSnapshotWriter  *self,
                  GError             **error)
 {
   g_autofree guint8 *samples = NULL;
+  g_autoptr(GArray) runs = NULL;
   gsize length;
+  gsize fed = 0;
 
   if (!self->training)
     return TRUE;
 
   self->training = FALSE;
   samples = g_steal_pointer (&self->train_buffer);
+  runs = g_steal_pointer (&self->pending_runs);
   length = self->train_fill;
   self->train_fill = 0;
 
@@ -1416,10 +1504,27 @@ finish_training (HexzSnapshotWriter  *self,
         g_clear_pointer (&self->dictionary, g_bytes_unref);
     }
 
-  /* The buffered bytes were counted in the position already. */
+  /* The buffered bytes and the runs were counted in the position
+   * already. */
   self->position -= length;
+  for (guint i = 0; i < runs->len; i++)
+    self->position -= g_array_index (runs, PendingRun, i).count;
 
-  return append_data (self, samples, length, error);
+  for (guint i = 0; i < runs->len; i++)
+    {
+      const PendingRun *run = &g_array_index (runs, PendingRun, i);
+
+      if (!append_data (self, samples + fed, run->buffer_offset - fed, error))
+        return FALSE;
+      fed = run->buffer_offset;
+
+      if (run->kind == JOB_ZERO_RUN && !apply_zeros (self, run->count, error))
+        return FALSE;
+      if (run->kind == JOB_PARENT_RUN && !apply_parent (self, run->count, error))
+        return FALSE;
+    }
+
+  return append_data (self, samples + fed, length - fed, error);
 }
 
 /**
@@ -1860,6 +1965,7 @@ hexz_snapshot_writer_begin_stream (HexzSnapshotWriter  *self,
       self->training = TRUE;
       self->train_buffer = g_malloc (TRAIN_SIZE);
       self->train_fill = 0;
+      self->pending_runs = g_array_new (FALSE, FALSE, sizeof (PendingRun));
     }
 
   return TRUE;
@@ -1972,37 +2078,21 @@ hexz_snapshot_writer_write_zeros (HexzSnapshotWriter  *self,
                                   GCancellable        *cancellable,
                                   GError             **error)
 {
-  guint64 blocks;
-
   g_return_val_if_fail (HEXZ_IS_SNAPSHOT_WRITER (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   if (!check_stream_open (self, error) ||
       !check_cancelled (self, cancellable, error) ||
-      !check_room (self, count, error) ||
-      !finish_training (self, error))
+      !check_room (self, count, error))
     return FALSE;
 
-  /* Complete the block being filled first. */
-  if (self->filling != NULL)
-    {
-      gsize n = MIN (count, self->block_size - self->filling_length);
+  if (count == 0)
+    return TRUE;
 
-      if (!append_data (self, NULL, n, error))
-        return FALSE;
-      count -= n;
-    }
+  if (self->training && !defer_run (self, JOB_ZERO_RUN, count, error))
+    return FALSE;
 
-  blocks = count / self->block_size;
-  if (blocks > 0)
-    {
-      if (!submit_run (self, JOB_ZERO_RUN, blocks, self->block_size, error))
-        return FALSE;
-      self->position += blocks * self->block_size;
-      count -= blocks * self->block_size;
-    }
-
-  if (!append_data (self, NULL, count, error))
+  if (!self->training && !apply_zeros (self, count, error))
     return FALSE;
 
   maybe_emit_progress (self, FALSE);
@@ -2036,16 +2126,13 @@ hexz_snapshot_writer_write_parent (HexzSnapshotWriter  *self,
                                    GError             **error)
 {
   guint64 parent_size;
-  guint64 blocks;
-  guint32 tail;
 
   g_return_val_if_fail (HEXZ_IS_SNAPSHOT_WRITER (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   if (!check_stream_open (self, error) ||
       !check_cancelled (self, cancellable, error) ||
-      !check_room (self, count, error) ||
-      !finish_training (self, error))
+      !check_room (self, count, error))
     return FALSE;
 
   if (count == 0)
@@ -2075,7 +2162,9 @@ hexz_snapshot_writer_write_parent (HexzSnapshotWriter  *self,
       return FALSE;
     }
 
-  if (self->filling != NULL ||
+  /* While the dictionary is trained nothing fills a block yet, so the
+   * position tells whether a block is partly filled. */
+  if (self->position % self->block_size != 0 ||
       (count % self->block_size != 0 && self->position + count != parent_size))
     {
       g_set_error (error, HEXZ_SNAPSHOT_ERROR,
@@ -2089,13 +2178,13 @@ hexz_snapshot_writer_write_parent (HexzSnapshotWriter  *self,
       return FALSE;
     }
 
-  blocks = hexz_block_count (count, self->block_size);
-  tail = count % self->block_size != 0 ? count % self->block_size : self->block_size;
-  if (!submit_run (self, JOB_PARENT_RUN, blocks, tail, error))
+  if (self->training && !defer_run (self, JOB_PARENT_RUN, count, error))
     return FALSE;
 
-  self->position += count;
-  self->ended_at_parent_tail = tail != self->block_size;
+  if (!self->training && !apply_parent (self, count, error))
+    return FALSE;
+
+  self->ended_at_parent_tail = count % self->block_size != 0;
 
   maybe_emit_progress (self, FALSE);
 
@@ -2798,6 +2887,7 @@ hexz_snapshot_writer_finalize (GObject *object)
 
   g_clear_pointer (&self->queue, g_async_queue_unref);
   g_clear_pointer (&self->train_buffer, g_free);
+  g_clear_pointer (&self->pending_runs, g_array_unref);
   g_clear_pointer (&self->dictionary, g_bytes_unref);
   g_clear_pointer (&self->compress_dictionary, hexz_compress_dictionary_free);
   g_clear_pointer (&self->decode_dictionary, hexz_decode_dictionary_free);
