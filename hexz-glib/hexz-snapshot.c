@@ -945,7 +945,7 @@ load_page (HexzSnapshot  *self,
                         * come a codec number, a stream name (disk or
                         * memory), a block number and a format version
                         * such as 1.2. */
-                       _("Snapshot “%s” stores with codec %u, which this "
+                       _("Snapshot “%s” uses codec %u, which this "
                          "program does not know (%s block %" PRIu64 ", "
                          "format version %u.%u). Use a newer version of "
                          "hexz."),

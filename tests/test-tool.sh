@@ -193,6 +193,56 @@ check "extract --memory equals the memory image" \
 check "verify --json reports a valid file" \
   bash -c "'$HEXZ_SNAP' verify --json '$dir/full.hxz' >'$dir/verify.json' && [ \"\$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"valid\"])' '$dir/verify.json')\" = True ]"
 
+# Dictionaries: pack and commit train one by default from 4 MiB of disk.
+"$PYTHON" - "$dir" <<'EOF'
+import os, random, sys
+rng = random.Random(11)
+words = [b"snapshot ", b"block ", b"virtual ", b"machine ", b"memory ", b"disk ", b"the ", b"of\n"]
+data = bytearray()
+while len(data) < 6 * 1024 * 1024:
+    data += rng.choice(words)
+with open(os.path.join(sys.argv[1], "text.img"), "wb") as f:
+    f.write(data[:6 * 1024 * 1024 + 777])
+EOF
+
+# Prints the number of disk blocks of $1 that use the file's dictionary.
+dictionary_blocks () {
+  "$HEXZ_SNAP" info --blocks --json "$1" >"$dir/dictionary.json" &&
+    json_field "$dir/dictionary.json" '["disk_blocks"]["dictionary"]'
+}
+
+check "pack of 6 MiB of text exits 0" run 0 pack "$dir/text.img" "$dir/text.hxz"
+check "pack trains an LZ4 dictionary by default" test "$(dictionary_blocks "$dir/text.hxz")" -gt 0
+check "info --blocks names the dictionary blocks" \
+  bash -c "'$HEXZ_SNAP' info --blocks '$dir/text.hxz' | grep -q ' blocks use the file’s dictionary\$'"
+check "the LZ4 dictionary file extracts byte for byte" \
+  bash -c "'$HEXZ_SNAP' extract '$dir/text.hxz' --disk '$dir/text.out' && cmp '$dir/text.img' '$dir/text.out'"
+check "pack --no-dictionary exits 0" run 0 pack --no-dictionary "$dir/text.img" "$dir/plain.hxz"
+check "pack --no-dictionary trains none" test "$(dictionary_blocks "$dir/plain.hxz")" -eq 0
+check "the dictionary makes the file smaller" \
+  test "$(stat -c %s "$dir/text.hxz")" -lt "$(stat -c %s "$dir/plain.hxz")"
+check "pack with zstd trains a zstd dictionary by default" \
+  bash -c "'$HEXZ_SNAP' pack --compression zstd '$dir/text.img' '$dir/zstd.hxz' && '$HEXZ_SNAP' verify '$dir/zstd.hxz' >/dev/null"
+check "the zstd file uses its dictionary" test "$(dictionary_blocks "$dir/zstd.hxz")" -gt 0
+check "pack of a 3 MiB image trains none by default" test "$(dictionary_blocks "$dir/disk.hxz")" -eq 0
+check "pack --dictionary trains one on a 3 MiB image" \
+  bash -c "'$HEXZ_SNAP' pack --dictionary '$dir/disk.img' '$dir/small.hxz' && '$HEXZ_SNAP' verify '$dir/small.hxz' >/dev/null"
+check "the 3 MiB image uses its dictionary" test "$(dictionary_blocks "$dir/small.hxz")" -gt 0
+check "--dictionary with raw compression exits 2" \
+  run 2 pack --dictionary --compression raw "$dir/text.img" "$dir/never.hxz"
+check "--dictionary with --no-dictionary exits 2" \
+  run 2 pack --dictionary --no-dictionary "$dir/text.img" "$dir/never.hxz"
+check "commit trains a dictionary by default" \
+  bash -c "'$HEXZ_SNAP' commit --base '$dir/plain.hxz' --output '$dir/commit-dictionary.hxz' >/dev/null"
+check "the committed file uses its dictionary" \
+  test "$(dictionary_blocks "$dir/commit-dictionary.hxz")" -gt 0
+check "commit --no-dictionary trains none" \
+  bash -c "'$HEXZ_SNAP' commit --no-dictionary --base '$dir/text.hxz' --output '$dir/commit-plain.hxz' >/dev/null &&
+           test \"\$('$HEXZ_SNAP' info --blocks --json '$dir/commit-plain.hxz' | $PYTHON -c 'import json,sys; print(json.load(sys.stdin)[\"disk_blocks\"][\"dictionary\"])')\" -eq 0"
+check "the committed files read as the image" \
+  bash -c "'$HEXZ_SNAP' extract '$dir/commit-dictionary.hxz' --disk '$dir/commit1.out' && cmp '$dir/text.img' '$dir/commit1.out' &&
+           '$HEXZ_SNAP' extract '$dir/commit-plain.hxz' --disk '$dir/commit2.out' && cmp '$dir/text.img' '$dir/commit2.out'"
+
 # commit: an overlay with data in page 5 and a zeroed page 9 (a hole).
 "$PYTHON" - "$dir" "$image_size" <<'EOF'
 import os, struct, sys

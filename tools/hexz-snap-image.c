@@ -248,6 +248,9 @@ pack_thread (GTask        *task,
       return;
     }
 
+  /* Only the disk stream, written first, trains the dictionary. */
+  hexz_tool_writer_options_fit_input (&job->options, size);
+
   writer = hexz_snapshot_writer_new_for_path (job->output_path);
   hexz_tool_writer_options_apply (&job->options, writer);
   if (job->message != NULL)
@@ -304,7 +307,7 @@ hexz_tool_command_pack (HexzTool  *tool,
   };
 
   job->tool = tool;
-  hexz_tool_writer_options_init (&job->options);
+  hexz_tool_writer_options_init (&job->options, TRUE);
 
   context = hexz_tool_option_context_new (tool);
   group = hexz_tool_writer_option_group (&job->options, entries);

@@ -88,6 +88,10 @@ print_block_stats (const HexzBlockStats *stats,
              " LZ4, %" PRIu64 " zstd, %" PRIu64 " raw, %" PRIu64 " shared\n"),
            stats->blocks, stats->zero_blocks, stats->parent_blocks, stats->lz4_blocks,
            stats->zstd_blocks, stats->raw_blocks, stats->shared_blocks);
+  if (stats->dictionary_blocks > 0)
+    /* Translators: a count of blocks. */
+    g_print (_("  %" PRIu64 " blocks use the file’s dictionary\n"),
+             stats->dictionary_blocks);
   /* Translators: a size, then a percentage. */
   g_print (_("  %s stored, %.1f %% of the stream\n"), stored,
            size > 0 ? 100.0 * stats->stored_bytes / size : 0.0);
@@ -176,6 +180,7 @@ add_block_stats (JsonBuilder          *builder,
     { "zstd", stats->zstd_blocks },
     { "raw", stats->raw_blocks },
     { "shared", stats->shared_blocks },
+    { "dictionary", stats->dictionary_blocks },
     { "stored_bytes", stats->stored_bytes },
   };
 

@@ -205,7 +205,7 @@ hexz_tool_command_snap (HexzTool  *tool,
     { NULL }
   };
 
-  hexz_tool_writer_options_init (&writer_options);
+  hexz_tool_writer_options_init (&writer_options, FALSE);
   context = hexz_tool_option_context_new (tool);
   g_option_context_set_main_group (context, hexz_tool_writer_option_group (&writer_options, entries));
 
@@ -214,7 +214,7 @@ hexz_tool_command_snap (HexzTool  *tool,
 
   /* Training needs samples before the first block, and the memory is
    * written as it arrives. */
-  if (writer_options.train_dictionary)
+  if (writer_options.dictionary_requested)
     {
       hexz_tool_usage_error (tool, "%s", _("snap does not support --dictionary"));
       return FALSE;

@@ -233,15 +233,30 @@ hexz_tool_parse_options (HexzTool         *tool,
 
 /* Options for writing snapshots */
 
+/* Sets the defaults; @train_dictionary is the command's default for
+ * training a dictionary, which --dictionary and --no-dictionary change. */
 void
-hexz_tool_writer_options_init (HexzToolWriterOptions *options)
+hexz_tool_writer_options_init (HexzToolWriterOptions *options,
+                               gboolean               train_dictionary)
 {
   options->codec = HEXZ_CODEC_LZ4;
   options->level = 0;
   options->block_size = HEXZ_DEFAULT_BLOCK_SIZE;
   options->threads = 0;
-  options->train_dictionary = FALSE;
+  options->train_dictionary = train_dictionary;
+  options->dictionary_requested = FALSE;
+  options->no_dictionary = FALSE;
   options->force = FALSE;
+}
+
+/* Turns the default dictionary off for an input of @input_size bytes that
+ * is too small to gain from one; an explicit --dictionary stays. */
+void
+hexz_tool_writer_options_fit_input (HexzToolWriterOptions *options,
+                                    guint64                input_size)
+{
+  if (!options->dictionary_requested && input_size < HEXZ_TOOL_DICTIONARY_MIN_INPUT)
+    options->train_dictionary = FALSE;
 }
 
 static gboolean
@@ -377,12 +392,26 @@ check_writer_options (GOptionContext  *context,
       return FALSE;
     }
 
-  if (options->train_dictionary && options->codec != HEXZ_CODEC_ZSTD)
+  if (options->dictionary_requested && options->no_dictionary)
     {
       g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                           _("--dictionary needs --compression zstd"));
+                           /* Translators: --dictionary and --no-dictionary
+                            * are options; do not translate them. */
+                           _("--dictionary and --no-dictionary exclude each other; give one"));
       return FALSE;
     }
+
+  if (options->dictionary_requested && options->codec == HEXZ_CODEC_RAW)
+    {
+      g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                           /* Translators: --dictionary and --compression
+                            * are options; do not translate them. */
+                           _("--dictionary needs --compression lz4 or zstd"));
+      return FALSE;
+    }
+
+  options->train_dictionary = (options->train_dictionary || options->dictionary_requested) &&
+                              !options->no_dictionary && options->codec != HEXZ_CODEC_RAW;
 
   return TRUE;
 }
@@ -403,8 +432,11 @@ hexz_tool_writer_option_group (HexzToolWriterOptions *options,
       N_("Block size in bytes, a power of two from 4K to 4M (default 64K)"), N_("SIZE") },
     { "threads", 't', 0, G_OPTION_ARG_CALLBACK, parse_threads,
       N_("Compression threads; 0 (default) uses one per processor"), N_("N") },
-    { "dictionary", 'd', 0, G_OPTION_ARG_NONE, &options->train_dictionary,
-      N_("Train a zstd dictionary on the data (with --compression zstd)"), NULL },
+    { "dictionary", 'd', 0, G_OPTION_ARG_NONE, &options->dictionary_requested,
+      N_("Train a dictionary on the first 8 MiB and compress every block with it "
+         "(default for pack and commit from 4 MiB of input)"), NULL },
+    { "no-dictionary", 0, 0, G_OPTION_ARG_NONE, &options->no_dictionary,
+      N_("Compress every block on its own, without a dictionary"), NULL },
     { "force", 'f', 0, G_OPTION_ARG_NONE, &options->force,
       N_("Replace an existing output file that is not a snapshot"), NULL },
     { NULL }

@@ -71,9 +71,16 @@ typedef struct {
   int level;
   guint block_size;
   guint threads;
-  gboolean train_dictionary;
+  gboolean train_dictionary;      /* the command's default, then the result */
+  gboolean dictionary_requested;  /* --dictionary */
+  gboolean no_dictionary;         /* --no-dictionary */
   gboolean force;
 } HexzToolWriterOptions;
+
+/* Inputs smaller than this get no dictionary unless --dictionary asks for
+ * one: the dictionary (up to 112 KiB in the file) would cost more than
+ * it saves. */
+#define HEXZ_TOOL_DICTIONARY_MIN_INPUT (4 * 1024 * 1024)
 
 GOptionContext *hexz_tool_option_context_new        (HexzTool               *tool);
 gboolean        hexz_tool_parse_options             (HexzTool               *tool,
@@ -92,7 +99,10 @@ gboolean        hexz_tool_require_options           (HexzTool               *too
                                                      const char             *first_option,
                                                      ...) G_GNUC_NULL_TERMINATED;
 
-void            hexz_tool_writer_options_init       (HexzToolWriterOptions  *options);
+void            hexz_tool_writer_options_init       (HexzToolWriterOptions  *options,
+                                                     gboolean                train_dictionary);
+void            hexz_tool_writer_options_fit_input  (HexzToolWriterOptions  *options,
+                                                     guint64                 input_size);
 GOptionGroup   *hexz_tool_writer_option_group       (HexzToolWriterOptions  *options,
                                                      const GOptionEntry     *command_entries);
 void            hexz_tool_writer_options_apply      (HexzToolWriterOptions  *options,
