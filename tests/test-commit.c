@@ -279,6 +279,55 @@ test_commit_merge (Fixture       *fixture,
   g_assert_cmpuint (st.st_mode & 0777, ==, 0600);
 }
 
+/* Text in pages 300 to 599 of the overlay, compressed with LZ4 and a
+ * dictionary trained during the commit; thin when @user_data is set. The
+ * parent runs between the changed blocks come while training goes on. */
+static void
+test_commit_lz4_dictionary (Fixture       *fixture,
+                            gconstpointer  user_data)
+{
+  gboolean thin = GPOINTER_TO_UINT (user_data);
+  static const char *words[] = { "commit ", "overlay ", "page ", "text ", "block\n" };
+  g_autoptr(HexzCommit) commit = new_commit (fixture);
+  g_autoptr(HexzSnapshot) output = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree guint8 *page = g_malloc (PAGE);
+  HexzBlockStats stats;
+
+  for (guint64 number = 300; number < 600; number++)
+    {
+      for (gsize i = 0, w = number; i < PAGE; w = w * 7 + 3)
+        {
+          const char *word = words[w % G_N_ELEMENTS (words)];
+          gsize n = MIN (strlen (word), PAGE - i);
+
+          memcpy (page + i, word, n);
+          i += n;
+        }
+
+      g_assert_true (hexz_overlay_write (fixture->overlay, number * PAGE, page, PAGE, &error));
+      g_assert_no_error (error);
+      memcpy (fixture->expected + number * PAGE, page, PAGE);
+    }
+
+  hexz_commit_set_codec (commit, HEXZ_CODEC_LZ4);
+  hexz_commit_set_train_dictionary (commit, TRUE);
+  hexz_commit_set_block_size (commit, 16 * 1024);
+  hexz_commit_set_thin (commit, thin);
+  g_assert_true (hexz_commit_run (commit, NULL, &error));
+  g_assert_no_error (error);
+
+  output = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
+  g_assert_no_error (error);
+  assert_stream_equals (output, HEXZ_STREAM_DISK, fixture->expected, fixture->expected_size);
+  g_assert_true (hexz_snapshot_get_block_stats (output, HEXZ_STREAM_DISK, &stats, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (stats.dictionary_blocks, >=, 75);
+  g_assert_cmpuint (stats.parent_blocks > 0, ==, thin);
+  g_assert_true (hexz_snapshot_verify (output, NULL, &error));
+  g_assert_no_error (error);
+}
+
 static void
 test_commit_no_overlay (Fixture       *fixture,
                         gconstpointer  user_data)
@@ -722,6 +771,8 @@ main (int   argc,
     }
 
   ADD ("/commit/merge/no-overlay", NULL, test_commit_no_overlay);
+  ADD ("/commit/merge/lz4-dictionary/thick", GUINT_TO_POINTER (FALSE), test_commit_lz4_dictionary);
+  ADD ("/commit/merge/lz4-dictionary/thin", GUINT_TO_POINTER (TRUE), test_commit_lz4_dictionary);
   ADD ("/commit/merge/page-source", NULL, test_commit_page_source);
   ADD ("/commit/memory/file", NULL, test_commit_memory_file);
   ADD ("/commit/memory/file-missing", NULL, test_commit_memory_file_missing);

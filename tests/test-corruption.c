@@ -239,6 +239,7 @@ typedef struct {
   GByteArray *data;        /* the data area */
   GArray     *entries[HEXZ_N_STREAMS];
   GBytes     *parent;      /* replaces the parent section when set */
+  GBytes     *dictionary;  /* replaces the dictionary when set; empty drops it */
 } Image;
 
 static void
@@ -249,6 +250,7 @@ image_free (Image *image)
   for (guint s = 0; s < HEXZ_N_STREAMS; s++)
     g_array_unref (image->entries[s]);
   g_clear_pointer (&image->parent, g_bytes_unref);
+  g_clear_pointer (&image->dictionary, g_bytes_unref);
   g_free (image);
 }
 
@@ -354,8 +356,12 @@ image_save (Image      *image,
                                              desc->data_length);
     }
 
-  append_section (out, image->file->data + old->dictionary.offset,
-                  old->dictionary.length, &header.dictionary);
+  if (image->dictionary != NULL)
+    append_section (out, g_bytes_get_data (image->dictionary, NULL),
+                    g_bytes_get_size (image->dictionary), &header.dictionary);
+  else
+    append_section (out, image->file->data + old->dictionary.offset,
+                    old->dictionary.length, &header.dictionary);
   append_section (out, image->file->data + old->metadata.offset,
                   old->metadata.length, &header.metadata);
   if (image->parent != NULL)
@@ -879,6 +885,100 @@ test_parent_cycle (Fixture       *fixture,
   assert_open_fails (fixture->path, HEXZ_SNAPSHOT_ERROR_CORRUPT);
 }
 
+static void
+test_flip_dictionary_lz4 (Fixture       *fixture,
+                          gconstpointer  data)
+{
+  HexzHeader header;
+
+  write_sample (fixture->path, HEXZ_CODEC_LZ4, TRUE);
+  header = read_header (fixture->path);
+  g_assert_cmpuint (header.minor, ==, 1);
+  g_assert_cmpuint (header.dictionary.length, >, 0);
+
+  /* In the last 64 KiB, the part that LZ4 uses. */
+  flip_byte (fixture->path, header.dictionary.offset + header.dictionary.length - 100);
+  assert_open_fails (fixture->path, HEXZ_SNAPSHOT_ERROR_CORRUPT);
+}
+
+/* Blocks of codec 4 in a file whose dictionary section was dropped. */
+static void
+test_lz4_dictionary_missing (Fixture       *fixture,
+                             gconstpointer  data)
+{
+  g_autoptr(Image) image = NULL;
+
+  write_sample (fixture->path, HEXZ_CODEC_LZ4, TRUE);
+  image = image_load (fixture->path);
+  g_assert_cmpuint (read_entry (fixture->path, HEXZ_STREAM_DISK, 2).codec, ==,
+                    HEXZ_STORED_LZ4_DICT);
+  image->dictionary = g_bytes_new (NULL, 0);
+  image_save (image, fixture->path);
+
+  assert_read_and_verify_fail (fixture->path, HEXZ_SNAPSHOT_ERROR_CORRUPT,
+                               "index entry of disk block 0");
+}
+
+/* Another valid dictionary, sealed again: the blocks decode to other
+ * bytes or not at all, and their checksums catch it. */
+static void
+test_lz4_dictionary_replaced (Fixture       *fixture,
+                              gconstpointer  data)
+{
+  g_autoptr(Image) image = NULL;
+  guint8 other[4096];
+
+  write_sample (fixture->path, HEXZ_CODEC_LZ4, TRUE);
+  image = image_load (fixture->path);
+  test_fill_text (other, sizeof other, 99);
+  image->dictionary = g_bytes_new (other, sizeof other);
+  image_save (image, fixture->path);
+
+  assert_read_and_verify_fail (fixture->path, HEXZ_SNAPSHOT_ERROR_CORRUPT, "disk block 0");
+}
+
+/* Codec 4 needs format 1.1; in a 1.0 file it is invalid. */
+static void
+test_lz4_dictionary_old_version (Fixture       *fixture,
+                                 gconstpointer  data)
+{
+  g_autoptr(Image) image = NULL;
+
+  write_sample (fixture->path, HEXZ_CODEC_LZ4, TRUE);
+  image = image_load (fixture->path);
+  image->header.minor = 0;
+  image_save (image, fixture->path);
+
+  assert_read_and_verify_fail (fixture->path, HEXZ_SNAPSHOT_ERROR_CORRUPT,
+                               "index entry of disk block 0");
+}
+
+/* A codec this reader does not know: a newer minor version means the file
+ * needs a newer reader, a known one that the file is damaged. */
+static void
+test_unknown_codec (Fixture       *fixture,
+                    gconstpointer  data)
+{
+  guint16 minor = GPOINTER_TO_UINT (data);
+  g_autoptr(Image) image = NULL;
+  HexzBlockEntry *entry;
+
+  write_sample (fixture->path, HEXZ_CODEC_LZ4, FALSE);
+  image = image_load (fixture->path);
+  entry = &g_array_index (image->entries[HEXZ_STREAM_DISK], HexzBlockEntry, 2);
+  g_assert_cmpuint (entry->codec, ==, HEXZ_STORED_LZ4);
+  entry->codec = HEXZ_STORED_LAST + 1;
+  image->header.minor = minor;
+  image_save (image, fixture->path);
+
+  if (minor > HEXZ_FORMAT_MINOR)
+    assert_read_and_verify_fail (fixture->path, HEXZ_SNAPSHOT_ERROR_UNSUPPORTED_VERSION,
+                                 "Use a newer version of hexz");
+  else
+    assert_read_and_verify_fail (fixture->path, HEXZ_SNAPSHOT_ERROR_CORRUPT,
+                                 "index entry of disk block 2");
+}
+
 /* A parent changed and sealed again keeps its id, but not its seal. */
 static void
 test_modified_parent (Fixture       *fixture,
@@ -992,6 +1092,89 @@ write_small_thin_child (Fixture *fixture)
                   test_file_size (fixture->path));
 }
 
+/* A file under 8 KiB whose blocks use codec 4: a small LZ4 snapshot whose
+ * data blocks are compressed again with a 1500-byte dictionary of text,
+ * which zstd takes as a raw content dictionary. */
+static void
+write_small_lz4_dictionary_file (Fixture *fixture)
+{
+  guint8 disk[2 * 4096 + 1000];
+  guint8 dictionary_bytes[1500];
+  g_autoptr(GBytes) dictionary = NULL;
+  g_autoptr(HexzCompressDictionary) compress = NULL;
+  g_autoptr(Image) image = NULL;
+  g_autoptr(GByteArray) data = g_byte_array_new ();
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  HexzBlockStats stats;
+  guint64 offset = 0;
+
+  test_fill_text (disk, sizeof disk, 21);
+  test_fill_text (dictionary_bytes, sizeof dictionary_bytes, 22);
+  test_write_snapshot (fixture->path, HEXZ_CODEC_LZ4, 4096, FALSE, disk, sizeof disk,
+                       NULL, 0);
+
+  dictionary = g_bytes_new (dictionary_bytes, sizeof dictionary_bytes);
+  compress = hexz_compress_dictionary_new (dictionary, HEXZ_CODEC_LZ4, 0);
+  image = image_load (fixture->path);
+
+  /* The blocks differ, so none is shared and each is stored once, in
+   * order. */
+  for (guint i = 0; i < image->entries[HEXZ_STREAM_DISK]->len; i++)
+    {
+      HexzBlockEntry *entry = &g_array_index (image->entries[HEXZ_STREAM_DISK],
+                                              HexzBlockEntry, i);
+      guint8 stored[8192];
+      HexzStoredCodec codec;
+      gsize length;
+
+      g_assert_cmpuint (entry->kind, ==, HEXZ_BLOCK_DATA);
+      length = hexz_compress_block (HEXZ_CODEC_LZ4, 0, compress,
+                                    disk + (gsize) i * 4096, entry->logical_length,
+                                    stored, sizeof stored, &codec);
+      g_assert_cmpuint (length, >, 0);
+      g_assert_cmpuint (codec, ==, HEXZ_STORED_LZ4_DICT);
+
+      entry->codec = codec;
+      entry->stored_offset = image->header.header_size + offset;
+      entry->stored_length = length;
+      g_byte_array_append (data, stored, length);
+      offset += length;
+    }
+
+  g_byte_array_set_size (image->data, 0);
+  g_byte_array_append (image->data, data->data, data->len);
+  image->dictionary = g_bytes_ref (dictionary);
+  image->header.minor = 1;
+  image_save (image, fixture->path);
+
+  snapshot = hexz_snapshot_open_path (fixture->path, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (hexz_snapshot_verify (snapshot, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (hexz_snapshot_get_block_stats (snapshot, HEXZ_STREAM_DISK, &stats, NULL,
+                                                &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (stats.dictionary_blocks, ==, 3);
+  g_test_message ("Small file with codec 4: %" G_GUINT64_FORMAT " bytes",
+                  test_file_size (fixture->path));
+}
+
+typedef struct {
+  guint8   mask;
+  gboolean lz4_dictionary;
+} ExhaustiveCase;
+
+static void
+write_small_file (Fixture              *fixture,
+                  const ExhaustiveCase *test_case)
+{
+  if (test_case->lz4_dictionary)
+    write_small_lz4_dictionary_file (fixture);
+  else
+    write_small_thin_child (fixture);
+}
+
 /* Opens and verifies @path; returns the error, which must exist. */
 static GError *
 open_and_verify_error (const char *path)
@@ -1010,11 +1193,12 @@ static void
 test_exhaustive_flip (Fixture       *fixture,
                       gconstpointer  data)
 {
-  guint8 mask = GPOINTER_TO_UINT (data);
+  const ExhaustiveCase *test_case = data;
+  guint8 mask = test_case->mask;
   g_autoptr(GByteArray) original = NULL;
   g_autofree char *copy = g_build_filename (fixture->dir, "copy.hxz", NULL);
 
-  write_small_thin_child (fixture);
+  write_small_file (fixture, test_case);
   original = load_file (fixture->path);
   g_assert_cmpuint (original->len, <, 8192);
 
@@ -1050,7 +1234,7 @@ test_exhaustive_delete (Fixture       *fixture,
   g_autoptr(GByteArray) original = NULL;
   g_autofree char *copy = g_build_filename (fixture->dir, "copy.hxz", NULL);
 
-  write_small_thin_child (fixture);
+  write_small_file (fixture, data);
   original = load_file (fixture->path);
 
   for (guint i = 0; i < original->len; i++)
@@ -1076,6 +1260,13 @@ int
 main (int   argc,
       char *argv[])
 {
+  static const ExhaustiveCase flip_all_bits = { 0xff, FALSE };
+  static const ExhaustiveCase flip_low_bit = { 0x01, FALSE };
+  static const ExhaustiveCase delete_byte = { 0, FALSE };
+  static const ExhaustiveCase lz4_flip_all_bits = { 0xff, TRUE };
+  static const ExhaustiveCase lz4_flip_low_bit = { 0x01, TRUE };
+  static const ExhaustiveCase lz4_delete_byte = { 0, TRUE };
+
   g_test_init (&argc, &argv, NULL);
 
   ADD ("/corruption/reseal-unchanged", test_reseal_unchanged, NULL);
@@ -1090,6 +1281,14 @@ main (int   argc,
   ADD ("/corruption/flip/block/zstd", test_flip_block, GINT_TO_POINTER (HEXZ_CODEC_ZSTD));
   ADD ("/corruption/flip/shared-block", test_flip_shared_block, NULL);
   ADD ("/corruption/flip/dictionary", test_flip_dictionary, NULL);
+  ADD ("/corruption/flip/dictionary/lz4", test_flip_dictionary_lz4, NULL);
+  ADD ("/corruption/resealed/lz4-dictionary-missing", test_lz4_dictionary_missing, NULL);
+  ADD ("/corruption/resealed/lz4-dictionary-replaced", test_lz4_dictionary_replaced, NULL);
+  ADD ("/corruption/resealed/lz4-dictionary-in-1.0", test_lz4_dictionary_old_version, NULL);
+  ADD ("/corruption/resealed/unknown-codec/known-version", test_unknown_codec,
+       GUINT_TO_POINTER (HEXZ_FORMAT_MINOR));
+  ADD ("/corruption/resealed/unknown-codec/newer-version", test_unknown_codec,
+       GUINT_TO_POINTER (HEXZ_FORMAT_MINOR + 1));
   ADD ("/corruption/flip/metadata", test_flip_metadata, NULL);
   ADD ("/corruption/flip/parent-section", test_flip_parent_section, NULL);
   ADD ("/corruption/flip/in-parent", test_flip_in_parent, NULL);
@@ -1110,9 +1309,15 @@ main (int   argc,
   ADD ("/corruption/resealed/lz4-one-byte-long", test_decompress_length, GINT_TO_POINTER (1));
   ADD ("/corruption/resealed/zstd-one-byte-short", test_decompress_length, GINT_TO_POINTER (-2));
   ADD ("/corruption/resealed/zstd-one-byte-long", test_decompress_length, GINT_TO_POINTER (2));
-  ADD ("/corruption/exhaustive/flip-all-bits", test_exhaustive_flip, GUINT_TO_POINTER (0xff));
-  ADD ("/corruption/exhaustive/flip-low-bit", test_exhaustive_flip, GUINT_TO_POINTER (0x01));
-  ADD ("/corruption/exhaustive/delete", test_exhaustive_delete, NULL);
+  ADD ("/corruption/exhaustive/flip-all-bits", test_exhaustive_flip, &flip_all_bits);
+  ADD ("/corruption/exhaustive/flip-low-bit", test_exhaustive_flip, &flip_low_bit);
+  ADD ("/corruption/exhaustive/delete", test_exhaustive_delete, &delete_byte);
+  ADD ("/corruption/exhaustive/lz4-dictionary/flip-all-bits", test_exhaustive_flip,
+       &lz4_flip_all_bits);
+  ADD ("/corruption/exhaustive/lz4-dictionary/flip-low-bit", test_exhaustive_flip,
+       &lz4_flip_low_bit);
+  ADD ("/corruption/exhaustive/lz4-dictionary/delete", test_exhaustive_delete,
+       &lz4_delete_byte);
 
   return g_test_run ();
 }

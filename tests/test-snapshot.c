@@ -113,6 +113,18 @@ typedef struct {
   gboolean  dictionary;
 } RoundTrip;
 
+static guint16
+read_minor_version (const char *path)
+{
+  g_autofree char *contents = NULL;
+  gsize length;
+
+  g_assert_true (g_file_get_contents (path, &contents, &length, NULL));
+  g_assert_cmpuint (length, >=, 12);
+
+  return (guint8) contents[10] | (guint8) contents[11] << 8;
+}
+
 static void
 test_roundtrip_random (Fixture       *fixture,
                        gconstpointer  data)
@@ -167,8 +179,13 @@ test_roundtrip_text (Fixture       *fixture,
       g_assert_true (hexz_snapshot_get_block_entry (snapshot, HEXZ_STREAM_DISK,
                                                     3, &entry, &error));
       g_assert_no_error (error);
-      g_assert_cmpuint (entry.codec, ==, HEXZ_STORED_ZSTD_DICT);
+      g_assert_cmpuint (entry.codec, ==, rt->codec == HEXZ_CODEC_LZ4 ? HEXZ_STORED_LZ4_DICT
+                                                                      : HEXZ_STORED_ZSTD_DICT);
     }
+
+  /* Only LZ4 with the dictionary needs format 1.1. */
+  g_assert_cmpuint (read_minor_version (fixture->path), ==,
+                    rt->dictionary && rt->codec == HEXZ_CODEC_LZ4 ? 1 : 0);
 
   assert_stream_equals (snapshot, HEXZ_STREAM_DISK, disk, size);
   assert_stream_equals (snapshot, HEXZ_STREAM_MEMORY, memory, size / 3);
@@ -873,6 +890,172 @@ test_thin_chain (Fixture       *fixture,
   g_assert_no_error (error);
 
   g_assert_true (hexz_snapshot_verify (two_snapshot, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* Zeros only: training finds no samples, so the file has no dictionary
+ * and stays at format 1.0. */
+static void
+test_lz4_dictionary_zeros (Fixture       *fixture,
+                           gconstpointer  data)
+{
+  gsize size = 9 * 1024 * 1024 + 100;
+  g_autofree guint8 *disk = g_malloc0 (size);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  HexzBlockStats stats;
+
+  test_write_snapshot (fixture->path, HEXZ_CODEC_LZ4, 64 * 1024, TRUE,
+                       disk, size, NULL, 0);
+  g_assert_cmpuint (test_file_size (fixture->path), <, 8192);
+  g_assert_cmpuint (read_minor_version (fixture->path), ==, 0);
+
+  snapshot = open_ok (fixture->path);
+  assert_stream_equals (snapshot, HEXZ_STREAM_DISK, disk, size);
+  g_assert_true (hexz_snapshot_get_block_stats (snapshot, HEXZ_STREAM_DISK, &stats, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (stats.zero_blocks, ==, stats.blocks);
+  g_assert_cmpuint (stats.dictionary_blocks, ==, 0);
+}
+
+/* Zero runs of any length between text writes while the dictionary is
+ * trained: the runs wait for the buffered bytes before them. With
+ * @data TRUE the stream is longer than the 8 MiB training buffer. */
+static void
+test_lz4_dictionary_zero_runs (Fixture       *fixture,
+                               gconstpointer  data)
+{
+  gboolean long_stream = GPOINTER_TO_INT (data);
+  g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (fixture->path);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  gsize size = long_stream ? 12 * 1024 * 1024 + 4321 : 3 * 1024 * 1024 + 99;
+  g_autofree guint8 *disk = g_malloc0 (size);
+  g_autoptr(GRand) rand = g_rand_new_with_seed (size);
+  gsize position = 0;
+  guint n_runs = 0;
+  HexzBlockStats stats;
+
+  hexz_snapshot_writer_set_block_size (writer, 16 * 1024);
+  hexz_snapshot_writer_set_codec (writer, HEXZ_CODEC_LZ4);
+  hexz_snapshot_writer_set_threads (writer, 2);
+  hexz_snapshot_writer_set_train_dictionary (writer, TRUE);
+  g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK, size, &error));
+  g_assert_no_error (error);
+
+  while (position < size)
+    {
+      gsize n = MIN ((gsize) g_rand_int_range (rand, 1, 200000), size - position);
+
+      if (n_runs % 2 == 0)
+        {
+          test_fill_text (disk + position, n, position);
+          g_assert_true (hexz_snapshot_writer_write (writer, disk + position, n, NULL, &error));
+        }
+      else
+        g_assert_true (hexz_snapshot_writer_write_zeros (writer, n, NULL, &error));
+      g_assert_no_error (error);
+      position += n;
+      n_runs++;
+    }
+
+  g_assert_true (hexz_snapshot_writer_close (writer, NULL, &error));
+  g_assert_no_error (error);
+  g_test_message ("%u writes of text and zeros", n_runs);
+
+  snapshot = open_ok (fixture->path);
+  assert_stream_equals (snapshot, HEXZ_STREAM_DISK, disk, size);
+  g_assert_true (hexz_snapshot_verify (snapshot, NULL, &error));
+  g_assert_no_error (error);
+
+  g_assert_true (hexz_snapshot_get_block_stats (snapshot, HEXZ_STREAM_DISK, &stats, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (stats.zero_blocks, >, 0);
+  g_assert_cmpuint (stats.dictionary_blocks, >, 0);
+  g_assert_cmpuint (stats.dictionary_blocks, ==, stats.lz4_blocks);
+  g_assert_cmpuint (read_minor_version (fixture->path), ==, 1);
+}
+
+/* A chain of depth 3 whose every file uses LZ4 with its own dictionary;
+ * the children write parent runs while they train. */
+static void
+test_thin_chain_lz4_dictionary (Fixture       *fixture,
+                                gconstpointer  data)
+{
+  guint block_size = 64 * 1024;
+  gsize size = 6 * 1024 * 1024 + 4096;
+  g_autoptr(GPtrArray) owned = g_ptr_array_new_with_free_func (g_free);
+  guint8 *images[3] = { NULL, NULL, NULL };
+  char *paths[3] = {
+    g_build_filename (fixture->dir, "base.hxz", NULL),
+    g_build_filename (fixture->dir, "one.hxz", NULL),
+    g_build_filename (fixture->dir, "two.hxz", NULL),
+  };
+  g_autoptr(HexzSnapshot) last = NULL;
+  g_autoptr(GError) error = NULL;
+
+  for (guint i = 0; i < 3; i++)
+    g_ptr_array_add (owned, paths[i]);
+
+  images[0] = g_malloc0 (size);
+  g_ptr_array_add (owned, images[0]);
+  test_fill_text (images[0], size - 200000, 91);
+  test_write_snapshot (paths[0], HEXZ_CODEC_LZ4, block_size, TRUE, images[0], size, NULL, 0);
+
+  for (guint level = 1; level < 3; level++)
+    {
+      g_autoptr(HexzSnapshot) parent = open_ok (paths[level - 1]);
+      g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (paths[level]);
+      const guint8 *previous = images[level - 1];
+      guint8 *image = images[level] = g_memdup2 (previous, size);
+      gsize position = 0;
+
+      g_ptr_array_add (owned, image);
+      /* Every third block rewritten with other text. */
+      for (gsize offset = level * block_size; offset < size; offset += 3 * block_size)
+        test_fill_text (image + offset, MIN (block_size, size - offset), 92 + offset);
+
+      hexz_snapshot_writer_set_parent (writer, parent);
+      hexz_snapshot_writer_set_block_size (writer, block_size);
+      hexz_snapshot_writer_set_codec (writer, HEXZ_CODEC_LZ4);
+      hexz_snapshot_writer_set_train_dictionary (writer, TRUE);
+      g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK, size, &error));
+      g_assert_no_error (error);
+
+      while (position < size)
+        {
+          gsize n = MIN (block_size, size - position);
+
+          if (memcmp (image + position, previous + position, n) == 0)
+            g_assert_true (hexz_snapshot_writer_write_parent (writer, n, NULL, &error));
+          else
+            g_assert_true (hexz_snapshot_writer_write (writer, image + position, n, NULL, &error));
+          g_assert_no_error (error);
+          position += n;
+        }
+
+      g_assert_true (hexz_snapshot_writer_close (writer, NULL, &error));
+      g_assert_no_error (error);
+    }
+
+  for (guint level = 0; level < 3; level++)
+    {
+      g_autoptr(HexzSnapshot) snapshot = open_ok (paths[level]);
+      HexzBlockStats stats;
+
+      assert_stream_equals (snapshot, HEXZ_STREAM_DISK, images[level], size);
+      g_assert_true (hexz_snapshot_get_block_stats (snapshot, HEXZ_STREAM_DISK, &stats, NULL,
+                                                    &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (stats.dictionary_blocks, >, 0);
+      g_assert_cmpuint (stats.dictionary_blocks, ==, stats.lz4_blocks);
+      if (level > 0)
+        g_assert_cmpuint (stats.parent_blocks, >, 0);
+      g_assert_cmpuint (read_minor_version (paths[level]), ==, 1);
+    }
+
+  last = open_ok (paths[2]);
+  g_assert_true (hexz_snapshot_verify (last, NULL, &error));
   g_assert_no_error (error);
 }
 
@@ -1636,8 +1819,16 @@ main (int   argc,
     add_roundtrip ("text", test_roundtrip_text, codecs[c], 64 * 1024, FALSE);
   add_roundtrip ("text", test_roundtrip_text, HEXZ_CODEC_ZSTD, 4096, TRUE);
   add_roundtrip ("text", test_roundtrip_text, HEXZ_CODEC_ZSTD, 1024 * 1024, TRUE);
+  for (guint b = 0; b < G_N_ELEMENTS (block_sizes); b++)
+    add_roundtrip ("text", test_roundtrip_text, HEXZ_CODEC_LZ4, block_sizes[b], TRUE);
+  add_roundtrip ("random", test_roundtrip_random, HEXZ_CODEC_LZ4, 64 * 1024, TRUE);
 
   ADD ("/snapshot/roundtrip/zeros", test_roundtrip_zeros);
+  ADD ("/snapshot/roundtrip/zeros/lz4/dictionary", test_lz4_dictionary_zeros);
+  g_test_add ("/snapshot/dictionary/zero-runs/short", Fixture, GINT_TO_POINTER (FALSE),
+              fixture_setup, test_lz4_dictionary_zero_runs, fixture_teardown);
+  g_test_add ("/snapshot/dictionary/zero-runs/long", Fixture, GINT_TO_POINTER (TRUE),
+              fixture_setup, test_lz4_dictionary_zero_runs, fixture_teardown);
   ADD ("/snapshot/roundtrip/empty-stream", test_roundtrip_empty);
   ADD ("/snapshot/roundtrip/no-streams", test_roundtrip_no_streams);
   ADD ("/snapshot/roundtrip/mixed-writes", test_roundtrip_mixed_writes);
@@ -1656,6 +1847,7 @@ main (int   argc,
   ADD ("/snapshot/read/block-stats", test_block_stats);
   ADD ("/snapshot/metadata", test_metadata);
   ADD ("/snapshot/thin/chain", test_thin_chain);
+  ADD ("/snapshot/thin/chain/lz4/dictionary", test_thin_chain_lz4_dictionary);
   ADD ("/snapshot/thin/replaced-parent", test_thin_replaced_parent);
   ADD ("/snapshot/thin/missing-parent", test_thin_missing_parent);
   ADD ("/snapshot/thin/invalid-parent-writes", test_thin_invalid_parent_writes);
