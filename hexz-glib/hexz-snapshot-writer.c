@@ -1480,6 +1480,7 @@ finish_training (HexzSnapshotWriter  *self,
   g_autoptr(GArray) runs = NULL;
   gsize length;
   gsize fed = 0;
+  gint64 start;
 
   if (!self->training)
     return TRUE;
@@ -1490,10 +1491,14 @@ finish_training (HexzSnapshotWriter  *self,
   length = self->train_fill;
   self->train_fill = 0;
 
+  start = g_get_monotonic_time ();
   if (self->codec == HEXZ_CODEC_LZ4)
     self->dictionary = hexz_train_lz4_dictionary (samples, length);
   else
     self->dictionary = hexz_train_dictionary (samples, length);
+  g_debug ("Training on %" G_GSIZE_FORMAT " buffered bytes and %u runs took %"
+           G_GINT64_FORMAT " ms", length, runs->len,
+           (g_get_monotonic_time () - start) / 1000);
 
   if (self->dictionary != NULL)
     {
