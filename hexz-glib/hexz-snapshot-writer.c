@@ -67,6 +67,9 @@
  * bytes per page of 4096 blocks stay in memory. */
 #define JOBS_PER_THREAD     4
 #define WRITE_BUFFER_SIZE   (4 * 1024 * 1024)
+/* Write buffers start at this alignment in memory and, when full, in the
+ * file, as O_DIRECT needs; 4096 covers the usual logical block sizes. */
+#define DIRECT_ALIGNMENT    4096
 #define TRAIN_SIZE          (8 * 1024 * 1024)
 /* Zero and parent runs that wait, while the dictionary is trained, for
  * the bytes buffered before them; past this many, training ends. */
@@ -161,6 +164,7 @@ struct _HexzSnapshotWriter
   GError       *failure;
   char         *temp_path;
   int           fd;
+  int           direct_fd;            /* the same file with O_DIRECT, or -1 */
   guint8       *write_buffer;
   gsize         write_buffer_used;
   guint64       write_buffer_offset;  /* file offset of write_buffer[0] */
@@ -325,6 +329,12 @@ discard_output (HexzSnapshotWriter *self)
       self->fd = -1;
     }
 
+  if (self->direct_fd >= 0)
+    {
+      close (self->direct_fd);
+      self->direct_fd = -1;
+    }
+
   if (self->spill_fd >= 0)
     {
       close (self->spill_fd);
@@ -475,6 +485,35 @@ output_offset (HexzSnapshotWriter *self)
   return self->write_buffer_offset + self->write_buffer_used;
 }
 
+/* Writes the output buffer. A whole aligned buffer goes through the
+ * O_DIRECT descriptor: copying the output into the page cache took a
+ * large share of the writer's CPU time, and the file is flushed at close
+ * anyway. Other writes, and every write once O_DIRECT failed, go through
+ * the page cache. */
+static gboolean
+output_write (HexzSnapshotWriter *self,
+              int                *saved_errno)
+{
+  if (self->direct_fd >= 0 &&
+      self->output_buffer_offset % DIRECT_ALIGNMENT == 0 &&
+      self->output_length % DIRECT_ALIGNMENT == 0)
+    {
+      if (pwrite_all (self->direct_fd, self->output_buffer, self->output_length,
+                      self->output_buffer_offset, saved_errno))
+        return TRUE;
+
+      /* A file system may take O_DIRECT at open and reject the writes;
+       * a partial direct write is written again below. */
+      g_debug ("Writing with O_DIRECT failed (%s); writing through the page cache",
+               g_strerror (*saved_errno));
+      close (self->direct_fd);
+      self->direct_fd = -1;
+    }
+
+  return pwrite_all (self->fd, self->output_buffer, self->output_length,
+                     self->output_buffer_offset, saved_errno);
+}
+
 /* Output thread: writes one full write buffer while the caller's thread
  * fills the other, so that compression goes on while the kernel copies
  * or throttles a write. */
@@ -494,8 +533,7 @@ output_thread_main (gpointer data)
         break;
       g_mutex_unlock (&self->output_lock);
 
-      if (!pwrite_all (self->fd, self->output_buffer, self->output_length,
-                       self->output_buffer_offset, &saved_errno))
+      if (!output_write (self, &saved_errno))
         g_debug ("Writing %" G_GSIZE_FORMAT " bytes at offset %"
                  G_GUINT64_FORMAT " failed: %s", self->output_length,
                  self->output_buffer_offset, g_strerror (saved_errno));
@@ -594,11 +632,15 @@ output_append (HexzSnapshotWriter  *self,
     {
       gsize n;
 
-      if (self->write_buffer_used == WRITE_BUFFER_SIZE &&
-          !output_flush (self, error))
+      /* A buffer ends where the file offset reaches a multiple of its size,
+       * so that full buffers are aligned for O_DIRECT. */
+      gsize capacity = WRITE_BUFFER_SIZE - self->write_buffer_offset % WRITE_BUFFER_SIZE;
+
+      if (self->write_buffer_used == capacity && !output_flush (self, error))
         return FALSE;
 
-      n = MIN (length, WRITE_BUFFER_SIZE - self->write_buffer_used);
+      capacity = WRITE_BUFFER_SIZE - self->write_buffer_offset % WRITE_BUFFER_SIZE;
+      n = MIN (length, capacity - self->write_buffer_used);
       memcpy (self->write_buffer + self->write_buffer_used, data, n);
       self->write_buffer_used += n;
       data += n;
@@ -858,8 +900,13 @@ writer_start (HexzSnapshotWriter  *self,
     }
 
   self->started = TRUE;
-  self->write_buffer = g_malloc (WRITE_BUFFER_SIZE);
-  self->output_buffer = g_malloc (WRITE_BUFFER_SIZE);
+  /* Only the output thread writes through it, and only whole buffers. */
+  self->direct_fd = open (self->temp_path, O_WRONLY | O_CLOEXEC | O_DIRECT);
+  if (self->direct_fd < 0)
+    g_debug ("No O_DIRECT for %s: %s", self->temp_path, g_strerror (errno));
+
+  self->write_buffer = g_aligned_alloc (1, WRITE_BUFFER_SIZE, DIRECT_ALIGNMENT);
+  self->output_buffer = g_aligned_alloc (1, WRITE_BUFFER_SIZE, DIRECT_ALIGNMENT);
   self->output_thread = g_thread_new ("hexz-output", output_thread_main, self);
   self->write_buffer_offset = HEXZ_HEADER_SIZE;
   self->scratch = g_malloc (self->block_size);
@@ -2641,6 +2688,11 @@ write_index_and_header (HexzSnapshotWriter  *self,
   if (!output_sync (self, error))
     return FALSE;
   stop_output_thread (self);
+  if (self->direct_fd >= 0)
+    {
+      close (self->direct_fd);
+      self->direct_fd = -1;
+    }
 
   header.file_size = output_offset (self);
   hexz_header_encode (&header, buffer);
@@ -2870,8 +2922,8 @@ hexz_snapshot_writer_finalize (GObject *object)
   g_clear_pointer (&self->metadata, json_object_unref);
   g_clear_pointer (&self->message, g_free);
   g_clear_error (&self->failure);
-  g_clear_pointer (&self->write_buffer, g_free);
-  g_clear_pointer (&self->output_buffer, g_free);
+  g_clear_pointer (&self->write_buffer, g_aligned_free);
+  g_clear_pointer (&self->output_buffer, g_aligned_free);
   g_mutex_clear (&self->output_lock);
   g_cond_clear (&self->output_cond);
   g_clear_pointer (&self->scratch, g_free);
@@ -3098,6 +3150,7 @@ hexz_snapshot_writer_init (HexzSnapshotWriter *self)
   self->threads = CLAMP (g_get_num_processors (), 1, 1024);
   self->metadata = json_object_new ();
   self->fd = -1;
+  self->direct_fd = -1;
   self->spill_fd = -1;
   self->queue = g_async_queue_new ();
   g_mutex_init (&self->lock);
