@@ -23,7 +23,7 @@ G_BEGIN_DECLS
 #define HEXZ_FORMAT_MAGIC          "HEXZSNAP"
 #define HEXZ_FORMAT_MAGIC_SIZE     8
 #define HEXZ_FORMAT_MAJOR          1
-/* The highest minor version this code reads and writes; a file carries
+/* The highest minor version this code reads and writes. A file carries
  * the lowest one it needs (see hexz_format_minor_for_codec()). */
 #define HEXZ_FORMAT_MINOR          1
 

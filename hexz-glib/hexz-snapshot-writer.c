@@ -72,7 +72,7 @@
 #define DIRECT_ALIGNMENT    4096
 #define TRAIN_SIZE          (8 * 1024 * 1024)
 /* Zero and parent runs that wait, while the dictionary is trained, for
- * the bytes buffered before them; past this many, training ends. */
+ * the bytes buffered before them. Training ends when this many wait. */
 #define MAX_PENDING_RUNS    1024
 #define PROGRESS_BYTES      (16 * 1024 * 1024)
 #define PROGRESS_INTERVAL   (100 * G_TIME_SPAN_MILLISECOND)
@@ -502,8 +502,9 @@ output_write (HexzSnapshotWriter *self,
                       self->output_buffer_offset, saved_errno))
         return TRUE;
 
-      /* A file system may take O_DIRECT at open and reject the writes;
-       * a partial direct write is written again below. */
+      /* A file system may accept O_DIRECT at open and reject the
+       * writes. The buffer, even when partly written, is written again
+       * below. */
       g_debug ("Writing with O_DIRECT failed (%s); writing through the page cache",
                g_strerror (*saved_errno));
       close (self->direct_fd);

@@ -937,7 +937,7 @@ test_lz4_dictionary_replaced (Fixture       *fixture,
   assert_read_and_verify_fail (fixture->path, HEXZ_SNAPSHOT_ERROR_CORRUPT, "disk block 0");
 }
 
-/* Codec 4 needs format 1.1; in a 1.0 file it is invalid. */
+/* Codec 4 needs format 1.1, so in a 1.0 file it is invalid. */
 static void
 test_lz4_dictionary_old_version (Fixture       *fixture,
                                  gconstpointer  data)

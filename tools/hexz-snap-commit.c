@@ -105,7 +105,7 @@ on_base_opened (GObject      *source_object,
   hexz_commit_set_level (job->commit, job->options.level);
   hexz_commit_set_block_size (job->commit, job->options.block_size);
   hexz_commit_set_threads (job->commit, job->options.threads);
-  /* The disk stream, written first, trains the dictionary; it has at
+  /* The disk stream, written first, trains the dictionary. It has at
    * least the base's disk size. */
   hexz_tool_writer_options_fit_input (&job->options, hexz_snapshot_get_disk_size (base));
   hexz_commit_set_train_dictionary (job->commit, job->options.train_dictionary);

@@ -233,7 +233,7 @@ hexz_tool_parse_options (HexzTool         *tool,
 
 /* Options for writing snapshots */
 
-/* Sets the defaults; @train_dictionary is the command's default for
+/* Sets the defaults. @train_dictionary is the command's default for
  * training a dictionary, which --dictionary and --no-dictionary change. */
 void
 hexz_tool_writer_options_init (HexzToolWriterOptions *options,
@@ -250,7 +250,7 @@ hexz_tool_writer_options_init (HexzToolWriterOptions *options,
 }
 
 /* Turns the default dictionary off for an input of @input_size bytes that
- * is too small to gain from one; an explicit --dictionary stays. */
+ * is too small to gain from one. An explicit --dictionary stays. */
 void
 hexz_tool_writer_options_fit_input (HexzToolWriterOptions *options,
                                     guint64                input_size)

@@ -77,9 +77,9 @@ typedef struct {
   gboolean force;
 } HexzToolWriterOptions;
 
-/* Inputs smaller than this get no dictionary unless --dictionary asks for
- * one: the dictionary (up to 112 KiB in the file) would cost more than
- * it saves. */
+/* Inputs smaller than this get no dictionary unless --dictionary requests
+ * one, because the dictionary (up to 112 KiB in the file) would cost more
+ * than it saves. */
 #define HEXZ_TOOL_DICTIONARY_MIN_INPUT (4 * 1024 * 1024)
 
 GOptionContext *hexz_tool_option_context_new        (HexzTool               *tool);
