@@ -208,6 +208,7 @@ struct _HexzSnapshotWriter
   guint8       *train_buffer;
   gsize         train_fill;
   GArray       *pending_runs;         /* PendingRun */
+  gboolean      replaying;            /* feeding the buffered start after training */
   GBytes       *dictionary;
   HexzCompressDictionary *compress_dictionary;
   HexzDecodeDictionary   *decode_dictionary;  /* made for dedup compares */
@@ -1323,7 +1324,8 @@ maybe_emit_progress (HexzSnapshotWriter *self,
 {
   gint64 now;
 
-  if (self->position == self->progress_reported)
+  /* The position was reported already and runs again from the start. */
+  if (self->replaying || self->position == self->progress_reported)
     return;
 
   if (!force && self->position - self->progress_reported < PROGRESS_BYTES)
@@ -1563,6 +1565,7 @@ finish_training (HexzSnapshotWriter  *self,
   for (guint i = 0; i < runs->len; i++)
     self->position -= g_array_index (runs, PendingRun, i).count;
 
+  self->replaying = TRUE;
   for (guint i = 0; i < runs->len; i++)
     {
       const PendingRun *run = &g_array_index (runs, PendingRun, i);
@@ -1577,7 +1580,11 @@ finish_training (HexzSnapshotWriter  *self,
         return FALSE;
     }
 
-  return append_data (self, samples + fed, length - fed, error);
+  if (!append_data (self, samples + fed, length - fed, error))
+    return FALSE;
+  self->replaying = FALSE;
+
+  return TRUE;
 }
 
 /**
@@ -1839,8 +1846,9 @@ hexz_snapshot_writer_get_train_dictionary (HexzSnapshotWriter *self)
  * @self: a writer
  * @train_dictionary: whether to train a dictionary
  *
- * Sets whether the writer trains a dictionary on the first 8 MiB of the
- * first stream and compresses every block with it. Blocks are compressed
+ * Sets whether the writer trains a dictionary on the first 8 MiB of data
+ * written to the first stream (zero and parent runs do not count) and
+ * compresses every block with it. Blocks are compressed
  * independently, so without a dictionary each starts with no history; the
  * dictionary gives every block a shared history to refer to, which helps
  * small blocks of similar content.
