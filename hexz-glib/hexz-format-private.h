@@ -250,8 +250,12 @@ gboolean  hexz_decompress_page         (const guint8         *source,
                                         gsize                 length);
 GBytes   *hexz_train_dictionary        (const guint8         *samples,
                                         gsize                 length);
-GBytes   *hexz_train_lz4_dictionary    (const guint8         *buffer,
-                                        gsize                 length);
+#define HEXZ_LZ4_DICTIONARY_PIECES (HEXZ_LZ4_PREFIX_SIZE / 4096)
+GBytes   *hexz_sample_lz4_dictionary   (const guint8         *buffer,
+                                        gsize                 length,
+                                        gsize                 block_size,
+                                        gsize                 piece_offsets[HEXZ_LZ4_DICTIONARY_PIECES],
+                                        guint                *n_pieces);
 
 /* Messages */
 void      hexz_set_corrupt_error       (GError              **error,

@@ -786,26 +786,44 @@ hexz_train_dictionary (const guint8 *samples,
   return g_bytes_new (dictionary, n);
 }
 
-/* Trains the dictionary of LZ4 blocks on about 1 MiB of @buffer: up to
- * 256 pieces of 4 KiB spread evenly over it, leaving out zero pieces.
- * More samples take longer to train and barely change the 64 KiB that
- * LZ4 uses. Returns %NULL like hexz_train_dictionary(). */
+/* Makes the dictionary of LZ4 blocks from @buffer: 16 pieces of 4 KiB
+ * spread evenly over it, leaving out zero pieces, which fill the 64 KiB
+ * that LZ4 uses. The pieces come from the odd-numbered blocks of
+ * @block_size bytes when these have any non-zero piece, so that the even
+ * ones can show what the dictionary gains. zstd takes these bytes as a raw content dictionary. On
+ * text and on a tar of /usr/bin, this compressed as well as the last
+ * 64 KiB of a ZDICT_trainFromBuffer() dictionary trained on 256 such
+ * pieces, and it takes no time, where training took 65 ms before any
+ * block could be compressed. Stores where the pieces were taken in
+ * @piece_offsets and their number in @n_pieces. Returns %NULL when
+ * @buffer has no non-zero piece, or in the rare case that zstd rejects
+ * the bytes because they start with its dictionary magic number. */
 GBytes *
-hexz_train_lz4_dictionary (const guint8 *buffer,
-                           gsize         length)
+hexz_sample_lz4_dictionary (const guint8 *buffer,
+                            gsize         length,
+                            gsize         block_size,
+                            gsize         piece_offsets[HEXZ_LZ4_DICTIONARY_PIECES],
+                            guint        *n_pieces)
 {
   const gsize piece = 4096;
-  const guint max_pieces = 256;
+  const guint max_pieces = HEXZ_LZ4_DICTIONARY_PIECES;
   g_autofree guint32 *nonzero = NULL;
   g_autofree guint8 *samples = NULL;
+  g_autoptr(GBytes) dictionary = NULL;
+  g_autoptr(HexzDecodeDictionary) check = NULL;
   guint n_nonzero = 0;
   guint n_taken;
 
   nonzero = g_new (guint32, length / piece + 1);
-  for (gsize i = 0; i < length / piece; i++)
+  for (guint pass = 0; pass < 2 && n_nonzero == 0; pass++)
     {
-      if (!hexz_is_all_zero (buffer + i * piece, piece))
-        nonzero[n_nonzero++] = i;
+      for (gsize i = 0; i < length / piece; i++)
+        {
+          gboolean odd_block = (i * piece / block_size) % 2 == 1;
+
+          if ((odd_block || pass == 1) && !hexz_is_all_zero (buffer + i * piece, piece))
+            nonzero[n_nonzero++] = i;
+        }
     }
 
   n_taken = MIN (n_nonzero, max_pieces);
@@ -815,9 +833,26 @@ hexz_train_lz4_dictionary (const guint8 *buffer,
       guint32 index = nonzero[(guint64) i * n_nonzero / n_taken];
 
       memcpy (samples + (gsize) i * piece, buffer + (gsize) index * piece, piece);
+      piece_offsets[i] = (gsize) index * piece;
+    }
+  *n_pieces = n_taken;
+
+  if (n_taken == 0)
+    return NULL;
+
+  /* Readers reject a file whose dictionary zstd does not load. */
+  dictionary = g_bytes_new_take (g_steal_pointer (&samples), (gsize) n_taken * piece);
+  check = hexz_decode_dictionary_new (dictionary);
+  if (check == NULL)
+    {
+      g_debug ("The sampled LZ4 dictionary starts like a zstd dictionary that zstd "
+               "rejects; compressing without a dictionary");
+      return NULL;
     }
 
-  return hexz_train_dictionary (samples, (gsize) n_taken * piece);
+  g_debug ("Sampled an LZ4 dictionary of %u pieces of 4 KiB", n_taken);
+
+  return g_steal_pointer (&dictionary);
 }
 
 /* Sets an error of the form “Snapshot “NAME” is corrupt: DETAIL. The file

@@ -287,7 +287,11 @@ test_commit_lz4_dictionary (Fixture       *fixture,
                             gconstpointer  user_data)
 {
   gboolean thin = GPOINTER_TO_UINT (user_data);
-  static const char *words[] = { "commit ", "overlay ", "page ", "text ", "block\n" };
+  static const char *words[] = {
+    "commit ", "overlay ", "page ", "text ", "block\n", "the ", "of ", "snapshot ",
+    "kernel ", "guest ", "memory ", "disk ", "a ", "checksum ", "index ", "dictionary ",
+  };
+  g_autoptr(GRand) rand = g_rand_new_with_seed (300);
   g_autoptr(HexzCommit) commit = new_commit (fixture);
   g_autoptr(HexzSnapshot) output = NULL;
   g_autoptr(GError) error = NULL;
@@ -296,9 +300,9 @@ test_commit_lz4_dictionary (Fixture       *fixture,
 
   for (guint64 number = 300; number < 600; number++)
     {
-      for (gsize i = 0, w = number; i < PAGE; w = w * 7 + 3)
+      for (gsize i = 0; i < PAGE;)
         {
-          const char *word = words[w % G_N_ELEMENTS (words)];
+          const char *word = words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))];
           gsize n = MIN (strlen (word), PAGE - i);
 
           memcpy (page + i, word, n);
