@@ -788,16 +788,19 @@ hexz_train_dictionary (const guint8 *samples,
 
 /* Makes the dictionary of LZ4 blocks from @buffer: 16 pieces of 4 KiB
  * spread evenly over it, leaving out zero pieces, which fill the 64 KiB
- * that LZ4 uses. The pieces come from the odd-numbered blocks of
- * @block_size bytes when these have any non-zero piece, so that the even
- * ones can show what the dictionary gains. zstd takes these bytes as a raw content dictionary. On
- * text and on a tar of /usr/bin, this compressed as well as the last
+ * that LZ4 uses. zstd takes these bytes as a raw content dictionary.
+ *
+ * On text and on a tar of /usr/bin, this compressed as well as the last
  * 64 KiB of a ZDICT_trainFromBuffer() dictionary trained on 256 such
- * pieces, and it takes no time, where training took 65 ms before any
- * block could be compressed. Stores where the pieces were taken in
- * @piece_offsets and their number in @n_pieces. Returns %NULL when
- * @buffer has no non-zero piece, or in the rare case that zstd rejects
- * the bytes because they start with its dictionary magic number. */
+ * pieces, and it takes no time, where training took 65 ms (on the 2-core
+ * test machine) before any block could be compressed.
+ *
+ * The pieces come from the odd-numbered blocks of @block_size bytes when
+ * these have any non-zero piece, so that the even ones can show what the
+ * dictionary gains. Stores where the pieces were taken in @piece_offsets
+ * and their number in @n_pieces. Returns %NULL when @buffer has no
+ * non-zero piece, or in the rare case that zstd rejects the bytes because
+ * they start with its dictionary magic number. */
 GBytes *
 hexz_sample_lz4_dictionary (const guint8 *buffer,
                             gsize         length,

@@ -1502,15 +1502,16 @@ static gboolean finish_training (HexzSnapshotWriter  *self,
 
 /* Compresses the non-zero blocks of @samples with LZ4 with and without
  * the dictionary and returns whether the dictionary saves at least 0.5 %.
+ * It does not always save: LZ4 with a prefix uses another hash table than
+ * without one, and on a tar of /usr/bin in 64 KiB blocks any 64 KiB
+ * prefix, even random bytes, made the output 1.5 % larger, while text
+ * came out 5 % smaller.
+ *
  * Only even-numbered blocks count, and of them only those without one of
  * the @n_pieces pieces the dictionary was made of, which would find that
  * piece in it. hexz_sample_lz4_dictionary() takes the pieces from odd
  * blocks where it can. A stream too short to leave any block keeps the
- * dictionary.
- * It does not always: LZ4 with a prefix uses another hash table than
- * without one, and on a tar of /usr/bin in 64 KiB blocks any 64 KiB
- * prefix, even random bytes, made the output 1.5 % larger, while text
- * came out 5 % smaller. Costs about one LZ4 pass over @samples. */
+ * dictionary. Costs about one LZ4 pass over @samples. */
 static gboolean
 lz4_dictionary_pays_off (HexzSnapshotWriter *self,
                          const guint8       *samples,
@@ -1545,9 +1546,9 @@ lz4_dictionary_pays_off (HexzSnapshotWriter *self,
       with += stored > 0 ? stored : n;
     }
 
-  g_debug ("The first %" G_GSIZE_FORMAT " bytes compress to %" G_GUINT64_FORMAT
-           " bytes with the LZ4 dictionary and %" G_GUINT64_FORMAT " without",
-           length, with, without);
+  g_debug ("Every second block of the first %" G_GSIZE_FORMAT " bytes: %"
+           G_GUINT64_FORMAT " bytes compressed with the LZ4 dictionary, %"
+           G_GUINT64_FORMAT " without", length, with, without);
 
   /* With no block left to compare, each block contains a piece of the
    * dictionary and gains from it. */
@@ -1920,10 +1921,11 @@ hexz_snapshot_writer_get_train_dictionary (HexzSnapshotWriter *self)
  * With %HEXZ_CODEC_ZSTD the writer trains a zstd dictionary on the
  * buffered 8 MiB. With %HEXZ_CODEC_LZ4 the dictionary is 64 KiB sampled
  * from them in 4 KiB pieces (zero pieces left out), which LZ4 uses as
- * history, and the writer keeps it only if it makes the buffered 8 MiB
- * compress at least 0.5 % smaller; on some data, such as executables, a
- * dictionary makes LZ4's output larger. The file then needs format
- * version 1.1 to read. With %HEXZ_CODEC_RAW the setting has no effect.
+ * history. The writer keeps it only if it makes the buffered start
+ * compress at least 0.5 % smaller, because on some data, such as
+ * executables, a dictionary makes LZ4's output larger. The file then
+ * needs format version 1.1 to read. With %HEXZ_CODEC_RAW the setting has
+ * no effect.
  *
  * Training buffers the first 8 MiB before compression starts. It is off
  * by default. If training fails (too little or too uniform data), blocks
