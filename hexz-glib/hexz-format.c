@@ -792,8 +792,8 @@ hexz_train_dictionary (const guint8 *samples,
  *
  * On text and on a tar of /usr/bin, this compressed as well as the last
  * 64 KiB of a ZDICT_trainFromBuffer() dictionary trained on 256 such
- * pieces, and it takes no time, where training took 65 ms (on the 2-core
- * test machine) before any block could be compressed.
+ * pieces. Sampling takes no time, whereas training took 65 ms (on the
+ * 2-core test machine) before any block could be compressed.
  *
  * The pieces come from the odd-numbered blocks of @block_size bytes when
  * these have any non-zero piece, so that the even ones can show what the

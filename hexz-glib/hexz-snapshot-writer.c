@@ -1502,9 +1502,9 @@ static gboolean finish_training (HexzSnapshotWriter  *self,
 
 /* Compresses the non-zero blocks of @samples with LZ4 with and without
  * the dictionary and returns whether the dictionary saves at least 0.5 %.
- * It does not always save: LZ4 with a prefix uses another hash table than
- * without one, and on a tar of /usr/bin in 64 KiB blocks any 64 KiB
- * prefix, even random bytes, made the output 1.5 % larger, while text
+ * It does not always save, because LZ4 with a prefix uses another hash
+ * table than without one. On a tar of /usr/bin in 64 KiB blocks, any
+ * 64 KiB prefix, even random bytes, made the output 1.5 % larger. Text
  * came out 5 % smaller.
  *
  * Only even-numbered blocks count, and of them only those without one of
@@ -1913,10 +1913,10 @@ hexz_snapshot_writer_get_train_dictionary (HexzSnapshotWriter *self)
  *
  * Sets whether the writer trains a dictionary on the first 8 MiB of data
  * written to the first stream (zero and parent runs do not count) and
- * compresses every block with it. Blocks are compressed
- * independently, so without a dictionary each starts with no history; the
- * dictionary gives every block a shared history to refer to, which helps
- * small blocks of similar content.
+ * compresses every block with it. Blocks are compressed independently,
+ * so without a dictionary each starts with no history. The dictionary
+ * gives every block a shared history to refer to, which helps small
+ * blocks of similar content.
  *
  * With %HEXZ_CODEC_ZSTD the writer trains a zstd dictionary on the
  * buffered 8 MiB. With %HEXZ_CODEC_LZ4 the dictionary is 64 KiB sampled
@@ -2292,7 +2292,7 @@ hexz_snapshot_writer_write_parent (HexzSnapshotWriter  *self,
     }
 
   /* While the dictionary is trained nothing fills a block yet, so the
-   * position tells whether a block is partly filled. */
+   * position shows whether a block is partly filled. */
   if (self->position % self->block_size != 0 ||
       (count % self->block_size != 0 && self->position + count != parent_size))
     {
