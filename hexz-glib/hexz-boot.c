@@ -56,6 +56,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
@@ -1114,15 +1115,139 @@ start_check_ram (StartState  *state,
   return TRUE;
 }
 
+/* Rejects an accelerator that QEMU would reject only after nbdkit started,
+ * and KVM where /dev/kvm does not open. */
+static gboolean
+start_check_accel (StartState  *state,
+                   GError     **error)
+{
+  HexzBoot *self = state->self;
+  int fd;
+
+  if (self->accel == NULL || g_str_equal (self->accel, "tcg"))
+    return TRUE;
+
+  if (!g_str_equal (self->accel, "kvm"))
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is an accelerator name given by the user. */
+                   _("Unknown accelerator “%s”: use kvm or tcg"), self->accel);
+      return FALSE;
+    }
+
+  fd = g_open ("/dev/kvm", O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is an error message. */
+                   _("KVM is not usable: opening /dev/kvm failed: %s. Use the tcg accelerator "
+                     "instead"),
+                   g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  close (fd);
+  return TRUE;
+}
+
+static gboolean
+boot_parent_folder_exists (const char *path)
+{
+  g_autofree char *folder = g_path_get_dirname (path);
+
+  return g_file_test (folder, G_FILE_TEST_IS_DIR);
+}
+
+static gboolean
+start_check_qmp_socket (StartState  *state,
+                        GError     **error)
+{
+  HexzBoot *self = state->self;
+  struct sockaddr_un address;
+
+  if (self->qmp_socket == NULL)
+    return TRUE;
+
+  if (g_file_test (self->qmp_socket, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a file name. */
+                   _("The QMP socket path “%s” already exists: choose another path, or remove "
+                     "the file if no machine uses it"),
+                   self->qmp_socket);
+      return FALSE;
+    }
+
+  if (strlen (self->qmp_socket) >= sizeof address.sun_path)
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a file name, %zu a number of bytes. */
+                   _("The QMP socket path “%s” is too long for a unix socket, which allows "
+                     "%zu bytes: choose a shorter path"),
+                   self->qmp_socket, sizeof address.sun_path - 1);
+      return FALSE;
+    }
+
+  if (!boot_parent_folder_exists (self->qmp_socket))
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a file name. */
+                   _("The folder of the QMP socket path “%s” does not exist: create it, or "
+                     "choose another path"),
+                   self->qmp_socket);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
 static gboolean
 start_check_overlay (StartState  *state,
                      GError     **error)
 {
   HexzBoot *self = state->self;
   g_autoptr(HexzOverlay) overlay = NULL;
+  g_autofree char *meta_path = NULL;
 
-  if (self->overlay == NULL || !g_file_test (self->overlay, G_FILE_TEST_EXISTS))
+  if (self->overlay == NULL)
     return TRUE;
+
+  /* The plugin rejects these too, but only after nbdkit started. */
+  meta_path = hexz_overlay_get_meta_path_for (self->overlay);
+  if (g_str_equal (meta_path, self->overlay))
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a file name. */
+                   _("The overlay “%s” ends in “.meta”, the name of its own page list: give "
+                     "the overlay another extension"),
+                   self->overlay);
+      return FALSE;
+    }
+
+  if (g_file_test (self->overlay, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a folder name. */
+                   _("The overlay “%s” is a folder: give the path of an overlay file, which "
+                     "is created when missing"),
+                   self->overlay);
+      return FALSE;
+    }
+
+  if (!g_file_test (self->overlay, G_FILE_TEST_EXISTS))
+    {
+      if (boot_parent_folder_exists (self->overlay))
+        return TRUE;
+
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a file name. */
+                   _("The folder of the overlay “%s” does not exist: create it, or choose "
+                     "another path"),
+                   self->overlay);
+      return FALSE;
+    }
 
   /* An existing overlay must fit the snapshot's disk; the plugin would
    * reject it too, but only after the start. */
@@ -1166,18 +1291,14 @@ start_check_inputs (StartState  *state,
   if (!start_check_machine (state, error))
     return FALSE;
 
+  if (!start_check_accel (state, error))
+    return FALSE;
+
   if (!start_check_overlay (state, error))
     return FALSE;
 
-  if (self->qmp_socket != NULL && g_file_test (self->qmp_socket, G_FILE_TEST_EXISTS))
-    {
-      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
-                   /* Translators: %s is a file name. */
-                   _("The QMP socket path “%s” already exists: choose another path, or remove "
-                     "the file if no machine uses it"),
-                   self->qmp_socket);
-      return FALSE;
-    }
+  if (!start_check_qmp_socket (state, error))
+    return FALSE;
 
   if (!g_file_test (self->plugin_path, G_FILE_TEST_IS_REGULAR))
     {
@@ -1890,10 +2011,12 @@ hexz_boot_get_accel (HexzBoot *self)
 /**
  * hexz_boot_set_accel:
  * @self: a boot that has not started
- * @accel: (nullable): the accelerator, such as `kvm` or `tcg`, or %NULL to
+ * @accel: (nullable): the accelerator, `kvm` or `tcg`, or %NULL to
  *   use `kvm` when `/dev/kvm` opens for reading and writing, else `tcg`
  *
- * Sets the QEMU accelerator.
+ * Sets the QEMU accelerator. The start fails with
+ * %HEXZ_BOOT_ERROR_INVALID_INPUT for another name, and for `kvm` when
+ * `/dev/kvm` does not open.
  *
  * Since: 1.0
  */

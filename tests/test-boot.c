@@ -815,8 +815,106 @@ test_boot_ram_mismatch (void)
   remove_tree (tmpdir);
 }
 
-/* Without --overlay, the overlay lives in the private folder and is gone
- * with it after the machine stops. */
+/* Starts a boot of @snapshot configured by @configure and expects it to be
+ * rejected as invalid input before anything starts; returns the message. */
+static char *
+start_expecting_invalid_input (const char *snapshot,
+                               void      (*configure) (HexzBoot *boot, const char *value),
+                               const char *value)
+{
+  g_autoptr(HexzBoot) boot = hexz_boot_new (snapshot);
+  CommandResult command = { FALSE, NULL, NULL };
+  char *message;
+
+  configure (boot, value);
+  hexz_boot_start_async (boot, NULL, on_start_done, &command);
+  HEXZ_TEST_RUN_UNTIL (command.done, BOOT_TIMEOUT_MS);
+
+  g_assert_nonnull (command.error);
+  g_test_message ("HexzBoot: %s", command.error->message);
+  g_assert_error (command.error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT);
+  g_assert_cmpint (hexz_boot_get_qemu_pid (boot), ==, 0);
+  g_assert_cmpint (hexz_boot_get_nbdkit_pid (boot), ==, 0);
+  g_assert_null (hexz_boot_get_directory (boot));
+  message = g_strdup (command.error->message);
+  g_clear_error (&command.error);
+
+  return message;
+}
+
+/* An accelerator, overlay or QMP socket path that QEMU or nbdkit would
+ * reject is rejected before either starts, with a message naming it. */
+static void
+test_boot_invalid_paths (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmpdir = g_dir_make_tmp ("hexz-test-boot-XXXXXX", &error);
+  g_autofree char *snapshot = NULL;
+  g_autofree char *missing_folder = NULL;
+  g_autofree char *in_missing_folder = NULL;
+  g_autofree char *meta_name = NULL;
+  g_autofree char *long_socket = NULL;
+  guint folders_before = count_boot_folders ();
+  const struct {
+    void       (*configure) (HexzBoot *boot, const char *value);
+    const char  *value;
+    const char  *message_part;
+  } cases[] = {
+    { hexz_boot_set_accel, "foo", "Unknown accelerator “foo”" },
+    { hexz_boot_set_overlay, NULL, "is a folder" },
+    { hexz_boot_set_overlay, NULL, "ends in “.meta”" },
+    { hexz_boot_set_overlay, NULL, "does not exist" },
+    { hexz_boot_set_qmp_socket, NULL, "does not exist" },
+    { hexz_boot_set_qmp_socket, NULL, "too long for a unix socket" },
+  };
+  const char *values[G_N_ELEMENTS (cases)];
+
+  g_assert_no_error (error);
+  snapshot = make_memory_snapshot (tmpdir, GUEST_RAM);
+  missing_folder = g_build_filename (tmpdir, "missing", NULL);
+  in_missing_folder = g_build_filename (missing_folder, "vm.overlay", NULL);
+  meta_name = g_build_filename (tmpdir, "vm.meta", NULL);
+  long_socket = g_strdup_printf ("%s/%0200d.sock", tmpdir, 0);
+
+  values[0] = cases[0].value;
+  values[1] = tmpdir;
+  values[2] = meta_name;
+  values[3] = in_missing_folder;
+  values[4] = in_missing_folder;
+  values[5] = long_socket;
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *message = start_expecting_invalid_input (snapshot, cases[i].configure,
+                                                                values[i]);
+
+      g_assert_nonnull (strstr (message, cases[i].message_part));
+      g_assert_nonnull (strstr (message, values[i]));
+    }
+
+  g_assert_false (g_file_test (meta_name, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (missing_folder, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (count_boot_folders (), ==, folders_before);
+
+  /* The tool rejects an unknown accelerator as a usage error, and the
+   * others with the library's message. */
+  {
+    g_autofree char *err = RUN_TOOL (2, "boot", snapshot, "--accel", "foo");
+
+    g_assert_nonnull (strstr (err, "Unknown accelerator “foo”: use kvm or tcg"));
+  }
+  {
+    g_autofree char *err = RUN_TOOL (1, "boot", snapshot, "--overlay", in_missing_folder,
+                                     "--accel", "tcg");
+
+    g_assert_nonnull (strstr (err, in_missing_folder));
+    g_assert_nonnull (strstr (err, "does not exist: create it"));
+  }
+  g_assert_cmpuint (count_boot_folders (), ==, folders_before);
+
+  remove_tree (tmpdir);
+}
+
 /* Starts a boot of @snapshot with @cpus and expects the machine check to
  * refuse it before anything starts; returns the error message. */
 static char *
@@ -882,6 +980,8 @@ test_boot_machine_mismatch (void)
   remove_tree (tmpdir);
 }
 
+/* Without --overlay, the overlay lives in the private folder and is gone
+ * with it after the machine stops. */
 static void
 test_boot_ephemeral_overlay (void)
 {
@@ -1232,6 +1332,7 @@ main (int   argc,
 
   g_test_add_func ("/boot/ram-mismatch", test_boot_ram_mismatch);
   g_test_add_func ("/boot/machine-mismatch", test_boot_machine_mismatch);
+  g_test_add_func ("/boot/invalid-paths", test_boot_invalid_paths);
   g_test_add_func ("/boot/library/stop", test_boot_library_stop);
   g_test_add_func ("/boot/library/cancel", test_boot_library_cancel);
   g_test_add_func ("/boot/library/powerdown", test_boot_library_powerdown);

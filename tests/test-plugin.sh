@@ -172,6 +172,16 @@ else
   not_ok "read-only server starts"
 fi
 
+# create=true cannot make an overlay in a folder that does not exist, and
+# says so rather than asking for create=true.
+if timeout 60 "${nbdkit[@]}" --unix "$socket" --foreground "$plugin" snapshot="$snapshot" \
+     overlay="$tmp/missing/vm.overlay" create=true >"$tmp/no-folder.log" 2>&1; then
+  not_ok "overlay in a missing folder rejected"
+else
+  check "overlay in a missing folder rejected" \
+    grep -q "Failed to create overlay .*: No such file or directory" "$tmp/no-folder.log"
+fi
+
 # A missing overlay is rejected unless create=true. Servers expected to
 # fail at start run under timeout, so that one that starts by mistake (for
 # instance after the first server crashed and released its overlay lock)
@@ -434,12 +444,15 @@ check "failed start leaves no overlay" test ! -e "$tmp/orphan.ovl"
 # A real QEMU boots the test guest from the export. The guest writes a
 # 48-byte record to the 512-byte sector at 1 MiB, whose 4 KiB page holds
 # 0x5a bytes in the snapshot: the page must be listed, hold the record and
-# keep the rest of its bytes.
+# keep the rest of its bytes. nbdkit then gets SIGKILL while the guest
+# keeps writing a record every 50 ms, and the overlay must still commit.
 guest_overlay="$tmp/guest.ovl"
 qemu_system=$(command -v qemu-system-x86_64)
 if [ -z "${HEXZ_TEST_GUEST:-}" ] || [ -z "$qemu_system" ]; then
   for name in "guest boots from the export" "guest record reaches the overlay" \
-              "guest write keeps the rest of its page"; do
+              "guest write keeps the rest of its page" \
+              "listed pages hold guest records after SIGKILL" \
+              "commit succeeds after SIGKILL while the guest writes"; do
     test_number=$((test_number + 1))
     echo "ok $test_number - $name # SKIP needs the test guest and qemu-system-x86_64"
   done
@@ -469,9 +482,14 @@ EOF
     kill -0 "$qemu_pid" 2>/dev/null || break
     sleep 0.1
   done
+  # The guest is still writing: let it write a few more records, kill
+  # nbdkit under it, then QEMU, which now fails its writes.
+  sleep 0.5
+  kill -KILL "$server_pid"
+  wait "$server_pid" 2>/dev/null
+  server_pid=
   kill "$qemu_pid" 2>/dev/null
   wait "$qemu_pid" 2>/dev/null
-  stop_server
   sed 's/^/# qemu: /' "$tmp/qemu.log"
   check "guest boots from the export" grep -q . "$tmp/guest.log"
   check "guest record reaches the overlay" test "$record_found" = yes
@@ -480,6 +498,24 @@ import sys
 page = open(sys.argv[1], 'rb').read()[1048576:1048576 + 4096]
 assert page[512:] == b'\x5a' * (4096 - 512), 'bytes after the record sector changed'
 EOF
+  # The guest writes only its record sector, so page 256 is the one page
+  # that may be listed, and it must hold a whole record.
+  check "listed pages hold guest records after SIGKILL" \
+    "$python" - "$tmp/guest.meta" "$guest_overlay" <<'EOF'
+import struct, sys
+data = open(sys.argv[1], 'rb').read()
+assert len(data) % 8 == 0, f'.meta is {len(data)} bytes long'
+pages = [p for (p,) in struct.iter_unpack('<Q', data)]
+assert pages == [256], f'listed pages: {pages}'
+record = open(sys.argv[2], 'rb').read()[1048576:1048576 + 48]
+magic, = struct.unpack_from('<I', record, 0)
+sequence, = struct.unpack_from('<I', record, 8)
+assert magic == 0x525a5848, f'record magic {magic:#x}'
+assert sequence >= 3, f'record sequence {sequence}'
+print(f'record {sequence} in the overlay')
+EOF
+  check "commit succeeds after SIGKILL while the guest writes" \
+    "$HEXZ_SNAP" commit --base "$snapshot" --overlay "$guest_overlay" --output "$tmp/guest.hxz"
 else
   not_ok "guest boots from the export"
 fi

@@ -295,6 +295,13 @@ hexz_tool_command_boot (HexzTool  *tool,
       return FALSE;
     }
 
+  if (accel != NULL && !g_str_equal (accel, "kvm") && !g_str_equal (accel, "tcg"))
+    {
+      /* Translators: %s is a value given on the command line. */
+      hexz_tool_usage_error (tool, _("Unknown accelerator “%s”: use kvm or tcg"), accel);
+      return FALSE;
+    }
+
   if (disk_interface != NULL && !g_str_equal (disk_interface, "ide") &&
       !g_str_equal (disk_interface, "virtio"))
     {
