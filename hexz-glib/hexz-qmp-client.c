@@ -1188,11 +1188,13 @@ command_send (HexzQmpClient *self,
   if (fd_list != NULL && g_unix_fd_list_get_length (fd_list) == 0)
     fd_list = NULL;
 
-  if (fd_list != NULL && conn->socket == NULL)
+  /* Over TCP the kernel sends the bytes and drops the descriptors. */
+  if (fd_list != NULL &&
+      (conn->socket == NULL || g_socket_get_family (conn->socket) != G_SOCKET_FAMILY_UNIX))
     {
       g_task_return_new_error (task, HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_NOT_SUPPORTED,
                                /* Translators: the placeholder is a QMP command name. */
-                               _("Cannot pass file descriptors with QMP command “%s”: the connection is not a socket; connect to a unix socket instead"),
+                               _("Cannot pass file descriptors with QMP command “%s”: the connection is not a unix socket; connect to a unix socket instead"),
                                command);
       g_object_unref (task);
       return;
