@@ -115,6 +115,7 @@ struct _HexzBoot
   char *qemu_binary;
   char *plugin_path;
   guint stop_timeout;
+  gboolean start_paused;
 
   /* State of the machine */
   BootPhase phase;
@@ -164,6 +165,7 @@ enum {
   PROP_QEMU_BINARY,
   PROP_PLUGIN_PATH,
   PROP_STOP_TIMEOUT,
+  PROP_START_PAUSED,
   PROP_RUNNING,
   N_PROPS
 };
@@ -746,7 +748,9 @@ static void
 start_restore_memory (StartState *state)
 {
   hexz_restore_memory_async (state->self->control, state->snapshot,
-                             HEXZ_RESTORE_FLAGS_NONE, state->cancellable,
+                             state->self->start_paused ? HEXZ_RESTORE_FLAGS_KEEP_PAUSED
+                                                       : HEXZ_RESTORE_FLAGS_NONE,
+                             state->cancellable,
                              start_on_restored, start_state_ref (state));
 }
 
@@ -860,6 +864,10 @@ start_build_qemu_argv (StartState *state)
     g_strv_builder_add_many (builder, "-append", self->append, NULL);
   if (hexz_snapshot_has_memory (state->snapshot))
     g_strv_builder_add_many (builder, "-incoming", "defer", NULL);
+  /* Without -S, QEMU resumes a machine whose stream was saved while it ran
+   * as soon as the stream is loaded. */
+  if (self->start_paused)
+    g_strv_builder_add (builder, "-S");
   if (self->extra_args != NULL)
     g_strv_builder_addv (builder, (const char **) self->extra_args);
 
@@ -1487,6 +1495,9 @@ hexz_boot_get_property (GObject    *object,
     case PROP_STOP_TIMEOUT:
       g_value_set_uint (value, self->stop_timeout);
       break;
+    case PROP_START_PAUSED:
+      g_value_set_boolean (value, self->start_paused);
+      break;
     case PROP_RUNNING:
       g_value_set_boolean (value, hexz_boot_get_running (self));
       break;
@@ -1546,6 +1557,9 @@ hexz_boot_set_property (GObject      *object,
       break;
     case PROP_STOP_TIMEOUT:
       hexz_boot_set_stop_timeout (self, g_value_get_uint (value));
+      break;
+    case PROP_START_PAUSED:
+      hexz_boot_set_start_paused (self, g_value_get_boolean (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1718,6 +1732,19 @@ hexz_boot_class_init (HexzBootClass *klass)
   properties[PROP_STOP_TIMEOUT] =
     g_param_spec_uint ("stop-timeout", NULL, NULL, 0, G_MAXUINT,
                        BOOT_DEFAULT_STOP_TIMEOUT_MS, flags);
+
+  /**
+   * HexzBoot:start-paused:
+   *
+   * Whether the machine stays paused once it is loaded, so that its
+   * memory and disk can be inspected before it runs. QEMU starts with
+   * `-S`, and a snapshot's memory is loaded without resuming the machine.
+   * QMP `cont` on [property@Hexz.Boot:qmp-socket] starts it.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_START_PAUSED] =
+    g_param_spec_boolean ("start-paused", NULL, NULL, FALSE, flags);
 
   /**
    * HexzBoot:running:
@@ -2341,6 +2368,48 @@ hexz_boot_set_stop_timeout (HexzBoot *self,
 
   self->stop_timeout = timeout_ms;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STOP_TIMEOUT]);
+}
+
+/**
+ * hexz_boot_get_start_paused:
+ * @self: a boot
+ *
+ * Gets whether the machine stays paused once it is loaded.
+ *
+ * Returns: %TRUE when the machine starts paused
+ *
+ * Since: 1.0
+ */
+gboolean
+hexz_boot_get_start_paused (HexzBoot *self)
+{
+  g_return_val_if_fail (HEXZ_IS_BOOT (self), FALSE);
+
+  return self->start_paused;
+}
+
+/**
+ * hexz_boot_set_start_paused:
+ * @self: a boot that has not started
+ * @start_paused: whether the machine stays paused once it is loaded
+ *
+ * Sets whether the machine stays paused once it is loaded; see
+ * [property@Hexz.Boot:start-paused].
+ *
+ * Since: 1.0
+ */
+void
+hexz_boot_set_start_paused (HexzBoot *self,
+                            gboolean  start_paused)
+{
+  g_return_if_fail (HEXZ_IS_BOOT (self));
+
+  start_paused = !!start_paused;
+  if (self->start_paused == start_paused)
+    return;
+
+  self->start_paused = start_paused;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_START_PAUSED]);
 }
 
 /**

@@ -619,11 +619,16 @@ test_boot_full_loop (void)
   g_clear_pointer (&run, boot_run_free);
   g_assert_true (g_file_test (o1, G_FILE_TEST_IS_REGULAR));
 
-  /* Boot C1 with a fresh overlay: the guest resumes where C1 stopped it. */
+  /* Boot C1 with a fresh overlay, paused: the memory is the one C1
+   * recorded. Then the guest resumes where C1 stopped it. */
   run = boot_run_start (tmpdir, "boot2", (const char * const []) {
                           c1, "--kernel", guest, "--append", "fill=8M",
-                          "--overlay", o2, "--qmp", s2, NULL });
+                          "--overlay", o2, "--qmp", s2, "--paused", NULL });
   g_assert_true (run->restored_memory);
+  read_status (s2, &status);
+  g_assert_cmpuint (status.counter, ==, saved.counter);
+  g_assert_cmpuint (status.last_done_sequence, ==, saved.last_done_sequence);
+  resume (s2);
   check_resumed (s2, &saved);
 
   /* C3: a thin snapshot of the resumed machine, on top of C1. */
@@ -650,16 +655,22 @@ test_boot_full_loop (void)
   g_assert_true (g_str_has_prefix (run->qmp_socket, run->directory));
   check_resumed (run->qmp_socket, &thin_saved);
 
-  /* The live snapshot boots as well. */
   boot_run_interrupt (run);
   g_clear_pointer (&run, boot_run_free);
 
+  /* Loaded paused, the live snapshot's memory must fit its disk: the
+   * consistency check that C1 passed above. */
   run = boot_run_start (tmpdir, "boot4", (const char * const []) {
-                          c2, "--kernel", guest, "--append", "fill=8M", NULL });
+                          c2, "--kernel", guest, "--append", "fill=8M", "--paused", NULL });
   g_assert_true (run->restored_memory);
   read_status (run->qmp_socket, &status);
+  read_snapshot_record (tmpdir, c2, &record);
+  g_assert_true (hexz_test_guest_check_consistent (&status, &record, &error));
+  g_assert_no_error (error);
   g_assert_true (hexz_test_guest_check_progress (&saved, &status, &error));
   g_assert_no_error (error);
+  resume (run->qmp_socket);
+  check_resumed (run->qmp_socket, &status);
   boot_run_interrupt (run);
 
   remove_tree (tmpdir);
