@@ -128,6 +128,7 @@ struct _HexzBoot
   gboolean overlay_ephemeral;
   char *qemu_log_path;
   char *nbdkit_log_path;
+  char *nbdkit_pid_path;
 
   GSubprocess *nbdkit;
   GSubprocess *qemu;
@@ -432,6 +433,7 @@ boot_remove_files (HexzBoot *self)
 
   boot_remove_file (self->qemu_log_path);
   boot_remove_file (self->nbdkit_log_path);
+  boot_remove_file (self->nbdkit_pid_path);
 
   if (self->directory != NULL && g_rmdir (self->directory) != 0)
     g_warning ("Cannot remove the folder “%s”: %s", self->directory, g_strerror (errno));
@@ -600,7 +602,9 @@ boot_on_nbdkit_exited (GObject      *source,
        * stop it and report why. */
       g_autoptr(GError) error = boot_child_error ("nbdkit", process, self->nbdkit_log_path);
 
-      g_warning ("The disk server stopped while the machine was running: %s", error->message);
+      g_prefix_error (&error, "%s",
+                      _("The machine was stopped because its disk server stopped: "));
+      g_debug ("Boot: %s", error->message);
       if (self->exit_error == NULL)
         self->exit_error = g_steal_pointer (&error);
     }
@@ -914,22 +918,23 @@ start_on_nbd_poll (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* nbdkit writes its pid file once it accepts connections. A test
+ * connection would work too, but nbdkit logs an error for a client that
+ * leaves before the handshake, and that log is quoted when nbdkit fails. */
 static void
-start_on_nbd_probed (GObject      *source,
-                     GAsyncResult *result,
-                     gpointer      user_data)
+start_probe_nbd (StartState *state)
 {
-  g_autoptr(StartState) state = user_data;
-  g_autoptr(GSocketConnection) connection = NULL;
-  g_autoptr(GError) error = NULL;
+  GStatBuf st;
 
   if (state->task == NULL || state->self->tearing_down)
     return;
 
-  connection = g_socket_client_connect_finish (G_SOCKET_CLIENT (source), result, &error);
-  if (connection == NULL)
+  if (start_check_cancelled (state))
+    return;
+
+  if (g_stat (state->self->nbdkit_pid_path, &st) != 0 || st.st_size == 0)
     {
-      if (start_check_cancelled (state) || start_check_timed_out (state, "nbdkit"))
+      if (start_check_timed_out (state, "nbdkit"))
         return;
 
       state->poll_id = g_timeout_add_full (G_PRIORITY_DEFAULT, BOOT_POLL_MS,
@@ -938,26 +943,10 @@ start_on_nbd_probed (GObject      *source,
       return;
     }
 
-  g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
   g_chmod (state->self->nbd_socket_path, 0600);
   g_debug ("Boot: nbdkit accepts connections on %s", state->self->nbd_socket_path);
 
   start_spawn_qemu (state);
-}
-
-static void
-start_probe_nbd (StartState *state)
-{
-  g_autoptr(GSocketClient) client = NULL;
-  g_autoptr(GSocketAddress) address = NULL;
-
-  if (start_check_cancelled (state))
-    return;
-
-  client = g_socket_client_new ();
-  address = g_unix_socket_address_new (state->self->nbd_socket_path);
-  g_socket_client_connect_async (client, G_SOCKET_CONNECTABLE (address), state->cancellable,
-                                 start_on_nbd_probed, start_state_ref (state));
 }
 
 static void
@@ -968,7 +957,7 @@ start_spawn_nbdkit (StartState *state)
   g_autofree char *overlay_arg = g_strconcat ("overlay=", self->overlay_path, NULL);
   const char *argv[] = {
     "nbdkit", "--foreground", "--exit-with-parent",
-    "--unix", self->nbd_socket_path,
+    "--unix", self->nbd_socket_path, "--pidfile", self->nbdkit_pid_path,
     self->plugin_path, snapshot_arg, overlay_arg, "create=true",
     NULL
   };
@@ -1343,6 +1332,7 @@ start_prepare_folder (StartState  *state,
   self->control_socket_path = g_build_filename (self->directory, "control.sock", NULL);
   self->qemu_log_path = g_build_filename (self->directory, "qemu.log", NULL);
   self->nbdkit_log_path = g_build_filename (self->directory, "nbdkit.log", NULL);
+  self->nbdkit_pid_path = g_build_filename (self->directory, "nbdkit.pid", NULL);
 
   if (self->qmp_socket != NULL)
     self->qmp_socket_path = g_strdup (self->qmp_socket);
@@ -1435,6 +1425,7 @@ hexz_boot_finalize (GObject *object)
   g_free (self->overlay_path);
   g_free (self->qemu_log_path);
   g_free (self->nbdkit_log_path);
+  g_free (self->nbdkit_pid_path);
   g_clear_object (&self->nbdkit);
   g_clear_object (&self->qemu);
   g_clear_object (&self->control);

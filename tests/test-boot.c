@@ -1026,6 +1026,13 @@ test_boot_ephemeral_overlay (void)
   g_assert_cmpint (st.st_mode & 0777, ==, 0700);
   g_assert_cmpint (g_stat (run->qmp_socket, &st), ==, 0);
   g_assert_cmpint (st.st_mode & 0777, ==, 0600);
+  {
+    g_autofree char *nbd_socket = g_build_filename (run->directory, "nbd.sock", NULL);
+
+    g_assert_cmpint (g_stat (nbd_socket, &st), ==, 0);
+    g_assert_true (S_ISSOCK (st.st_mode));
+    g_assert_cmpint (st.st_mode & 0777, ==, 0600);
+  }
 
   boot_run_interrupt (run);
   g_assert_false (g_file_test (overlay, G_FILE_TEST_EXISTS));
@@ -1265,6 +1272,77 @@ test_boot_used_overlay (void)
   remove_tree (tmpdir);
 }
 
+/* Waits for hexz-snap boot to exit by itself and returns its status and
+ * standard error; checks that nothing of the machine remains. */
+static int
+boot_run_wait_exit (BootRun  *run,
+                    char    **err)
+{
+  gboolean exited = FALSE;
+  int status;
+
+  g_subprocess_wait_async (run->process, NULL, on_process_exited, &exited);
+  HEXZ_TEST_RUN_UNTIL (exited, BOOT_TIMEOUT_MS);
+  g_assert_true (g_subprocess_get_if_exited (run->process));
+  status = g_subprocess_get_exit_status (run->process);
+  g_clear_object (&run->process);
+
+  g_assert_true (g_file_get_contents (run->stderr_path, err, NULL, NULL));
+  g_test_message ("hexz-snap boot exited with status %d: %s", status, *err);
+  g_assert_false (pid_exists (run->qemu_pid));
+  g_assert_false (pid_exists (run->nbdkit_pid));
+  g_assert_false (g_file_test (run->directory, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (run->qmp_socket, G_FILE_TEST_EXISTS));
+
+  return status;
+}
+
+/* hexz-snap boot runs until QEMU exits: after a QMP quit it exits with
+ * status 0, and when nbdkit dies under the machine it stops QEMU and
+ * says why on one line. */
+static void
+test_boot_child_exits (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmpdir = NULL;
+  g_autofree char *base = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr(BootRun) run = NULL;
+  g_autoptr(HexzQmpClient) client = NULL;
+  g_autoptr(JsonNode) result = NULL;
+  HexzTestGuestStatus status;
+
+  if (skip_without_children ())
+    return;
+
+  tmpdir = g_dir_make_tmp ("hexz-test-boot-XXXXXX", &error);
+  g_assert_no_error (error);
+  base = make_base_snapshot (tmpdir);
+
+  run = boot_run_start (tmpdir, "quit", (const char * const []) {
+                          base, "--kernel", hexz_test_guest_get_path (),
+                          "--append", "fill=1M", NULL });
+  wait_for_records (run->qmp_socket, 1, &status);
+  client = qmp_connect (run->qmp_socket);
+  result = qmp_execute (client, "quit", NULL);
+  g_assert_cmpint (boot_run_wait_exit (run, &err), ==, 0);
+  g_assert_cmpstr (err, ==, "");
+  g_clear_object (&client);
+  g_clear_pointer (&err, g_free);
+  g_clear_pointer (&run, boot_run_free);
+
+  run = boot_run_start (tmpdir, "nbdkit-killed", (const char * const []) {
+                          base, "--kernel", hexz_test_guest_get_path (),
+                          "--append", "fill=1M", NULL });
+  wait_for_records (run->qmp_socket, 1, &status);
+  g_assert_cmpint (kill (run->nbdkit_pid, SIGKILL), ==, 0);
+  g_assert_cmpint (boot_run_wait_exit (run, &err), ==, 1);
+  g_assert_cmpstr (err, ==, "hexz-snap: The machine was stopped because its disk server "
+                            "stopped: nbdkit was killed by signal 9\n");
+
+  remove_tree (tmpdir);
+}
+
 /* When hexz-snap boot dies without cleaning up, its children follow it:
  * the kernel sends them SIGTERM. */
 static void
@@ -1351,6 +1429,7 @@ main (int   argc,
   g_test_add_func ("/boot/used-overlay", test_boot_used_overlay);
   g_test_add_func ("/boot/qemu-fails", test_boot_qemu_fails);
   g_test_add_func ("/boot/parent-killed", test_boot_parent_killed);
+  g_test_add_func ("/boot/child-exits", test_boot_child_exits);
   g_test_add_func ("/boot/full-loop", test_boot_full_loop);
 
   status = g_test_run ();
