@@ -346,12 +346,15 @@ fi
 
 # Flush order: on every thread, each fdatasync of the page list follows a
 # sync of the overlay, so no durable entry names data that is not durable.
+# qemu-io runs in writeback mode here, so that only "flush" and the FUA
+# write ("write -f") ask for durability: the FUA write must sync the
+# overlay and then the page list before the next write is sent.
 if ! command -v strace >/dev/null; then
   test_number=$((test_number + 1))
   echo "ok $test_number - flush syncs the overlay before the page list # SKIP needs strace"
 else
   rm -f "$socket" "$tmp/traced.pid"
-  strace -f -qq -o "$tmp/strace.log" -e trace=openat,fsync,fdatasync \
+  strace -f -qq -o "$tmp/strace.log" -e trace=openat,fsync,fdatasync,pwrite64 \
     "${nbdkit[@]}" --unix "$socket" --foreground --exit-with-parent --pidfile "$tmp/traced.pid" \
     "$plugin" snapshot="$snapshot" overlay="$overlay" 2>"$tmp/nbdkit.log" &
   strace_pid=$!
@@ -359,8 +362,13 @@ else
     [ -S "$socket" ] && [ -s "$tmp/traced.pid" ] && break
     sleep 0.1
   done
-  flush_commands=("write -P 0xe1 5000000 100" "flush" "write -P 0xe2 5100000 5000" "flush")
-  qemu_io "$export_uri" raw "${flush_commands[@]}"
+  flush_commands=("write -P 0xe1 5000000 100" "flush" "write -P 0xe2 5100000 5000" "flush"
+                  "write -f -P 0xe3 5200000 100" "write -P 0xe4 5300000 100")
+  flush_arguments=()
+  for command in "${flush_commands[@]}"; do
+    flush_arguments+=(-c "$command")
+  done
+  timeout 120 qemu-io -f raw -t writeback "${flush_arguments[@]}" "$export_uri" >/dev/null
   qemu_io "$tmp/expected.raw" raw "${flush_commands[@]}"
   [ -s "$tmp/traced.pid" ] && kill "$(cat "$tmp/traced.pid")"
   wait "$strace_pid"
@@ -368,7 +376,9 @@ else
     "$python" - "$tmp/strace.log" "$overlay" "$meta" <<'EOF'
 import re, sys
 log, overlay, meta = sys.argv[1:4]
-fds, syncs = {}, {}
+fua_page_offset = 5200000 // 4096 * 4096
+next_page_offset = 5300000 // 4096 * 4096
+fds, syncs, events = {}, {}, []
 for line in open(log):
     opened = re.match(r'(\d+) +openat\([^,]+, "([^"]+)".* = (\d+)$', line)
     if opened and opened.group(2) in (overlay, meta):
@@ -378,14 +388,21 @@ for line in open(log):
     synced = re.match(r'(\d+) +f(?:data)?sync\((\d+)[) ]', line)
     if synced and int(synced.group(2)) in fds:
         syncs.setdefault(synced.group(1), []).append(fds[int(synced.group(2))])
+        events.append(fds[int(synced.group(2))])
+    written = re.match(r'(\d+) +pwrite64\((\d+), .*, (\d+), (\d+)(?:\)| <unfinished)', line)
+    if written and fds.get(int(written.group(2))) == 'overlay':
+        events.append(int(written.group(4)))
 assert len(fds) == 2, f'overlay and page list not both opened: {fds}'
+assert fua_page_offset in events and next_page_offset in events, 'writes missing from the log'
+between = events[events.index(fua_page_offset) + 1:events.index(next_page_offset)]
+assert between == ['overlay', 'meta'], f'syncs between the FUA write and the next: {between}'
 meta_syncs = sum(s.count('meta') for s in syncs.values())
-assert meta_syncs >= 2, f'{meta_syncs} syncs of the page list for two flushes'
+assert meta_syncs >= 3, f'{meta_syncs} syncs of the page list for two flushes and a FUA write'
 for thread, order in syncs.items():
     for index, name in enumerate(order):
         if name == 'meta':
             assert index > 0 and order[index - 1] == 'overlay', f'thread {thread}: {order}'
-print(f'{meta_syncs} flushes, each syncing the overlay first')
+print(f'{meta_syncs} syncs of the page list, each after a sync of the overlay')
 EOF
 fi
 
