@@ -647,12 +647,17 @@ test_boot_full_loop (void)
   boot_run_interrupt (run);
   g_clear_pointer (&run, boot_run_free);
 
-  /* Boot the thin snapshot: its disk reads through C1. */
+  /* Boot the thin snapshot, paused: its disk reads through C1, and its
+   * memory is the one read before C3 was taken. */
   run = boot_run_start (tmpdir, "boot3", (const char * const []) {
                           c3, "--kernel", guest, "--append", "fill=8M",
-                          "--overlay", o3, NULL });
+                          "--overlay", o3, "--paused", NULL });
   g_assert_true (run->restored_memory);
   g_assert_true (g_str_has_prefix (run->qmp_socket, run->directory));
+  read_status (run->qmp_socket, &status);
+  g_assert_cmpuint (status.counter, ==, thin_saved.counter);
+  g_assert_cmpuint (status.last_done_sequence, ==, thin_saved.last_done_sequence);
+  resume (run->qmp_socket);
   check_resumed (run->qmp_socket, &thin_saved);
 
   boot_run_interrupt (run);
