@@ -1304,7 +1304,7 @@ boot_run_wait_exit (BootRun  *run,
 
 /* hexz-snap boot runs until QEMU exits: after a QMP quit it exits with
  * status 0, and when nbdkit dies under the machine it stops QEMU and
- * says why on one line. */
+ * prints the reason on one line. */
 static void
 test_boot_child_exits (void)
 {

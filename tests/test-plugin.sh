@@ -173,7 +173,7 @@ else
 fi
 
 # create=true cannot make an overlay in a folder that does not exist, and
-# says so rather than asking for create=true.
+# the error reports the failed creation rather than asking for create=true.
 if timeout 60 "${nbdkit[@]}" --unix "$socket" --foreground "$plugin" snapshot="$snapshot" \
      overlay="$tmp/missing/vm.overlay" create=true >"$tmp/no-folder.log" 2>&1; then
   not_ok "overlay in a missing folder rejected"
@@ -393,7 +393,8 @@ for line in open(log):
     if written and fds.get(int(written.group(2))) == 'overlay':
         events.append(int(written.group(4)))
 assert len(fds) == 2, f'overlay and page list not both opened: {fds}'
-assert fua_page_offset in events and next_page_offset in events, 'writes missing from the log'
+assert fua_page_offset in events, 'the FUA write is missing from the log'
+assert next_page_offset in events, 'the write after the FUA write is missing from the log'
 between = events[events.index(fua_page_offset) + 1:events.index(next_page_offset)]
 assert between == ['overlay', 'meta'], f'syncs between the FUA write and the next: {between}'
 meta_syncs = sum(s.count('meta') for s in syncs.values())

@@ -243,7 +243,7 @@ mock_thread (gpointer user_data)
 
   mock->script (mock);
 
-  /* The connection also holds the socket, so close it explicitly. */
+  /* The connection also references the socket, so close it explicitly. */
   if (mock->connection != NULL)
     g_socket_close (mock->connection, NULL);
   g_clear_object (&mock->connection);
