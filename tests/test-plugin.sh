@@ -240,6 +240,22 @@ if start_server snapshot="$snapshot" overlay="$overlay" create=true; then
   check "export reads back the writes" \
     qemu-img compare -f raw -F raw "$tmp/expected.raw" "$export_uri"
 
+  # The 0x5a run at 1 MiB was data in the snapshot and is zeroed in the
+  # overlay now, and the 0x44 write at 64 KiB turned zeros into data.
+  timeout 60 qemu-img map --output=json -f raw "$export_uri" >"$tmp/overlay-map.json"
+  check "block status reports zeroed and written overlay pages" \
+    "$python" - "$tmp/overlay-map.json" <<'EOF'
+import json, sys
+extents = json.load(open(sys.argv[1]))
+def covering(offset):
+    return next(e for e in extents if e['start'] <= offset < e['start'] + e['length'])
+zeroed = covering(1048576 + 65536)
+assert zeroed['zero'], f'zeroed overlay pages at 1 MiB are not reported as zeros: {zeroed}'
+written = covering(100000)
+assert written['data'], f'written bytes at offset 100000 are not reported as data: {written}'
+assert not written['zero'], f'written bytes at offset 100000 are reported as zeros: {written}'
+EOF
+
   if timeout 60 "${nbdkit[@]}" --unix "$tmp/second.sock" --foreground "$plugin" snapshot="$snapshot" \
        overlay="$overlay" >"$tmp/second.log" 2>&1; then
     not_ok "second server on the overlay is rejected"
