@@ -615,9 +615,22 @@ test_boot_full_loop (void)
   read_snapshot_record (tmpdir, c2, &record);
   g_assert_cmpuint (record.sequence, >=, saved.last_done_sequence);
 
+  /* Before the interrupt the guest writes at least one more record. The
+   * clean shutdown leaves O1 with it, ready to commit. */
+  wait_for_records (s1, record.sequence + 1, &status);
   boot_run_interrupt (run);
   g_clear_pointer (&run, boot_run_free);
   g_assert_true (g_file_test (o1, G_FILE_TEST_IS_REGULAR));
+  {
+    g_autofree char *committed = g_build_filename (tmpdir, "o1.hexz", NULL);
+    HexzTestGuestRecord last;
+
+    out = RUN_TOOL (0, "commit", "--base", base, "--overlay", o1, "--output", committed);
+    g_clear_pointer (&out, g_free);
+    read_snapshot_record (tmpdir, committed, &last);
+    g_assert_cmpuint (last.sequence, >=, status.last_done_sequence);
+    g_unlink (committed);
+  }
 
   /* Boot C1 with a fresh overlay, paused: the memory is the one C1
    * recorded. Then the guest resumes where C1 stopped it. */
