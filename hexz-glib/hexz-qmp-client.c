@@ -58,6 +58,10 @@
  * protocol error: the client closes the connection, fails every pending
  * command and emits [signal@Hexz.QmpClient::disconnected].
  *
+ * With `G_MESSAGES_DEBUG=Hexz` in the environment, the client logs every
+ * message it sends (`QMP →`) and receives (`QMP ←`). A message longer than
+ * 1024 bytes is logged as its first 1024 bytes and its size.
+ *
  * QEMU reports JSON parse errors without an `id`. QEMU replies to commands
  * in the order it receives them, since this client never enables
  * out-of-band execution. Such an error therefore goes to the oldest command
