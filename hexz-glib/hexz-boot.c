@@ -67,6 +67,7 @@
 #include "hexz-i18n-private.h"
 #include "hexz-snapshot-private.h"
 #include "hexz-overlay.h"
+#include "hexz-overlay-private.h"
 #include "hexz-qmp-client.h"
 #include "hexz-restore.h"
 #include "hexz-snapshot.h"
@@ -1207,6 +1208,7 @@ start_check_overlay (StartState  *state,
   HexzBoot *self = state->self;
   g_autoptr(HexzOverlay) overlay = NULL;
   g_autofree char *meta_path = NULL;
+  int fd;
 
   if (self->overlay == NULL)
     return TRUE;
@@ -1246,12 +1248,22 @@ start_check_overlay (StartState  *state,
       return FALSE;
     }
 
-  /* An existing overlay must fit the snapshot's disk; the plugin would
-   * reject it too, but only after the start. */
+  /* An existing overlay must fit the snapshot's disk and lie on this
+   * snapshot; the plugin would reject it too, but only after the start. */
   overlay = hexz_overlay_open_path (self->overlay, hexz_snapshot_get_disk_size (state->snapshot),
                                     state->cancellable, error);
   if (overlay == NULL)
     return FALSE;
+
+  fd = g_open (self->overlay, O_RDONLY | O_CLOEXEC, 0);
+  if (fd >= 0)
+    {
+      gboolean same_base = hexz_overlay_check_base_id (fd, self->overlay, state->snapshot, error);
+
+      close (fd);
+      if (!same_base)
+        return FALSE;
+    }
 
   if (hexz_snapshot_has_memory (state->snapshot) && hexz_overlay_get_n_modified (overlay) > 0)
     {

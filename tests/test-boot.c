@@ -10,15 +10,19 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
 
 #include <glib/gstdio.h>
 
 #include "hexz.h"
+#include "hexz-overlay-private.h"
 #include "hexz-test-guest.h"
 #include "hexz-test-qemu.h"
 
@@ -1361,6 +1365,75 @@ test_boot_child_exits (void)
   remove_tree (tmpdir);
 }
 
+/* An overlay written on top of another snapshot is rejected before
+ * anything starts, not by nbdkit after the start. */
+static void
+test_boot_overlay_other_base (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmpdir = g_dir_make_tmp ("hexz-test-boot-XXXXXX", &error);
+  g_autofree char *snapshot = NULL;
+  g_autofree char *other_path = NULL;
+  g_autofree char *overlay_path = NULL;
+  g_autoptr(HexzSnapshotWriter) writer = NULL;
+  g_autoptr(HexzSnapshot) other = NULL;
+  g_autoptr(HexzOverlay) overlay = NULL;
+  g_autoptr(HexzBoot) boot = NULL;
+  CommandResult command = { FALSE, NULL, NULL };
+  guint folders_before;
+  char id[64];
+  int fd;
+
+  g_assert_no_error (error);
+  snapshot = make_memory_snapshot (tmpdir, GUEST_RAM);
+
+  other_path = g_build_filename (tmpdir, "other.hexz", NULL);
+  writer = hexz_snapshot_writer_new_for_path (other_path);
+  g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK,
+                                                    HEXZ_TEST_GUEST_DISK_SIZE, &error));
+  g_assert_true (hexz_snapshot_writer_write_zeros (writer, HEXZ_TEST_GUEST_DISK_SIZE, NULL,
+                                                   &error));
+  g_assert_true (hexz_snapshot_writer_end_stream (writer, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_close (writer, NULL, &error));
+  g_assert_no_error (error);
+  other = hexz_snapshot_open_path (other_path, NULL, &error);
+  g_assert_no_error (error);
+
+  overlay_path = g_build_filename (tmpdir, "other.overlay", NULL);
+  overlay = hexz_overlay_create_path (overlay_path, HEXZ_TEST_GUEST_DISK_SIZE,
+                                      HEXZ_OVERLAY_CREATE_NONE, &error);
+  g_assert_no_error (error);
+  g_clear_object (&overlay);
+  fd = g_open (overlay_path, O_RDWR | O_CLOEXEC, 0);
+  g_assert_cmpint (fd, >=, 0);
+  hexz_overlay_record_base_id (fd, overlay_path, other);
+  close (fd);
+
+  if (getxattr (overlay_path, "user.hexz.base-id", id, sizeof id) < 0)
+    {
+      g_test_skip ("The file system keeps no user extended attributes");
+      remove_tree (tmpdir);
+      return;
+    }
+
+  folders_before = count_boot_folders ();
+  boot = hexz_boot_new (snapshot);
+  hexz_boot_set_overlay (boot, overlay_path);
+  hexz_boot_start_async (boot, NULL, on_start_done, &command);
+  HEXZ_TEST_RUN_UNTIL (command.done, BOOT_TIMEOUT_MS);
+
+  g_assert_nonnull (command.error);
+  g_test_message ("HexzBoot: %s", command.error->message);
+  g_assert_error (command.error, HEXZ_OVERLAY_ERROR, HEXZ_OVERLAY_ERROR_WRONG_BASE);
+  g_assert_nonnull (strstr (command.error->message, hexz_snapshot_get_id (other)));
+  g_clear_error (&command.error);
+  g_assert_cmpint (hexz_boot_get_qemu_pid (boot), ==, 0);
+  g_assert_cmpint (hexz_boot_get_nbdkit_pid (boot), ==, 0);
+  g_assert_cmpuint (count_boot_folders (), ==, folders_before);
+
+  remove_tree (tmpdir);
+}
+
 /* When hexz-snap boot dies without cleaning up, its children follow it:
  * the kernel sends them SIGTERM. */
 static void
@@ -1445,6 +1518,7 @@ main (int   argc,
   g_test_add_func ("/boot/library/powerdown", test_boot_library_powerdown);
   g_test_add_func ("/boot/ephemeral-overlay", test_boot_ephemeral_overlay);
   g_test_add_func ("/boot/used-overlay", test_boot_used_overlay);
+  g_test_add_func ("/boot/overlay-other-base", test_boot_overlay_other_base);
   g_test_add_func ("/boot/qemu-fails", test_boot_qemu_fails);
   g_test_add_func ("/boot/parent-killed", test_boot_parent_killed);
   g_test_add_func ("/boot/child-exits", test_boot_child_exits);
