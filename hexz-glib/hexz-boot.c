@@ -1293,6 +1293,7 @@ start_check_inputs (StartState  *state,
                     GError     **error)
 {
   HexzBoot *self = state->self;
+  g_autofree char *qemu_path = NULL;
 
   if (!start_check_ram (state, error))
     return FALSE;
@@ -1308,6 +1309,17 @@ start_check_inputs (StartState  *state,
 
   if (!start_check_qmp_socket (state, error))
     return FALSE;
+
+  qemu_path = g_find_program_in_path (self->qemu_binary);
+  if (qemu_path == NULL)
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a program name or path. */
+                   _("The QEMU program “%s” was not found: install QEMU (qemu-system-x86) "
+                     "or give the path of its qemu-system-x86_64 program"),
+                   self->qemu_binary);
+      return FALSE;
+    }
 
   if (!g_file_test (self->plugin_path, G_FILE_TEST_IS_REGULAR))
     {

@@ -875,8 +875,9 @@ start_expecting_invalid_input (const char *snapshot,
   return message;
 }
 
-/* An accelerator, overlay or QMP socket path that QEMU or nbdkit would
- * reject is rejected before either starts, with a message naming it. */
+/* An accelerator, overlay, QMP socket path or QEMU program that QEMU or
+ * nbdkit would reject is rejected before either starts, with a message
+ * naming it. */
 static void
 test_boot_invalid_paths (void)
 {
@@ -899,6 +900,7 @@ test_boot_invalid_paths (void)
     { hexz_boot_set_overlay, NULL, "does not exist" },
     { hexz_boot_set_qmp_socket, NULL, "does not exist" },
     { hexz_boot_set_qmp_socket, NULL, "too long for a unix socket" },
+    { hexz_boot_set_qemu_binary, NULL, "was not found: install QEMU" },
   };
   const char *values[G_N_ELEMENTS (cases)];
 
@@ -915,6 +917,7 @@ test_boot_invalid_paths (void)
   values[3] = in_missing_folder;
   values[4] = in_missing_folder;
   values[5] = long_socket;
+  values[6] = in_missing_folder;
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
