@@ -29,6 +29,7 @@ const char   *hexz_snapshot_get_metadata_string (HexzSnapshot *snapshot,
                                                  const char   *key);
 gboolean      hexz_snapshot_has_stream        (HexzSnapshot   *self,
                                                HexzStream      stream);
+guint         hexz_snapshot_get_n_blocks_decoded (HexzSnapshot *self);
 gboolean      hexz_snapshot_get_block_entry   (HexzSnapshot   *self,
                                                HexzStream      stream,
                                                guint64         index,

@@ -101,6 +101,9 @@ struct _HexzSnapshot
   guint         next_eviction;
   CachedBlock   cache[BLOCK_CACHE_SLOTS];
   guint         next_cache_slot;
+
+  /* Blocks decoded so far, for tests of the cache. Accessed atomically. */
+  gint          n_blocks_decoded;
 };
 
 enum {
@@ -1055,6 +1058,8 @@ decode_block (HexzSnapshot          *self,
 {
   g_autofree guint8 *stored = NULL;
 
+  g_atomic_int_inc (&self->n_blocks_decoded);
+
   /* A raw block is read in place and checked there. */
   if (entry->codec == HEXZ_STORED_RAW)
     {
@@ -1113,6 +1118,14 @@ cache_insert (HexzSnapshot *self,
   cached->stream = s;
   cached->index = index;
   g_mutex_unlock (&self->lock);
+}
+
+/* Returns how many blocks this snapshot has read and decoded, whether for
+ * the cache or straight into a caller's buffer. */
+guint
+hexz_snapshot_get_n_blocks_decoded (HexzSnapshot *self)
+{
+  return (guint) g_atomic_int_get (&self->n_blocks_decoded);
 }
 
 /* Copies @count bytes from @within bytes into data block @index. A whole
