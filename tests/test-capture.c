@@ -56,6 +56,14 @@ typedef struct
   gsize stream_size;
   gboolean hold_stream;
   gboolean converge_when_paused;
+  /* Complete the migration only after the first query-migrate, keeping
+   * the pipe open until a query-migrate reports the completion, so that
+   * only the MIGRATION event or a later poll can end the memory phase. */
+  gboolean late_completion;
+  gboolean stream_written;
+  /* Send no MIGRATION events even with the events capability on. */
+  gboolean ignore_events;
+  gint64 ram_size;
   char *cancel_on;
   GCancellable *cancel;
   GMainContext *context;
@@ -64,6 +72,9 @@ typedef struct
   gboolean events;
   gboolean background;
   gint64 max_bandwidth;
+  /* The settings in force when the migrate command arrived. */
+  gint64 max_bandwidth_at_migrate;
+  gboolean events_at_migrate;
   int fd;
   gboolean migrating;
   guint status_index;
@@ -122,7 +133,8 @@ mock_cancel_cb (gpointer user_data)
 }
 
 static void
-mock_write_stream (MockQemu *mock)
+mock_write_stream (MockQemu *mock,
+                   gboolean  close_fd)
 {
   g_autofree guint8 *buffer = g_malloc (mock->stream_size);
 
@@ -140,8 +152,11 @@ mock_write_stream (MockQemu *mock)
       done += n;
     }
 
-  close (mock->fd);
-  mock->fd = -1;
+  if (close_fd)
+    {
+      close (mock->fd);
+      mock->fd = -1;
+    }
 }
 
 static void
@@ -176,7 +191,7 @@ mock_handle (MockQemu    *mock,
   if (g_str_equal (command, "query-memory-size-summary"))
     {
       json_builder_set_member_name (builder, "base-memory");
-      json_builder_add_int_value (builder, RAM_SIZE);
+      json_builder_add_int_value (builder, mock->ram_size);
     }
   else if (g_str_equal (command, "query-status"))
     {
@@ -240,7 +255,8 @@ mock_handle (MockQemu    *mock,
           json_builder_set_member_name (builder, "downtime");
           json_builder_add_int_value (builder, 12);
         }
-      if (g_str_equal (mock->migration_status, "failed") && mock->error_desc != NULL)
+      if ((g_str_equal (mock->migration_status, "failed") ||
+           g_str_equal (mock->migration_status, "cancelled")) && mock->error_desc != NULL)
         {
           json_builder_set_member_name (builder, "error-desc");
           json_builder_add_string_value (builder, mock->error_desc);
@@ -350,6 +366,8 @@ mock_handle (MockQemu    *mock,
           *error_desc = g_strdup ("File descriptor named 'hexz-snapshot' not found");
           return NULL;
         }
+      mock->max_bandwidth_at_migrate = mock->max_bandwidth;
+      mock->events_at_migrate = mock->events;
       mock->migrating = TRUE;
       mock->status_index = 0;
       g_strlcpy (mock->migration_status, "setup", sizeof mock->migration_status);
@@ -392,6 +410,7 @@ mock_serve_line (MockQemu   *mock,
   JsonObject *arguments = NULL;
   const char *command;
   gboolean start_stream = FALSE;
+  gboolean send_events;
 
   if (!json_parser_load_from_data (parser, line, -1, NULL))
     return;
@@ -406,7 +425,9 @@ mock_serve_line (MockQemu   *mock,
   result = mock_handle (mock, socket, command, arguments, *fd, &error_desc);
   if (g_str_equal (command, "getfd") && result != NULL)
     *fd = -1;
-  start_stream = g_str_equal (command, "migrate") && result != NULL && !mock->hold_stream;
+  start_stream = g_str_equal (command, "migrate") && result != NULL && !mock->hold_stream &&
+                 !mock->late_completion;
+  send_events = mock->events && !mock->ignore_events;
   g_mutex_unlock (&mock->lock);
 
   if (mock->cancel_on != NULL && g_str_equal (command, mock->cancel_on))
@@ -434,8 +455,24 @@ mock_serve_line (MockQemu   *mock,
 
   if (start_stream)
     {
-      mock_write_stream (mock);
-      mock_send_event (socket, "completed");
+      mock_write_stream (mock, TRUE);
+      if (send_events)
+        mock_send_event (socket, "completed");
+    }
+
+  if (mock->late_completion && g_str_equal (command, "query-migrate") && mock->fd >= 0)
+    {
+      if (!mock->stream_written)
+        {
+          mock_write_stream (mock, FALSE);
+          mock->stream_written = TRUE;
+          if (send_events)
+            mock_send_event (socket, "completed");
+        }
+      else if (g_str_equal (mock->migration_status, "completed"))
+        {
+          mock_close_fd (mock);
+        }
     }
 }
 
@@ -553,6 +590,7 @@ mock_new (void)
   mock->statuses = completed_statuses;
   mock->stream_size = 300 * 1024;
   mock->max_bandwidth = ORIGINAL_BANDWIDTH;
+  mock->ram_size = RAM_SIZE;
   mock->fd = -1;
   mock->context = g_main_context_ref_thread_default ();
 
@@ -603,6 +641,28 @@ mock_count (MockQemu   *mock,
   for (guint i = 0; i < mock->commands->len; i++)
     if (g_str_equal (mock->commands->pdata[i], command))
       count++;
+  g_mutex_unlock (&mock->lock);
+
+  return count;
+}
+
+/* Counts @command among the commands sent after the first @after. */
+static guint
+mock_count_after (MockQemu   *mock,
+                  const char *after,
+                  const char *command)
+{
+  gboolean seen = FALSE;
+  guint count = 0;
+
+  g_mutex_lock (&mock->lock);
+  for (guint i = 0; i < mock->commands->len; i++)
+    {
+      if (seen && g_str_equal (mock->commands->pdata[i], command))
+        count++;
+      if (g_str_equal (mock->commands->pdata[i], after))
+        seen = TRUE;
+    }
   g_mutex_unlock (&mock->lock);
 
   return count;
@@ -790,6 +850,10 @@ test_paused_success (Fixture       *fixture,
   g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
   g_assert_cmpuint (mock_count (fixture->mock, "migrate_cancel"), ==, 0);
   g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+  /* The dump ran with events on and the bandwidth cap raised, and both
+   * settings are back as they were. */
+  g_assert_true (fixture->mock->events_at_migrate);
+  g_assert_cmpint (fixture->mock->max_bandwidth_at_migrate, >, ORIGINAL_BANDWIDTH);
   g_assert_cmpint (fixture->mock->max_bandwidth, ==, ORIGINAL_BANDWIDTH);
   g_assert_false (fixture->mock->events);
 
@@ -827,6 +891,22 @@ test_paused_success (Fixture       *fixture,
   g_assert_cmpstr (json_object_get_string_member (metadata, "vm-name"), ==, "mock-vm");
   g_assert_cmpint (json_object_get_int_member (metadata, "ram-size"), ==, RAM_SIZE);
   g_assert_cmpint (json_object_get_int_member (metadata, "qemu-downtime-ms"), ==, 12);
+  g_assert_cmpstr (json_object_get_string_member (metadata, "qemu-version"), ==, "7.2.0");
+  g_assert_cmpint (json_object_get_int_member (metadata, "pause-time-us"), ==,
+                   hexz_capture_get_pause_time (fixture->capture));
+  g_assert_cmpstr (json_object_get_string_member (metadata, "message"), ==, "mock snapshot");
+  {
+    g_autoptr(HexzSnapshot) base = hexz_snapshot_open_path (fixture->base_path, NULL, &error);
+    const char *created = json_object_get_string_member (metadata, "created");
+    g_autoptr(GDateTime) time = NULL;
+
+    g_assert_no_error (error);
+    g_assert_cmpstr (json_object_get_string_member (metadata, "base-id"), ==,
+                     hexz_snapshot_get_id (base));
+    g_assert_nonnull (created);
+    time = g_date_time_new_from_iso8601 (created, NULL);
+    g_assert_nonnull (time);
+  }
   /* The mock implements neither query-cpus-fast nor qom-get, so the
    * machine's configuration is left out and the capture goes on. */
   g_assert_false (json_object_has_member (metadata, "cpus"));
@@ -874,6 +954,165 @@ test_migration_failed (Fixture       *fixture,
   g_assert_nonnull (strstr (error->message, "Unable to write to socket: Broken pipe"));
   g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
   assert_cleaned_up (fixture, "running");
+}
+
+static const char * const cancelled_statuses[] = { "setup", "active", "cancelled", NULL };
+
+/* Someone else cancelled the migration: the run fails with QEMU's reason. */
+static void
+test_migration_cancelled (Fixture       *fixture,
+                          gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->statuses = cancelled_statuses;
+  fixture->mock->error_desc = "Migration cancelled by another client";
+  fixture->mock->hold_stream = TRUE;
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_MIGRATION_FAILED);
+  g_test_message ("error: %s", error->message);
+  g_assert_nonnull (strstr (error->message, "cancelled"));
+  g_assert_nonnull (strstr (error->message, "Migration cancelled by another client"));
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+  assert_cleaned_up (fixture, "running");
+}
+
+/* A command rejected by QEMU at each step from the settings to the
+ * migration: the run fails with QEMU's reply and undoes what it did. */
+static void
+test_command_rejected (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  const char *command = data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *expected = g_strdup_printf ("mock failure of %s", command);
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->fail_command = g_strdup (command);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_assert_nonnull (error);
+  g_test_message ("error: %s", error->message);
+  g_assert_nonnull (strstr (error->message, expected));
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate"), ==, 0);
+  assert_cleaned_up (fixture, "running");
+}
+
+static gboolean
+cancel_cb (gpointer user_data)
+{
+  g_cancellable_cancel (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+/* The MIGRATION event alone ends the memory phase: the backstop poll is
+ * set to ten minutes and the pipe stays open until a query-migrate
+ * reports the completion, so nothing else asks QEMU again. */
+static void
+test_completion_event (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  hexz_capture_set_poll_interval (fixture->capture, 10 * 60 * 1000);
+  fixture->mock->late_completion = TRUE;
+  /* Without the event the run would wait for the poll: cancel it then. */
+  g_timeout_add_seconds (60, cancel_cb, fixture->cancellable);
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+  g_assert_true (fixture->mock->events_at_migrate);
+  g_assert_cmpuint (mock_count_after (fixture->mock, "migrate", "query-migrate"), ==, 2);
+  g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+  g_assert_true (g_file_test (fixture->output_path, G_FILE_TEST_IS_REGULAR));
+}
+
+/* Without the MIGRATION event, the query-migrate poll completes the run. */
+static void
+test_completion_poll (Fixture       *fixture,
+                      gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->late_completion = TRUE;
+  fixture->mock->ignore_events = TRUE;
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (mock_count_after (fixture->mock, "migrate", "query-migrate"), >=, 2);
+  g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+  g_assert_true (g_file_test (fixture->output_path, G_FILE_TEST_IS_REGULAR));
+}
+
+/* The preflight's free-space check counts the RAM size QEMU reports, and
+ * a failure leaves the machine untouched: only queries reach it. */
+static void
+test_no_space_preflight (Fixture       *fixture,
+                         gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_check_free_space (fixture->capture, TRUE);
+  fixture->mock->ram_size = G_GINT64_CONSTANT (1) << 60;
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("error: %s", error->message);
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_NO_SPACE);
+  g_assert_nonnull (strstr (error->message, fixture->dir));
+  g_assert_cmpuint (mock_count (fixture->mock, "query-memory-size-summary"), ==, 1);
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate-set-capabilities"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate-set-parameters"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 0);
+  assert_cleaned_up (fixture, "running");
+}
+
+/* An output folder that does not exist is refused before connecting. */
+static void
+test_output_folder_missing (Fixture       *fixture,
+                            gconstpointer  data)
+{
+  g_autofree char *folder = g_build_filename (fixture->dir, "missing", NULL);
+  g_autofree char *path = g_build_filename (folder, "out.hexz", NULL);
+  g_autoptr(GFile) output = g_file_new_for_path (path);
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_output (fixture->capture, output);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("error: %s", error->message);
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT);
+  g_assert_nonnull (strstr (error->message, folder));
+  g_assert_cmpuint (fixture->mock->bytes_received, ==, 0);
+  g_assert_false (g_file_test (folder, G_FILE_TEST_EXISTS));
+}
+
+/* With allow-larger-overlay, a grown overlay sets the disk's size. */
+static void
+test_overlay_larger_allowed (Fixture       *fixture,
+                             gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  guint8 page[HEXZ_OVERLAY_PAGE_SIZE];
+
+  g_assert_cmpint (truncate (fixture->overlay_path, DISK_SIZE * 2), ==, 0);
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  hexz_capture_set_allow_larger_overlay (fixture->capture, TRUE);
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+
+  snapshot = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (hexz_snapshot_get_disk_size (snapshot), ==, DISK_SIZE * 2);
+  hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, MODIFIED_PAGE * HEXZ_OVERLAY_PAGE_SIZE,
+                      page, sizeof page, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (page[0], ==, 0xa5);
 }
 
 static const char * const long_statuses[] = {
@@ -1355,6 +1594,16 @@ main (int    argc,
   ADD ("/capture/user-paused/failure", GINT_TO_POINTER (TRUE), test_user_paused);
   ADD ("/capture/failure/migrate-rejected", NULL, test_migrate_rejected);
   ADD ("/capture/failure/migration-failed", NULL, test_migration_failed);
+  ADD ("/capture/failure/migration-cancelled", NULL, test_migration_cancelled);
+  ADD ("/capture/failure/rejected/capabilities", "migrate-set-capabilities", test_command_rejected);
+  ADD ("/capture/failure/rejected/parameters", "migrate-set-parameters", test_command_rejected);
+  ADD ("/capture/failure/rejected/stop", "stop", test_command_rejected);
+  ADD ("/capture/failure/rejected/getfd", "getfd", test_command_rejected);
+  ADD ("/capture/failure/no-space-preflight", NULL, test_no_space_preflight);
+  ADD ("/capture/failure/output-folder-missing", NULL, test_output_folder_missing);
+  ADD ("/capture/overlay-larger-allowed", NULL, test_overlay_larger_allowed);
+  ADD ("/capture/completion/event", NULL, test_completion_event);
+  ADD ("/capture/completion/poll", NULL, test_completion_poll);
   ADD ("/capture/failure/stall", NULL, test_stall);
   ADD ("/capture/failure/existing-output", NULL, test_existing_output_kept);
   ADD ("/capture/failure/overlay-too-large", NULL, test_overlay_too_large);
