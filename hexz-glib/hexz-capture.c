@@ -1115,17 +1115,29 @@ capture_cleanup_finish (CaptureState *state)
                   (state->stop_sent || state->migrate_sent);
   if (may_be_paused && state->connection_lost)
     {
+      const char *socket_path = state->self->socket_path;
       char *message;
 
-      message = g_strdup_printf (
-          /* Translators: the first %s is an error message, the others the
-           * QMP socket's path. */
-          _("%s The virtual machine may still be paused. Resume it with "
-            "“hexz-snap resume --socket %s” or by sending "
-            "{\"execute\":\"qmp_capabilities\"}{\"execute\":\"cont\"} to %s."),
-          error->message,
-          state->self->socket_path ? state->self->socket_path : "SOCKET",
-          state->self->socket_path ? state->self->socket_path : "the QMP socket");
+      /* The note follows the error as a sentence of its own. */
+      g_strchomp (error->message);
+      if (g_str_has_suffix (error->message, "."))
+        error->message[strlen (error->message) - 1] = '\0';
+
+      if (socket_path != NULL)
+        message = g_strdup_printf (
+            /* Translators: the first %s is an error message, the others the
+             * QMP socket's path. */
+            _("%s. The virtual machine may still be paused. Resume it with "
+              "“hexz-snap resume --socket %s” or by sending "
+              "{\"execute\":\"qmp_capabilities\"}{\"execute\":\"cont\"} to %s."),
+            error->message, socket_path, socket_path);
+      else
+        message = g_strdup_printf (
+            /* Translators: %s is an error message. */
+            _("%s. The virtual machine may still be paused. Resume it with "
+              "“hexz-snap resume --socket” and its QMP socket, or by sending "
+              "{\"execute\":\"cont\"} on its QMP monitor."),
+            error->message);
       g_free (error->message);
       error->message = message;
     }

@@ -1561,8 +1561,14 @@ test_connection_lost (Fixture       *fixture,
   g_assert_false (fixture_run (fixture, &error));
   g_assert_nonnull (error);
   g_test_message ("error: %s", error->message);
-  g_assert_nonnull (strstr (error->message, "may still be paused"));
-  g_assert_nonnull (strstr (error->message, fixture->mock->socket_path));
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_CONNECTION_LOST);
+  g_assert_nonnull (strstr (error->message, ". The virtual machine may still be paused."));
+  {
+    g_autofree char *resume = g_strdup_printf ("hexz-snap resume --socket %s",
+                                               fixture->mock->socket_path);
+
+    g_assert_nonnull (strstr (error->message, resume));
+  }
   g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
 }
 
