@@ -794,7 +794,7 @@ test_qemu_killed (Fixture       *fixture,
   if (fixture->guest == NULL)
     return;
 
-  /* QEMU holds the migration before its last step, so the stream cannot
+  /* QEMU pauses the migration before its last step, so the stream cannot
    * end before the kill. */
   start_guest (fixture, FALSE);
   hold_migration_before_switchover (fixture->vm);
@@ -804,8 +804,8 @@ test_qemu_killed (Fixture       *fixture,
   g_assert_false (capture_run (fixture, capture, &error));
   g_assert_nonnull (error);
   g_test_message ("error: %s", error->message);
-  /* The capture cannot tell a dead QEMU from a lost connection, so it
-   * says how to resume the machine. */
+  /* The capture cannot tell a dead QEMU from a lost connection, so its
+   * error explains how to resume the machine. */
   g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_CONNECTION_LOST);
   g_assert_nonnull (strstr (error->message, "may still be paused"));
   g_assert_nonnull (strstr (error->message, "{\"execute\":\"cont\"}"));
@@ -1130,7 +1130,7 @@ read_terminal (int      master,
 }
 
 /* On a terminal, snap shows the phase, the bytes and the rate, and at the
- * end how long the machine was paused. QEMU holds the migration before
+ * end how long the machine was paused. QEMU pauses the migration before
  * its last step until the test has seen a progress line with a rate, so
  * the memory phase lasts as long as the test needs. The tool uses a
  * second QMP socket, and the test keeps its own connection. */
@@ -1185,7 +1185,7 @@ test_cli_terminal (Fixture       *fixture,
                                          "--output", fixture->output_path,
                                          "--mode", "paused", NULL);
   g_assert_no_error (error);
-  /* The launcher holds the terminal's other end until it is freed. */
+  /* The launcher keeps the terminal's other end open until it is freed. */
   g_clear_object (&launcher);
 
   /* A progress line of the memory phase with bytes and a rate. */

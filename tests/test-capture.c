@@ -1009,7 +1009,7 @@ cancel_cb (gpointer user_data)
 
 /* The MIGRATION event alone ends the memory phase: the backstop poll is
  * set to ten minutes and the pipe stays open until a query-migrate
- * reports the completion, so nothing else asks QEMU again. */
+ * reports the completion, so nothing else sends query-migrate. */
 static void
 test_completion_event (Fixture       *fixture,
                        gconstpointer  data)
@@ -1070,7 +1070,7 @@ test_no_space_preflight (Fixture       *fixture,
   assert_cleaned_up (fixture, "running");
 }
 
-/* An output folder that does not exist is refused before connecting. */
+/* An output folder that does not exist is rejected before connecting. */
 static void
 test_output_folder_missing (Fixture       *fixture,
                             gconstpointer  data)

@@ -144,7 +144,7 @@ def test_capture_cancel_mid_dump(machine, private_dir):
     output_dir.mkdir()
     output = output_dir / "now.hxz"
     parameters = machine.qmp("query-migrate-parameters")
-    # QEMU holds the migration before its last step, so the dump cannot end
+    # QEMU pauses the migration before its last step, so the dump cannot end
     # before the cancellation.
     machine.qmp("migrate-set-capabilities",
                 {"capabilities": [{"capability": "pause-before-switchover", "state": True}]})
