@@ -681,7 +681,23 @@ typedef struct
   HexzCapture *capture;
   GCancellable *cancellable;
   GAsyncResult *result;
+  /* SHA-256 of the overlay and of its .meta file after the set-up. */
+  char *overlay_checksum;
+  char *meta_checksum;
 } Fixture;
+
+static char *
+file_checksum (const char *path)
+{
+  g_autofree char *contents = NULL;
+  gsize length = 0;
+  g_autoptr(GError) error = NULL;
+
+  g_file_get_contents (path, &contents, &length, &error);
+  g_assert_no_error (error);
+
+  return g_compute_checksum_for_data (G_CHECKSUM_SHA256, (const guchar *) contents, length);
+}
 
 static guint8
 base_byte (guint64 offset)
@@ -727,6 +743,13 @@ fixture_set_up (Fixture       *fixture,
   g_assert_no_error (error);
   hexz_overlay_sync (overlay, &error);
   g_assert_no_error (error);
+  g_clear_object (&overlay);
+  fixture->overlay_checksum = file_checksum (fixture->overlay_path);
+  {
+    g_autofree char *meta_path = hexz_overlay_get_meta_path_for (fixture->overlay_path);
+
+    fixture->meta_checksum = file_checksum (meta_path);
+  }
 
   fixture->mock = mock_new ();
   fixture->cancellable = g_cancellable_new ();
@@ -767,6 +790,8 @@ fixture_tear_down (Fixture       *fixture,
   g_free (fixture->base_path);
   g_free (fixture->overlay_path);
   g_free (fixture->output_path);
+  g_free (fixture->overlay_checksum);
+  g_free (fixture->meta_checksum);
   g_free (fixture->dir);
 }
 
@@ -813,6 +838,13 @@ assert_cleaned_up (Fixture    *fixture,
   /* The overlay and its .meta file are only read. */
   g_assert_true (g_file_get_contents (meta_path, (char **) &meta, &meta_length, NULL));
   g_assert_cmpuint (meta_length, ==, 8);
+  {
+    g_autofree char *overlay_checksum = file_checksum (fixture->overlay_path);
+    g_autofree char *meta_checksum = file_checksum (meta_path);
+
+    g_assert_cmpstr (overlay_checksum, ==, fixture->overlay_checksum);
+    g_assert_cmpstr (meta_checksum, ==, fixture->meta_checksum);
+  }
 
   /* Nothing but the inputs is left in the folder. */
   {
@@ -1398,7 +1430,42 @@ test_auto_fallback (Fixture       *fixture,
   g_assert_no_error (error);
   g_assert_cmpint (hexz_capture_get_chosen_mode (fixture->capture), ==, HEXZ_CAPTURE_MODE_PAUSED);
   g_assert_nonnull (hexz_capture_get_fallback_reason (fixture->capture));
+  g_assert_nonnull (strstr (hexz_capture_get_fallback_reason (fixture->capture),
+                            "Background-snapshot is not supported by host kernel"));
   g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+  /* The rejected request and the paused-mode one came before the stop;
+   * only the final restore came after it. */
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate-set-capabilities"), ==, 3);
+  g_assert_cmpuint (mock_count_after (fixture->mock, "stop", "migrate-set-capabilities"), ==, 1);
+  g_assert_false (fixture->mock->background);
+}
+
+/* An explicit background mode is rejected before anything changes, for a
+ * machine the user paused (@data TRUE: QEMU would resume it) and for a
+ * QEMU without the capability (@data FALSE). */
+static void
+test_background_rejected (Fixture       *fixture,
+                          gconstpointer  data)
+{
+  gboolean user_paused = GPOINTER_TO_INT (data);
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_BACKGROUND);
+  fixture->mock->offer_background = user_paused;
+  if (user_paused)
+    g_strlcpy (fixture->mock->run_state, "paused", sizeof fixture->mock->run_state);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("error: %s", error->message);
+  if (user_paused)
+    g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT);
+  else
+    g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_UNSUPPORTED);
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate-set-capabilities"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 0);
+  assert_cleaned_up (fixture, user_paused ? "paused" : "running");
 }
 
 static void
@@ -1591,6 +1658,8 @@ main (int    argc,
   ADD ("/capture/output-is-input/base", GUINT_TO_POINTER (2), test_output_is_input);
   ADD ("/capture/background", NULL, test_background);
   ADD ("/capture/auto-fallback", NULL, test_auto_fallback);
+  ADD ("/capture/background-rejected/user-paused", GINT_TO_POINTER (TRUE), test_background_rejected);
+  ADD ("/capture/background-rejected/unsupported", GINT_TO_POINTER (FALSE), test_background_rejected);
   ADD ("/capture/status-sequence", NULL, test_status_sequence);
   ADD ("/capture/stale-copy-folder", NULL, test_stale_copy_folder);
   ADD ("/capture/leftover-migration/killed-run", GINT_TO_POINTER (TRUE), test_leftover_migration);
