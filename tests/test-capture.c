@@ -1433,7 +1433,7 @@ test_auto_fallback (Fixture       *fixture,
   g_assert_nonnull (strstr (hexz_capture_get_fallback_reason (fixture->capture),
                             "Background-snapshot is not supported by host kernel"));
   g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
-  /* The rejected request and the paused-mode one came before the stop;
+  /* The rejected request and the paused-mode one came before the stop, and
    * only the final restore came after it. */
   g_assert_cmpuint (mock_count (fixture->mock, "migrate-set-capabilities"), ==, 3);
   g_assert_cmpuint (mock_count_after (fixture->mock, "stop", "migrate-set-capabilities"), ==, 1);
