@@ -265,6 +265,7 @@ struct _CaptureState
   /* The run-state wait shared by the resume and cleanup paths. */
   CaptureStep resume_next;
   gint64 resume_deadline;
+  gboolean cont_accepted;
 
   CaptureStep settings_next;
 
@@ -562,6 +563,21 @@ capture_settings_done (CaptureState *state)
   next (state);
 }
 
+/* Ends @error's message with a full stop, so that a sentence can follow. */
+static void
+capture_end_sentence (GError *error)
+{
+  char *message;
+
+  g_strchomp (error->message);
+  if (g_str_has_suffix (error->message, "."))
+    return;
+
+  message = g_strconcat (error->message, ".", NULL);
+  g_free (error->message);
+  error->message = message;
+}
+
 static void
 capture_note (CaptureState *state,
               const char   *what,
@@ -691,6 +707,8 @@ capture_resume_failed (CaptureState *state,
       return;
     }
 
+  /* This resume has ended, so the cleanup starts one of its own. */
+  state->resume_next = NULL;
   capture_fail (state, error);
 }
 
@@ -748,6 +766,7 @@ capture_on_cont (GObject      *source,
       return;
     }
 
+  state->cont_accepted = TRUE;
   capture_resume_check (state);
 }
 
@@ -785,6 +804,22 @@ capture_on_resume_status (GObject      *source,
   if (run_state == HEXZ_RUN_STATE_FINISH_MIGRATE)
     {
       capture_resume_retry (state);
+      return;
+    }
+
+  /* QEMU 7.2 sets the run state to running before it replies to cont. A
+   * machine that is not running afterwards was stopped again, by an I/O
+   * error with werror=stop, a guest panic or another client, and another
+   * cont would only repeat that. */
+  if (state->cont_accepted)
+    {
+      capture_resume_failed (state,
+                             g_error_new (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_RESUME_FAILED,
+                                          /* Translators: %s is a QEMU run state such as
+                                           * paused or io-error. */
+                                          _("QEMU accepted “cont”, but the virtual machine "
+                                            "is %s instead of running; check QEMU’s log"),
+                                          hexz_run_state_to_string (run_state)));
       return;
     }
 
@@ -1103,43 +1138,50 @@ capture_cleanup_finish (CaptureState *state)
     hexz_snapshot_writer_abort (state->writer);
   g_clear_object (&state->disk_copy);
 
+  /* The notes and the advice follow the error as sentences of their own. */
   if (state->cleanup_notes != NULL)
     {
-      char *message = g_strconcat (error->message, state->cleanup_notes->str, NULL);
+      char *message;
 
+      capture_end_sentence (error);
+      message = g_strconcat (error->message, state->cleanup_notes->str, NULL);
       g_free (error->message);
       error->message = message;
     }
 
+  /* The cleanup resumed the machine if it could, so a machine that ran
+   * before and is not known to run again is paused. */
   may_be_paused = state->was_running && !state->vm_resumed &&
                   (state->stop_sent || state->migrate_sent);
-  if (may_be_paused && state->connection_lost)
+  if (may_be_paused)
     {
       const char *socket_path = state->self->socket_path;
       char *message;
 
-      /* The note follows the error as a sentence of its own. */
-      g_strchomp (error->message);
-      if (g_str_has_suffix (error->message, "."))
-        error->message[strlen (error->message) - 1] = '\0';
-
+      capture_end_sentence (error);
       if (socket_path != NULL)
         message = g_strdup_printf (
             /* Translators: the first %s is an error message, the others the
              * QMP socket's path. */
-            _("%s. The virtual machine may still be paused. Resume it with "
+            _("%s The virtual machine may still be paused. Resume it with "
               "“hexz-snap resume --socket %s” or by sending "
               "{\"execute\":\"qmp_capabilities\"}{\"execute\":\"cont\"} to %s."),
             error->message, socket_path, socket_path);
       else
         message = g_strdup_printf (
             /* Translators: %s is an error message. */
-            _("%s. The virtual machine may still be paused. Resume it with "
+            _("%s The virtual machine may still be paused. Resume it with "
               "“hexz-snap resume --socket” and its QMP socket, or by sending "
               "{\"execute\":\"cont\"} on its QMP monitor."),
             error->message);
       g_free (error->message);
       error->message = message;
+
+      /* A paused machine matters more than what made the run fail: a
+       * caller that ignores cancellations must still see this error. */
+      error->domain = HEXZ_CAPTURE_ERROR;
+      error->code = state->connection_lost ? HEXZ_CAPTURE_ERROR_CONNECTION_LOST
+                                           : HEXZ_CAPTURE_ERROR_RESUME_FAILED;
     }
 
   capture_complete (state);
@@ -3144,6 +3186,12 @@ capture_preflight (CaptureState *state)
  * runs to its end before @callback is called. A cancellation that arrives
  * while the file is being closed ([enum@Hexz.CapturePhase.FINALIZE]) is
  * ignored, and the snapshot completes.
+ *
+ * When the cleanup could not resume a machine that ran before, whatever
+ * the first failure was, the error is
+ * [error@Hexz.CaptureError.CONNECTION_LOST] or
+ * [error@Hexz.CaptureError.RESUME_FAILED], and its message states that
+ * the machine may still be paused and how to resume it.
  *
  * Only one run may be under way at a time.
  *

@@ -60,6 +60,8 @@ typedef struct
    * the pipe open until a query-migrate reports the completion, so that
    * only the MIGRATION event or a later poll can end the memory phase. */
   gboolean late_completion;
+  /* cont succeeds, but the machine stops at once with an I/O error. */
+  gboolean cont_stops;
   gboolean stream_written;
   /* Send no MIGRATION events even with the events capability on. */
   gboolean ignore_events;
@@ -343,7 +345,8 @@ mock_handle (MockQemu    *mock,
           *error_desc = g_strdup ("Migration is not finalized yet");
           return NULL;
         }
-      g_strlcpy (mock->run_state, "running", sizeof mock->run_state);
+      g_strlcpy (mock->run_state, mock->cont_stops ? "io-error" : "running",
+                 sizeof mock->run_state);
     }
   else if (g_str_equal (command, "getfd"))
     {
@@ -1039,6 +1042,50 @@ cancel_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* The machine cannot be resumed after the memory dump, because QEMU
+ * rejects cont (@data FALSE) or because the machine stops again at once
+ * (@data TRUE). The run fails once, without retrying cont in a loop, and
+ * the error says the machine may still be paused and how to resume it. */
+static void
+test_resume_failed (Fixture       *fixture,
+                    gconstpointer  data)
+{
+  gboolean stops = GPOINTER_TO_INT (data);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *resume = g_strdup_printf ("hexz-snap resume --socket %s",
+                                             fixture->mock->socket_path);
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  if (stops)
+    fixture->mock->cont_stops = TRUE;
+  else
+    fixture->mock->fail_command = g_strdup ("cont");
+  /* A run that waits for ever is cancelled, and then fails below. */
+  g_timeout_add_seconds (60, cancel_cb, fixture->cancellable);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("error: %s", error->message);
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_RESUME_FAILED);
+  if (stops)
+    {
+      g_assert_nonnull (strstr (error->message, "is io-error instead of running"));
+      g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+    }
+  else
+    {
+      g_assert_nonnull (strstr (error->message, "mock failure of cont. "));
+      /* The success path and the cleanup each try once. */
+      g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 2);
+    }
+  g_assert_nonnull (strstr (error->message, "may still be paused"));
+  g_assert_nonnull (strstr (error->message, resume));
+
+  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
+  g_assert_cmpint (fixture->mock->max_bandwidth, ==, ORIGINAL_BANDWIDTH);
+  g_assert_false (fixture->mock->events);
+  g_assert_cmpint (hexz_capture_get_phase (fixture->capture), ==, HEXZ_CAPTURE_PHASE_FAILED);
+}
+
 /* The MIGRATION event alone ends the memory phase: the backstop poll is
  * set to ten minutes and the pipe stays open until a query-migrate
  * reports the completion, so nothing else sends query-migrate. */
@@ -1674,6 +1721,8 @@ main (int    argc,
   ADD ("/capture/failure/rejected/parameters", "migrate-set-parameters", test_command_rejected);
   ADD ("/capture/failure/rejected/stop", "stop", test_command_rejected);
   ADD ("/capture/failure/rejected/getfd", "getfd", test_command_rejected);
+  ADD ("/capture/failure/resume/cont-rejected", GINT_TO_POINTER (FALSE), test_resume_failed);
+  ADD ("/capture/failure/resume/stops-again", GINT_TO_POINTER (TRUE), test_resume_failed);
   ADD ("/capture/failure/no-space-preflight", NULL, test_no_space_preflight);
   ADD ("/capture/failure/output-folder-missing", NULL, test_output_folder_missing);
   ADD ("/capture/overlay-larger-allowed", NULL, test_overlay_larger_allowed);
