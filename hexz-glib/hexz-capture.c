@@ -545,6 +545,13 @@ capture_complete (CaptureState *state)
     }
   else
     {
+      /* The snapshot is good, so a setting left changed is only logged;
+       * the marker stays, and the next run restores the setting. */
+      if (state->cleanup_notes != NULL)
+        /* Translators: %s is one or more sentences, each after a space,
+         * on the settings that could not be restored. */
+        g_message (_("The snapshot was written, but QEMU kept a changed setting:%s"),
+                   state->cleanup_notes->str);
       capture_set_phase (state, HEXZ_CAPTURE_PHASE_DONE);
       g_task_return_boolean (task, TRUE);
     }

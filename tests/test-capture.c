@@ -60,6 +60,8 @@ typedef struct
    * the pipe open until a query-migrate reports the completion, so that
    * only the MIGRATION event or a later poll can end the memory phase. */
   gboolean late_completion;
+  /* Reject migrate-set-parameters when it sets the original bandwidth. */
+  gboolean reject_bandwidth_restore;
   /* cont succeeds, but the machine stops at once with an I/O error. */
   gboolean cont_stops;
   gboolean stream_written;
@@ -329,6 +331,12 @@ mock_handle (MockQemu    *mock,
     }
   else if (g_str_equal (command, "migrate-set-parameters"))
     {
+      if (mock->reject_bandwidth_restore &&
+          json_object_get_int_member_with_default (arguments, "max-bandwidth", 0) == ORIGINAL_BANDWIDTH)
+        {
+          *error_desc = g_strdup ("mock failure of the bandwidth restore");
+          return NULL;
+        }
       if (json_object_has_member (arguments, "max-bandwidth"))
         mock->max_bandwidth = json_object_get_int_member (arguments, "max-bandwidth");
     }
@@ -1086,6 +1094,31 @@ test_resume_failed (Fixture       *fixture,
   g_assert_cmpint (hexz_capture_get_phase (fixture->capture), ==, HEXZ_CAPTURE_PHASE_FAILED);
 }
 
+/* A setting that cannot be restored after the snapshot was taken is
+ * logged, and the marker stays for the next run to restore it. */
+static void
+test_restore_setting_failed (Fixture       *fixture,
+                             gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *marker_path = g_strconcat (fixture->mock->socket_path, ".hexz-capture", NULL);
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->reject_bandwidth_restore = TRUE;
+
+  g_test_expect_message ("Hexz", G_LOG_LEVEL_MESSAGE,
+                         "*QEMU kept a changed setting: Restoring the migration bandwidth failed*");
+  g_assert_true (fixture_run (fixture, &error));
+  g_test_assert_expected_messages ();
+  g_assert_no_error (error);
+
+  g_assert_true (g_file_test (fixture->output_path, G_FILE_TEST_IS_REGULAR));
+  g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+  g_assert_false (fixture->mock->events);
+  g_assert_cmpint (fixture->mock->max_bandwidth, !=, ORIGINAL_BANDWIDTH);
+  g_assert_true (g_file_test (marker_path, G_FILE_TEST_IS_REGULAR));
+}
+
 /* The MIGRATION event alone ends the memory phase: the backstop poll is
  * set to ten minutes and the pipe stays open until a query-migrate
  * reports the completion, so nothing else sends query-migrate. */
@@ -1723,6 +1756,7 @@ main (int    argc,
   ADD ("/capture/failure/rejected/getfd", "getfd", test_command_rejected);
   ADD ("/capture/failure/resume/cont-rejected", GINT_TO_POINTER (FALSE), test_resume_failed);
   ADD ("/capture/failure/resume/stops-again", GINT_TO_POINTER (TRUE), test_resume_failed);
+  ADD ("/capture/failure/restore-setting", NULL, test_restore_setting_failed);
   ADD ("/capture/failure/no-space-preflight", NULL, test_no_space_preflight);
   ADD ("/capture/failure/output-folder-missing", NULL, test_output_folder_missing);
   ADD ("/capture/overlay-larger-allowed", NULL, test_overlay_larger_allowed);
