@@ -869,9 +869,40 @@ assert_cleaned_up (Fixture    *fixture,
 }
 
 static void
+on_phase_notify (GObject    *object,
+                 GParamSpec *pspec,
+                 gpointer    user_data)
+{
+  GString *phases = user_data;
+
+  g_string_append_printf (phases, "%s ",
+                          hexz_capture_phase_to_string (hexz_capture_get_phase (HEXZ_CAPTURE (object))));
+}
+
+static void
+on_progress_check (HexzCapture      *capture,
+                   HexzCapturePhase  phase,
+                   guint64           done,
+                   guint64           expected,
+                   gpointer          user_data)
+{
+  guint64 *memory_done = user_data;
+
+  /* Progress belongs to the phase the capture is in. */
+  g_assert_cmpint (phase, ==, hexz_capture_get_phase (capture));
+  if (phase == HEXZ_CAPTURE_PHASE_MEMORY)
+    {
+      g_assert_cmpuint (done, >=, *memory_done);
+      *memory_done = done;
+    }
+}
+
+static void
 test_paused_success (Fixture       *fixture,
                      gconstpointer  data)
 {
+  g_autoptr(GString) phases = g_string_new (NULL);
+  guint64 memory_done = 0;
   g_autoptr(GError) error = NULL;
   g_autoptr(HexzSnapshot) snapshot = NULL;
   g_autoptr(GBytes) memory = NULL;
@@ -883,9 +914,16 @@ test_paused_success (Fixture       *fixture,
 
   hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
   hexz_capture_set_message (fixture->capture, "mock snapshot");
+  g_signal_connect (fixture->capture, "notify::phase", G_CALLBACK (on_phase_notify), phases);
+  g_signal_connect (fixture->capture, "progress", G_CALLBACK (on_progress_check), &memory_done);
 
   g_assert_true (fixture_run (fixture, &error));
   g_assert_no_error (error);
+
+  /* Each phase is notified once, in the order of the steps. */
+  g_assert_cmpstr (phases->str, ==,
+                   "preflight prepare pause disk memory resume merge finalize done ");
+  g_assert_cmpuint (memory_done, >, 0);
 
   g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 1);
   g_assert_cmpuint (mock_count (fixture->mock, "getfd"), ==, 1);
