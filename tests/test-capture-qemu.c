@@ -59,6 +59,8 @@ typedef struct
   gboolean kill_in_memory;
   /* A second QMP socket for the machines started, NULL for none. */
   char *second_qmp_path;
+  /* A device to add to the machines started, NULL for none. */
+  const char *extra_device;
 } Fixture;
 
 static const char *
@@ -190,6 +192,11 @@ vm_start (Fixture    *fixture,
     {
       g_ptr_array_add (args, g_strdup ("-sandbox"));
       g_ptr_array_add (args, g_strdup ("on,spawn=deny"));
+    }
+  if (fixture->extra_device != NULL)
+    {
+      g_ptr_array_add (args, g_strdup ("-device"));
+      g_ptr_array_add (args, g_strdup (fixture->extra_device));
     }
   if (fixture->second_qmp_path != NULL)
     {
@@ -870,6 +877,39 @@ test_restore_rejected (Fixture       *fixture,
   g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
 }
 
+/* A QEMU that lacks a device of the saved machine rejects the stream: the
+ * error names the snapshot and says to start QEMU like the saved machine. */
+static void
+test_restore_other_devices (Fixture       *fixture,
+                            gconstpointer  data)
+{
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(HexzCapture) capture = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (fixture->guest == NULL)
+    return;
+
+  fixture->extra_device = "VGA";
+  start_guest (fixture, FALSE);
+  capture = capture_new (fixture, HEXZ_CAPTURE_MODE_PAUSED, HEXZ_CODEC_LZ4, FALSE);
+  g_assert_true (capture_run (fixture, capture, &error));
+  g_assert_no_error (error);
+  snapshot = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
+  g_assert_no_error (error);
+
+  fixture->extra_device = NULL;
+  fixture->restored = vm_start (fixture, fixture->overlay_path, TRUE, FALSE);
+  hexz_restore_memory_async (fixture->restored->client, snapshot, HEXZ_RESTORE_FLAGS_NONE, NULL,
+                             on_async_done, &result);
+  g_assert_false (hexz_restore_memory_finish (wait_result (&result), &error));
+  g_test_message ("error: %s", error->message);
+  g_assert_nonnull (strstr (error->message, fixture->output_path));
+  g_assert_nonnull (strstr (error->message, "its log"));
+  g_assert_nonnull (strstr (error->message, "devices and options"));
+}
+
 /* The command-line tool. A QMP socket serves one client at a time, so the
  * test's own connection is closed while the tool runs. */
 
@@ -1277,6 +1317,7 @@ main (int    argc,
   ADD ("/capture-qemu/failure/no-space", NULL, test_no_space);
   ADD ("/capture-qemu/failure/qemu-killed", NULL, test_qemu_killed);
   ADD ("/capture-qemu/restore/rejected", NULL, test_restore_rejected);
+  ADD ("/capture-qemu/restore/other-devices", NULL, test_restore_other_devices);
   ADD ("/capture-qemu/cli/snap-restore", NULL, test_cli_snap_restore);
   ADD ("/capture-qemu/cli/sigint", GINT_TO_POINTER (SIGINT), test_cli_signal);
   ADD ("/capture-qemu/cli/sigterm", GINT_TO_POINTER (SIGTERM), test_cli_signal);
