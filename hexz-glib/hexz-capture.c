@@ -3145,8 +3145,15 @@ capture_preflight (CaptureState *state)
 
   capture_set_phase (state, HEXZ_CAPTURE_PHASE_PREFLIGHT);
 
-  if (g_cancellable_set_error_if_cancelled (state->user_cancellable, &error) ||
-      !capture_check_inputs (state, &error))
+  /* The same message as a cancellation later in the run. */
+  if (g_cancellable_is_cancelled (state->user_cancellable))
+    {
+      capture_fail (state, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                                _("The snapshot was cancelled")));
+      return;
+    }
+
+  if (!capture_check_inputs (state, &error))
     {
       capture_fail (state, g_steal_pointer (&error));
       return;

@@ -708,6 +708,7 @@ test_cancel (Fixture       *fixture,
 
   g_assert_false (capture_run (fixture, capture, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpstr (error->message, ==, "The snapshot was cancelled");
   g_clear_error (&error);
 
   g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
@@ -1295,6 +1296,7 @@ main (int    argc,
   ADD ("/capture-qemu/auto/lz4-thin", &auto_lz4_thin, test_snapshot_restore);
   ADD ("/capture-qemu/live/lz4-thick", &live_lz4_thick, test_snapshot_restore);
   ADD ("/capture-qemu/user-paused", NULL, test_user_paused);
+  ADD ("/capture-qemu/cancel/preflight", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_PREFLIGHT | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
   ADD ("/capture-qemu/cancel/prepare", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_PREPARE | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
   ADD ("/capture-qemu/cancel/pause", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_PAUSE | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
   ADD ("/capture-qemu/cancel/disk", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_DISK | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);

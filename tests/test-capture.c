@@ -1339,6 +1339,7 @@ test_cancel (Fixture       *fixture,
 
   g_assert_false (fixture_run (fixture, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpstr (error->message, ==, "The snapshot was cancelled");
   g_test_message ("error: %s", error->message);
 
   if (command == NULL)
