@@ -139,7 +139,7 @@ class Machine:
         self.nbd_socket = os.path.join(folder, "nbd.sock")
         self.qmp_socket = os.path.join(folder, "qmp.sock")
         # A second QMP monitor, for a test that talks to QEMU while the
-        # library under test holds the first one.
+        # library under test uses the first one.
         self.monitor_socket = os.path.join(folder, "monitor.sock")
         self.processes = []
 
