@@ -1052,6 +1052,21 @@ test_cli_snap_restore (Fixture       *fixture,
     g_assert_cmpstr (json_object_get_string_member (resumed, "status"), ==, "running");
   }
   vm_reconnect (fixture->restored);
+
+  /* Without --paused, restore resumes the machine itself. */
+  g_clear_pointer (&fixture->restored, vm_stop);
+  fixture->restored = vm_start (fixture, disk_path, TRUE, FALSE);
+  vm_disconnect (fixture->restored);
+  {
+    const char *argv[] = {
+      tool, "restore", "--socket", fixture->restored->qmp_path, "--json", fixture->output_path, NULL
+    };
+    g_autoptr(JsonObject) restored = run_tool_json (argv, 0);
+
+    g_assert_cmpstr (json_object_get_string_member (restored, "status"), ==, "running");
+  }
+  vm_reconnect (fixture->restored);
+  assert_guest_runs (fixture->restored);
 }
 
 /* Makes QEMU stop a migration before its last step until the
