@@ -688,7 +688,7 @@ hexz_tool_report_written_snapshot (HexzTool   *tool,
                                                   G_FORMAT_SIZE_IEC_UNITS);
 
       /* Translators: the first %s is a file name, then sizes and a duration. */
-      g_print (_("Wrote %s: %s disk in a %s file, in %.1f s\n"),
+      g_print (_("Wrote %s: %s disk, file size %s, in %.1f s\n"),
                output_path, disk, file, hexz_tool_elapsed_seconds (tool));
     }
 
