@@ -2887,8 +2887,11 @@ capture_on_run_state (GObject      *source,
       capture_fail (state,
                     g_error_new (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
                                  /* Translators: %s is a QEMU run state. */
-                                 _("The virtual machine is in the %s state and cannot be "
-                                   "snapshotted now"),
+                                 _("The virtual machine is in the %s state, in the middle "
+                                   "of a migration, and cannot be snapshotted now: wait "
+                                   "until QEMU reports it running or paused (a QEMU "
+                                   "started with “-incoming defer” needs its memory "
+                                   "restored first), then try again"),
                                  hexz_run_state_to_string (run_state)));
       return;
     }

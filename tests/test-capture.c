@@ -1404,6 +1404,28 @@ test_postmigrate (Fixture       *fixture,
   g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
 }
 
+/* A machine in the middle of a migration is rejected before anything
+ * is changed, with a message that says what to wait for. */
+static void
+test_migrating_machine (Fixture       *fixture,
+                        gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_strlcpy (fixture->mock->run_state, "inmigrate", sizeof fixture->mock->run_state);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("%s", error->message);
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT);
+  g_assert_nonnull (strstr (error->message, "inmigrate"));
+  g_assert_nonnull (strstr (error->message, "-incoming defer"));
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate-set-capabilities"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 0);
+  g_assert_cmpstr (fixture->mock->run_state, ==, "inmigrate");
+  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
+}
+
 static void
 test_background (Fixture       *fixture,
                  gconstpointer  data)
@@ -1772,6 +1794,7 @@ main (int    argc,
   ADD ("/capture/live/timeout", NULL, test_live_timeout);
   ADD ("/capture/wrong-base", NULL, test_wrong_base);
   ADD ("/capture/postmigrate", NULL, test_postmigrate);
+  ADD ("/capture/inmigrate", NULL, test_migrating_machine);
   ADD ("/capture/output-is-input/overlay", GUINT_TO_POINTER (0), test_output_is_input);
   ADD ("/capture/output-is-input/meta", GUINT_TO_POINTER (1), test_output_is_input);
   ADD ("/capture/output-is-input/base", GUINT_TO_POINTER (2), test_output_is_input);
