@@ -1027,6 +1027,25 @@ test_cli_snap_restore (Fixture       *fixture,
   disk_path = extract_disk (fixture, snapshot);
   fixture->restored = vm_start (fixture, disk_path, TRUE, FALSE);
   vm_disconnect (fixture->restored);
+
+  /* Nothing to resume yet: resume says to restore first, and sends no
+   * cont, which would make QEMU start the machine the paused restore
+   * below loads. */
+  {
+    const char *argv[] = { tool, "resume", "--socket", fixture->restored->qmp_path, NULL };
+    g_autoptr(GSubprocess) process = NULL;
+    g_autofree char *err = NULL;
+
+    process = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
+                                 G_SUBPROCESS_FLAGS_STDERR_PIPE, &error);
+    g_assert_no_error (error);
+    g_subprocess_communicate_utf8 (process, NULL, NULL, NULL, &err, &error);
+    g_assert_no_error (error);
+    g_test_message ("resume: %s", err);
+    g_assert_cmpint (g_subprocess_get_exit_status (process), ==, 1);
+    g_assert_nonnull (strstr (err, "hexz-snap restore --socket"));
+  }
+
   {
     const char *argv[] = {
       tool, "restore", "--socket", fixture->restored->qmp_path, "--paused", "--json",
