@@ -9,6 +9,7 @@ the GTK example's screenshots there.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -69,6 +70,38 @@ def test_snapshot_example_failure(machine, private_dir):
     assert "Snapshot failed:" in result.stderr
     assert "missing.hxz" in result.stderr
     assert not output.exists()
+
+
+def test_snapshot_example_ctrl_c(machine, private_dir):
+    """Ctrl+C during the memory dump cancels: no file, the machine runs."""
+    output_dir = private_dir / "output"
+    output_dir.mkdir()
+    output = output_dir / "now.hxz"
+    # QEMU pauses the migration before its last step, so the memory phase
+    # lasts until the signal arrives.
+    qmp_execute(machine.monitor_socket, "migrate-set-capabilities",
+                {"capabilities": [{"capability": "pause-before-switchover", "state": True}]})
+
+    process = subprocess.Popen([sys.executable, SNAPSHOT_EXAMPLE, "--mode", "paused"]
+                               + machine_arguments(machine, output),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: process.poll() is not None or qmp_execute(
+            machine.monitor_socket, "query-migrate").get("status") == "pre-switchover", timeout=60)
+        assert process.poll() is None, process.communicate()
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 1, stderr
+    assert stdout == ""
+    assert "Snapshot failed: The snapshot was cancelled" in stderr
+    assert list(output_dir.iterdir()) == []
+    assert machine.is_running()
+    assert machine.qmp("query-migrate").get("status") == "cancelled"
 
 
 def gtk_available():
