@@ -265,6 +265,7 @@ struct _CaptureState
   /* The run-state wait shared by the resume and cleanup paths. */
   CaptureStep resume_next;
   gint64 resume_deadline;
+  gboolean cont_accepted;
 
   CaptureStep settings_next;
 
@@ -544,6 +545,13 @@ capture_complete (CaptureState *state)
     }
   else
     {
+      /* The snapshot is good, so a setting left changed is only logged;
+       * the marker stays, and the next run restores the setting. */
+      if (state->cleanup_notes != NULL)
+        /* Translators: %s is one or more sentences, each after a space,
+         * on the settings that could not be restored. */
+        g_message (_("The snapshot was written, but QEMU kept a changed setting:%s"),
+                   state->cleanup_notes->str);
       capture_set_phase (state, HEXZ_CAPTURE_PHASE_DONE);
       g_task_return_boolean (task, TRUE);
     }
@@ -560,6 +568,21 @@ capture_settings_done (CaptureState *state)
 
   state->settings_next = NULL;
   next (state);
+}
+
+/* Ends @error's message with a full stop, so that a sentence can follow. */
+static void
+capture_end_sentence (GError *error)
+{
+  char *message;
+
+  g_strchomp (error->message);
+  if (g_str_has_suffix (error->message, "."))
+    return;
+
+  message = g_strconcat (error->message, ".", NULL);
+  g_free (error->message);
+  error->message = message;
 }
 
 static void
@@ -691,6 +714,8 @@ capture_resume_failed (CaptureState *state,
       return;
     }
 
+  /* This resume has ended, so the cleanup starts one of its own. */
+  state->resume_next = NULL;
   capture_fail (state, error);
 }
 
@@ -748,6 +773,7 @@ capture_on_cont (GObject      *source,
       return;
     }
 
+  state->cont_accepted = TRUE;
   capture_resume_check (state);
 }
 
@@ -785,6 +811,22 @@ capture_on_resume_status (GObject      *source,
   if (run_state == HEXZ_RUN_STATE_FINISH_MIGRATE)
     {
       capture_resume_retry (state);
+      return;
+    }
+
+  /* QEMU 7.2 sets the run state to running before it replies to cont. A
+   * machine that is not running afterwards was stopped again, by an I/O
+   * error with werror=stop, a guest panic or another client, and another
+   * cont would only repeat that. */
+  if (state->cont_accepted)
+    {
+      capture_resume_failed (state,
+                             g_error_new (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_RESUME_FAILED,
+                                          /* Translators: %s is a QEMU run state such as
+                                           * paused or io-error. */
+                                          _("QEMU accepted “cont”, but the virtual machine "
+                                            "is %s instead of running; check QEMU’s log"),
+                                          hexz_run_state_to_string (run_state)));
       return;
     }
 
@@ -1103,31 +1145,50 @@ capture_cleanup_finish (CaptureState *state)
     hexz_snapshot_writer_abort (state->writer);
   g_clear_object (&state->disk_copy);
 
+  /* The notes and the advice follow the error as sentences of their own. */
   if (state->cleanup_notes != NULL)
     {
-      char *message = g_strconcat (error->message, state->cleanup_notes->str, NULL);
+      char *message;
 
+      capture_end_sentence (error);
+      message = g_strconcat (error->message, state->cleanup_notes->str, NULL);
       g_free (error->message);
       error->message = message;
     }
 
+  /* The cleanup resumed the machine if it could, so a machine that ran
+   * before and is not known to run again is paused. */
   may_be_paused = state->was_running && !state->vm_resumed &&
                   (state->stop_sent || state->migrate_sent);
-  if (may_be_paused && state->connection_lost)
+  if (may_be_paused)
     {
+      const char *socket_path = state->self->socket_path;
       char *message;
 
-      message = g_strdup_printf (
-          /* Translators: the first %s is an error message, the others the
-           * QMP socket's path. */
-          _("%s The virtual machine may still be paused. Resume it with "
-            "“hexz-snap resume --socket %s” or by sending "
-            "{\"execute\":\"qmp_capabilities\"}{\"execute\":\"cont\"} to %s."),
-          error->message,
-          state->self->socket_path ? state->self->socket_path : "SOCKET",
-          state->self->socket_path ? state->self->socket_path : "the QMP socket");
+      capture_end_sentence (error);
+      if (socket_path != NULL)
+        message = g_strdup_printf (
+            /* Translators: the first %s is an error message, the others the
+             * QMP socket's path. */
+            _("%s The virtual machine may still be paused. Resume it with "
+              "“hexz-snap resume --socket %s” or by sending "
+              "{\"execute\":\"qmp_capabilities\"}{\"execute\":\"cont\"} to %s."),
+            error->message, socket_path, socket_path);
+      else
+        message = g_strdup_printf (
+            /* Translators: %s is an error message. */
+            _("%s The virtual machine may still be paused. Resume it with "
+              "“hexz-snap resume --socket” and its QMP socket, or by sending "
+              "{\"execute\":\"cont\"} on its QMP monitor."),
+            error->message);
       g_free (error->message);
       error->message = message;
+
+      /* A paused machine matters more than what made the run fail: a
+       * caller that ignores cancellations must still see this error. */
+      error->domain = HEXZ_CAPTURE_ERROR;
+      error->code = state->connection_lost ? HEXZ_CAPTURE_ERROR_CONNECTION_LOST
+                                           : HEXZ_CAPTURE_ERROR_RESUME_FAILED;
     }
 
   capture_complete (state);
@@ -2826,8 +2887,11 @@ capture_on_run_state (GObject      *source,
       capture_fail (state,
                     g_error_new (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
                                  /* Translators: %s is a QEMU run state. */
-                                 _("The virtual machine is in the %s state and cannot be "
-                                   "snapshotted now"),
+                                 _("The virtual machine is in the %s state, in the middle "
+                                   "of a migration, and cannot be snapshotted now: wait "
+                                   "until QEMU reports it running or paused (a QEMU "
+                                   "started with “-incoming defer” needs its memory "
+                                   "restored first), then try again"),
                                  hexz_run_state_to_string (run_state)));
       return;
     }
@@ -3084,8 +3148,15 @@ capture_preflight (CaptureState *state)
 
   capture_set_phase (state, HEXZ_CAPTURE_PHASE_PREFLIGHT);
 
-  if (g_cancellable_set_error_if_cancelled (state->user_cancellable, &error) ||
-      !capture_check_inputs (state, &error))
+  /* The same message as a cancellation later in the run. */
+  if (g_cancellable_is_cancelled (state->user_cancellable))
+    {
+      capture_fail (state, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                                _("The snapshot was cancelled")));
+      return;
+    }
+
+  if (!capture_check_inputs (state, &error))
     {
       capture_fail (state, g_steal_pointer (&error));
       return;
@@ -3132,6 +3203,12 @@ capture_preflight (CaptureState *state)
  * runs to its end before @callback is called. A cancellation that arrives
  * while the file is being closed ([enum@Hexz.CapturePhase.FINALIZE]) is
  * ignored, and the snapshot completes.
+ *
+ * When the cleanup could not resume a machine that ran before, whatever
+ * the first failure was, the error is
+ * [error@Hexz.CaptureError.CONNECTION_LOST] or
+ * [error@Hexz.CaptureError.RESUME_FAILED], and its message states that
+ * the machine may still be paused and how to resume it.
  *
  * Only one run may be under way at a time.
  *

@@ -51,11 +51,13 @@ not_ok () {
   echo "not ok $count - $1"
 }
 
-# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
+# check DESCRIPTION COMMAND...: passes when COMMAND succeeds. What COMMAND
+# prints goes to standard error, because any other line on standard output
+# breaks the TAP stream.
 check () {
   local description=$1
   shift
-  if "$@"; then ok "$description"; else not_ok "$description"; fi
+  if "$@" >&2; then ok "$description"; else not_ok "$description"; fi
 }
 
 # Image size: a multiple of the 4 MiB write buffer large enough to give

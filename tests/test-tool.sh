@@ -312,6 +312,15 @@ check "SIGINT stops pack with exit 1" test "$status" -eq 1
 check "SIGINT leaves no output or temporary file" \
   bash -c "[ ! -e '$dir/big.hxz' ] && [ -z \"\$(ls -A '$dir' | grep -F '.big.hxz')\" ]"
 
+# The manual page lists each command's options as its --help shows them.
+source_dir=${G_TEST_SRCDIR:-$(dirname "$0")}
+for command in pack commit info verify extract boot snap restore resume; do
+  "$HEXZ_SNAP" "$command" --help >"$dir/help-$command.txt" 2>&1
+  check "the manual page lists the options of $command" \
+    "$PYTHON" "$source_dir/hexz-check-manpage.py" "$source_dir/../doc/hexz-snap.1" \
+      "$command" "$dir/help-$command.txt"
+done
+
 # The plan comes last, so adding a check needs no count to update.
 echo "1..$count"
 exit 0

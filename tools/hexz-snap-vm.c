@@ -338,8 +338,19 @@ vm_on_final_status (GObject      *source,
   VmCommand *command = user_data;
   g_autoptr(GError) error = NULL;
   HexzRunState state;
+  gboolean running = FALSE;
 
-  state = hexz_qmp_client_query_status_finish (command->client, result, NULL, &error);
+  state = hexz_qmp_client_query_status_finish (command->client, result, &running, &error);
+
+  /* QEMU 7.2 sets the run state to running before it replies to cont, so a
+   * machine that is not running now was stopped again at once. */
+  if (error == NULL && command->snapshot == NULL && !running)
+    g_set_error (&error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_RESUME_FAILED,
+                 /* Translators: %s is a QEMU run state such as paused or io-error. */
+                 _("QEMU accepted “cont”, but the virtual machine is %s instead of running; "
+                   "check QEMU’s log"),
+                 hexz_run_state_to_string (state));
+
   vm_command_finish (command, error,
                      command->snapshot != NULL ? "restore" : "resume", state);
 }
@@ -421,6 +432,20 @@ resume_on_status (GObject      *source,
   if (state == HEXZ_RUN_STATE_FINISH_MIGRATE)
     {
       g_timeout_add (50, resume_retry_cb, command);
+      return;
+    }
+
+  /* In this state cont would only make QEMU start the machine once a
+   * later restore loads it, even a restore asked to leave it paused. */
+  if (state == HEXZ_RUN_STATE_INMIGRATE)
+    {
+      g_set_error (&error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a QMP socket path. */
+                   _("QEMU waits for an incoming migration and has no machine to resume "
+                     "yet: load a snapshot into it with “hexz-snap restore --socket %s "
+                     "SNAPSHOT”"),
+                   command->socket_path);
+      vm_command_finish (command, error, "resume", HEXZ_RUN_STATE_UNKNOWN);
       return;
     }
 
