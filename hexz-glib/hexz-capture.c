@@ -281,6 +281,11 @@ struct _CaptureState
   gint64 previous_migration_deadline;
   guint64 previous_migration_transferred;
 
+  /* A recovery (hexz_capture_recover_async()) instead of a snapshot, and
+   * what it did so far. */
+  gboolean recovering;
+  HexzCaptureRecovery recovery;
+
   gint64 cleanup_deadline;
   guint64 cleanup_transferred;
   gboolean migrate_cancel_sent;
@@ -530,8 +535,10 @@ capture_complete (CaptureState *state)
   capture_release_drain_guard (state);
 
   /* A note means the cleanup could not restore everything: the marker then
-   * stays for the next run. */
-  if (state->marker_written && state->cleanup_notes == NULL && !state->connection_lost)
+   * stays for the next run. A failed recovery keeps the marker as well, so
+   * that it can be tried again. */
+  if (state->marker_written && state->cleanup_notes == NULL && !state->connection_lost &&
+      (!state->recovering || state->error == NULL))
     g_unlink (state->marker_path);
 
   /* A QMP socket serves one client at a time: free it for the next. */
@@ -553,6 +560,8 @@ capture_complete (CaptureState *state)
         g_message (_("The snapshot was written, but QEMU kept a changed setting:%s"),
                    state->cleanup_notes->str);
       capture_set_phase (state, HEXZ_CAPTURE_PHASE_DONE);
+      if (state->recovering)
+        g_task_set_task_data (task, GUINT_TO_POINTER (state->recovery), NULL);
       g_task_return_boolean (task, TRUE);
     }
 }
@@ -875,6 +884,8 @@ capture_resume_vm (CaptureState *state,
 
 static void capture_cleanup_migration (CaptureState *state);
 static void capture_cleanup_fd        (CaptureState *state);
+static void recover_query_run_state   (CaptureState *state);
+static void recover_take_over         (CaptureState *state);
 static void capture_cleanup_vm        (CaptureState *state);
 static void capture_cleanup_finish    (CaptureState *state);
 
@@ -1240,7 +1251,8 @@ capture_on_user_cancelled_idle (gpointer user_data)
 
   if (state->task != NULL && !state->failing)
     capture_fail (state, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
-                                              _("The snapshot was cancelled")));
+                                              state->recovering ? _("The recovery was cancelled")
+                                                                : _("The snapshot was cancelled")));
 
   return G_SOURCE_REMOVE;
 }
@@ -2425,28 +2437,50 @@ capture_load_dead_marker (CaptureState *state,
   return pid;
 }
 
+/* Takes over the settings saved in the marker of a dead run, as the ones
+ * to restore, and sets @was_running to the run state that run found.
+ * Returns the dead run's pid, or 0 when there is no such marker. Both a
+ * capture and a recovery take over a marker through this function. */
+static gint64
+capture_take_over_marker (CaptureState *state,
+                          gboolean     *was_running)
+{
+  g_autoptr(GKeyFile) marker = g_key_file_new ();
+  gint64 pid;
+
+  pid = capture_load_dead_marker (state, marker);
+  if (pid == 0)
+    return 0;
+
+  *was_running = g_key_file_get_boolean (marker, MARKER_GROUP, "was-running", NULL);
+  state->saved_events = g_key_file_get_boolean (marker, MARKER_GROUP, "events", NULL);
+  if (state->has_background_snapshot && g_key_file_has_key (marker, MARKER_GROUP, "background-snapshot", NULL))
+    state->saved_background_snapshot = g_key_file_get_boolean (marker, MARKER_GROUP, "background-snapshot", NULL);
+  if (g_key_file_has_key (marker, MARKER_GROUP, "max-bandwidth", NULL))
+    {
+      state->saved_max_bandwidth = g_key_file_get_int64 (marker, MARKER_GROUP, "max-bandwidth", NULL);
+      state->has_saved_max_bandwidth = TRUE;
+    }
+
+  return pid;
+}
+
 /* Returns TRUE when the marker's run had found the machine running and
  * this run resumes it. */
 static gboolean
 capture_adopt_marker (CaptureState *state)
 {
-  g_autoptr(GKeyFile) marker = g_key_file_new ();
+  gboolean marker_was_running = FALSE;
   gboolean resumes;
   gint64 pid;
 
-  pid = capture_load_dead_marker (state, marker);
+  pid = capture_take_over_marker (state, &marker_was_running);
   if (pid == 0)
     return FALSE;
 
-  resumes = g_key_file_get_boolean (marker, MARKER_GROUP, "was-running", NULL) &&
-            !state->was_running;
+  resumes = marker_was_running && !state->was_running;
   if (resumes)
     state->was_running = TRUE;
-  state->saved_events = g_key_file_get_boolean (marker, MARKER_GROUP, "events", NULL);
-  if (state->has_background_snapshot && g_key_file_has_key (marker, MARKER_GROUP, "background-snapshot", NULL))
-    state->saved_background_snapshot = g_key_file_get_boolean (marker, MARKER_GROUP, "background-snapshot", NULL);
-  if (g_key_file_has_key (marker, MARKER_GROUP, "max-bandwidth", NULL))
-    state->saved_max_bandwidth = g_key_file_get_int64 (marker, MARKER_GROUP, "max-bandwidth", NULL);
 
   if (resumes)
     /* Translators: the first placeholder is a process id, the second a file
@@ -2756,7 +2790,10 @@ capture_on_capabilities (GObject      *source,
         }
     }
 
-  capture_execute (state, "query-migrate-parameters", NULL, NULL, capture_on_parameters);
+  if (state->recovering)
+    recover_take_over (state);
+  else
+    capture_execute (state, "query-migrate-parameters", NULL, NULL, capture_on_parameters);
 }
 
 static void capture_on_previous_migration (GObject      *source,
@@ -2812,6 +2849,7 @@ capture_wait_previous_migration (CaptureState      *state,
       state->previous_migration_deadline = now + (gint64) state->self->cleanup_timeout * 1000;
     }
 
+  state->recovery |= HEXZ_CAPTURE_RECOVERY_WAITED_FOR_MIGRATION;
   source = g_timeout_source_new (RUN_STATE_RETRY_MS * 5);
   g_source_set_callback (source, capture_query_previous_migration_cb, capture_state_ref (state),
                          (GDestroyNotify) capture_state_unref);
@@ -3011,7 +3049,10 @@ capture_on_connected (GObject      *source,
   if (state->failing)
     return;
 
-  capture_execute (state, "query-memory-size-summary", NULL, NULL, capture_on_memory_size);
+  if (state->recovering)
+    recover_query_run_state (state);
+  else
+    capture_execute (state, "query-memory-size-summary", NULL, NULL, capture_on_memory_size);
 }
 
 static gboolean
@@ -3185,6 +3226,37 @@ capture_preflight (CaptureState *state)
                                          capture_state_ref (state));
 }
 
+static CaptureState *
+capture_state_new (HexzCapture         *self,
+                   GCancellable        *cancellable,
+                   GAsyncReadyCallback  callback,
+                   gpointer             user_data,
+                   gpointer             source_tag)
+{
+  CaptureState *state = g_atomic_rc_box_new0 (CaptureState);
+
+  state->self = g_object_ref (self);
+  state->drain_guard_fd = -1;
+  if (self->socket_path != NULL)
+    state->marker_path = g_strconcat (self->socket_path, ".hexz-capture", NULL);
+  state->task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (state->task, source_tag);
+  /* The run reports its own cancellation error once the cleanup is done. */
+  g_task_set_check_cancellable (state->task, FALSE);
+  state->context = g_main_context_ref_thread_default ();
+  state->cancellable = g_cancellable_new ();
+  if (cancellable != NULL)
+    {
+      state->user_cancellable = g_object_ref (cancellable);
+      state->user_cancelled_id = g_cancellable_connect (cancellable,
+                                                        G_CALLBACK (capture_on_user_cancelled),
+                                                        capture_state_ref (state),
+                                                        (GDestroyNotify) capture_state_unref);
+    }
+
+  return state;
+}
+
 /**
  * hexz_capture_run_async:
  * @self: a capture
@@ -3237,26 +3309,7 @@ hexz_capture_run_async (HexzCapture         *self,
   self->chosen_mode = self->mode;
   g_clear_pointer (&self->fallback_reason, g_free);
 
-  state = g_atomic_rc_box_new0 (CaptureState);
-  state->self = g_object_ref (self);
-  state->drain_guard_fd = -1;
-  if (self->socket_path != NULL)
-    state->marker_path = g_strconcat (self->socket_path, ".hexz-capture", NULL);
-  state->task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (state->task, hexz_capture_run_async);
-  /* The run reports its own cancellation error once the cleanup is done. */
-  g_task_set_check_cancellable (state->task, FALSE);
-  state->context = g_main_context_ref_thread_default ();
-  state->cancellable = g_cancellable_new ();
-  if (cancellable != NULL)
-    {
-      state->user_cancellable = g_object_ref (cancellable);
-      state->user_cancelled_id = g_cancellable_connect (cancellable,
-                                                        G_CALLBACK (capture_on_user_cancelled),
-                                                        capture_state_ref (state),
-                                                        (GDestroyNotify) capture_state_unref);
-    }
-
+  state = capture_state_new (self, cancellable, callback, user_data, hexz_capture_run_async);
   capture_preflight (state);
   capture_state_unref (state);
 }
@@ -3281,6 +3334,256 @@ hexz_capture_run_finish (HexzCapture   *self,
   g_return_val_if_fail (HEXZ_IS_CAPTURE (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
   g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == hexz_capture_run_async, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* Recovery after a killed capture.
+ *
+ * The chain: connect, read the run state, and without the marker of a dead
+ * run only resume a paused machine, as `hexz-snap resume` always did. With
+ * such a marker: wait for the dead run's migration as a capture's takeover
+ * does (capture_wait_previous_migration()), read which capabilities QEMU
+ * offers, take over the marker's settings, resume the machine if the dead
+ * run had found it running, restore the settings and remove the marker.
+ * A failure goes through the capture's cleanup, which restores the
+ * settings it can and keeps the marker. */
+
+static void
+recover_on_settings_restored (CaptureState *state)
+{
+  if (state->cleanup_notes != NULL)
+    {
+      GError *error;
+
+      /* The notes follow the error as sentences, and the cleanup must not
+       * try the same commands again. */
+      state->capabilities_changed = FALSE;
+      state->parameters_changed = FALSE;
+      error = g_error_new (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_FAILED,
+                           /* Translators: %s is the marker file's path. */
+                           _("Could not undo all the changes of the killed snapshot "
+                             "recorded in “%s”; the marker stays, so that the next "
+                             "recovery or snapshot tries again"),
+                           state->marker_path);
+      capture_fail (state, error);
+      return;
+    }
+
+  if (state->marker_written)
+    state->recovery |= HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED;
+  capture_complete (state);
+}
+
+static void
+recover_on_resumed (CaptureState *state)
+{
+  if (state->cont_accepted)
+    state->recovery |= HEXZ_CAPTURE_RECOVERY_RESUMED;
+
+  capture_set_phase (state, HEXZ_CAPTURE_PHASE_CLEANUP);
+  capture_restore_settings (state, recover_on_settings_restored);
+}
+
+static void
+recover_resume (CaptureState *state)
+{
+  capture_set_phase (state, HEXZ_CAPTURE_PHASE_RESUME);
+  capture_resume_vm (state, recover_on_resumed);
+}
+
+/* Called once the dead run's migration ended and the capabilities QEMU
+ * offers are known. */
+static void
+recover_take_over (CaptureState *state)
+{
+  gboolean marker_was_running = FALSE;
+  gint64 pid;
+
+  pid = capture_take_over_marker (state, &marker_was_running);
+  if (pid == 0)
+    {
+      /* The marker went away meanwhile: nothing but the pause to undo. */
+      state->was_running = TRUE;
+      recover_resume (state);
+      return;
+    }
+
+  g_debug ("Capture: recovering after process %" G_GINT64_FORMAT
+           " (machine %s then)", pid, marker_was_running ? "running" : "paused");
+  state->recovery |= HEXZ_CAPTURE_RECOVERY_FOUND_MARKER;
+  state->marker_written = TRUE;
+  state->was_running = marker_was_running;
+  state->capabilities_changed = TRUE;
+  state->parameters_changed = state->has_saved_max_bandwidth;
+  recover_resume (state);
+}
+
+static void
+recover_on_run_state (GObject      *source,
+                      GAsyncResult *result,
+                      gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+  g_autoptr(GKeyFile) marker = g_key_file_new ();
+  g_autoptr(GCancellable) cancellable = NULL;
+  g_autoptr(GError) error = NULL;
+  HexzRunState run_state;
+  gboolean running = FALSE;
+
+  run_state = hexz_qmp_client_query_status_finish (state->client, result, &running, &error);
+  if (state->failing)
+    return;
+
+  if (error != NULL)
+    {
+      capture_fail (state, capture_command_error ("query-status", g_steal_pointer (&error)));
+      return;
+    }
+
+  g_debug ("Capture: machine is %s before the recovery", hexz_run_state_to_string (run_state));
+  state->initial_run_state = run_state;
+
+  /* There cont would only make QEMU start the machine once an incoming
+   * migration loads it. */
+  if (run_state == HEXZ_RUN_STATE_INMIGRATE)
+    {
+      capture_fail (state,
+                    g_error_new_literal (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
+                                         _("QEMU waits for an incoming migration and has no "
+                                           "machine to resume yet: restore a snapshot into "
+                                           "it first")));
+      return;
+    }
+
+  if (capture_load_dead_marker (state, marker) == 0)
+    {
+      /* Without a dead run's marker there are no settings to restore: a
+       * paused machine is only resumed. */
+      state->was_running = TRUE;
+      recover_resume (state);
+      return;
+    }
+
+  cancellable = capture_timeout_cancellable (state);
+  hexz_qmp_client_query_migrate_async (state->client, cancellable,
+                                       capture_on_previous_migration, capture_state_ref (state));
+}
+
+static void
+recover_query_run_state (CaptureState *state)
+{
+  g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
+
+  capture_set_phase (state, HEXZ_CAPTURE_PHASE_PREPARE);
+  hexz_qmp_client_query_status_async (state->client, cancellable,
+                                      recover_on_run_state, capture_state_ref (state));
+}
+
+/**
+ * hexz_capture_recover_async:
+ * @self: a capture
+ * @cancellable: (nullable): a cancellable
+ * @callback: (scope async): the function to call when the recovery is done
+ * @user_data: the data to pass to @callback
+ *
+ * Undoes what a capture that was killed (SIGKILL, a crash) left changed
+ * on the machine of [property@Hexz.Capture:socket-path], without taking a
+ * snapshot.
+ *
+ * A killed capture leaves a marker file beside the QMP socket
+ * (`SOCKET.hexz-capture`) with the machine's run state and migration
+ * settings from before it. When the process that wrote the marker no
+ * longer exists, the recovery waits for that run's migration to end if it
+ * is still under way and making progress, resumes the machine if that run
+ * had found it running, restores the migration capabilities and the
+ * bandwidth it saved, and removes the marker. The marker of a process that
+ * still exists is left alone.
+ *
+ * Without such a marker the recovery resumes a paused machine, whatever
+ * paused it. A QEMU waiting for an incoming migration is refused with
+ * [error@Hexz.CaptureError.INVALID_INPUT].
+ *
+ * The capture connects to [property@Hexz.Capture:socket-path] unless
+ * [property@Hexz.Capture:qmp-client] is set; the marker is only found
+ * through the socket path, so set it in both cases. The other properties
+ * are not used. A failed recovery restores what it can and keeps the
+ * marker, so that it can be tried again.
+ *
+ * Only one run or recovery may be under way at a time.
+ *
+ * Since: 1.0
+ */
+void
+hexz_capture_recover_async (HexzCapture         *self,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  CaptureState *state;
+
+  g_return_if_fail (HEXZ_IS_CAPTURE (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+  g_return_if_fail (!self->running);
+
+  self->running = TRUE;
+  state = capture_state_new (self, cancellable, callback, user_data, hexz_capture_recover_async);
+  state->recovering = TRUE;
+
+  if (g_cancellable_is_cancelled (cancellable))
+    capture_fail (state, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                              _("The recovery was cancelled")));
+  else if (self->qmp_client == NULL && self->socket_path == NULL)
+    capture_fail (state, g_error_new_literal (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
+                                              _("Neither a QMP socket nor a QMP client is set")));
+  else if (self->qmp_client != NULL && !hexz_qmp_client_get_connected (self->qmp_client))
+    capture_fail (state, g_error_new_literal (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
+                                              _("The QMP client is not connected")));
+  else if (self->qmp_client != NULL)
+    {
+      state->client = g_object_ref (self->qmp_client);
+      recover_query_run_state (state);
+    }
+  else
+    {
+      state->client = hexz_qmp_client_new ();
+      state->own_client = TRUE;
+      if (self->connect_timeout != 0)
+        hexz_qmp_client_set_connect_timeout (state->client, self->connect_timeout);
+      hexz_qmp_client_connect_to_path_async (state->client, self->socket_path,
+                                             state->user_cancellable, capture_on_connected,
+                                             capture_state_ref (state));
+    }
+
+  capture_state_unref (state);
+}
+
+/**
+ * hexz_capture_recover_finish:
+ * @self: a capture
+ * @result: the result passed to the callback
+ * @recovery: (out) (optional): return location for what the recovery did
+ * @error: return location for an error
+ *
+ * Finishes a recovery started with [method@Hexz.Capture.recover_async].
+ *
+ * Returns: %TRUE if nothing a killed capture changed is left to undo and
+ *   the machine runs when it should
+ *
+ * Since: 1.0
+ */
+gboolean
+hexz_capture_recover_finish (HexzCapture          *self,
+                             GAsyncResult         *result,
+                             HexzCaptureRecovery  *recovery,
+                             GError              **error)
+{
+  g_return_val_if_fail (HEXZ_IS_CAPTURE (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == hexz_capture_recover_async, FALSE);
+
+  if (recovery != NULL)
+    *recovery = GPOINTER_TO_UINT (g_task_get_task_data (G_TASK (result)));
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }

@@ -1556,6 +1556,223 @@ test_leftover_migration (Fixture       *fixture,
     }
 }
 
+/* Recovery after a killed run (hexz_capture_recover_async()). */
+
+typedef enum {
+  RECOVER_KILLED_RUNNING,
+  RECOVER_KILLED_PAUSED,
+  RECOVER_KILLED_MIGRATING,
+  RECOVER_LIVE_MARKER,
+  RECOVER_NO_MARKER,
+  RECOVER_NO_MARKER_RUNNING,
+  RECOVER_INMIGRATE,
+  RECOVER_RESTORE_FAILS,
+} RecoverCase;
+
+static void
+on_recover_done (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  Fixture *fixture = user_data;
+
+  fixture->result = g_object_ref (result);
+}
+
+/* The commands the mock received, separated by spaces. */
+static char *
+mock_command_list (MockQemu *mock)
+{
+  GString *list = g_string_new (NULL);
+
+  g_mutex_lock (&mock->lock);
+  for (guint i = 0; i < mock->commands->len; i++)
+    g_string_append_printf (list, "%s%s", i > 0 ? " " : "", (char *) mock->commands->pdata[i]);
+  g_mutex_unlock (&mock->lock);
+
+  return g_string_free (list, FALSE);
+}
+
+static pid_t
+dead_pid (void)
+{
+  pid_t pid = fork ();
+
+  /* The pid of a process that has ended and was reaped. */
+  if (pid == 0)
+    _exit (0);
+  g_assert_cmpint (waitpid (pid, NULL, 0), ==, pid);
+  return pid;
+}
+
+static void
+test_recover (Fixture       *fixture,
+              gconstpointer  data)
+{
+  RecoverCase recover_case = GPOINTER_TO_INT (data);
+  MockQemu *mock = fixture->mock;
+  g_autofree char *marker_path = g_strconcat (mock->socket_path, ".hexz-capture", NULL);
+  g_autofree char *commands = NULL;
+  g_autoptr(GError) error = NULL;
+  HexzCaptureRecovery recovery = HEXZ_CAPTURE_RECOVERY_NONE;
+  gboolean marker_was_running = recover_case != RECOVER_KILLED_PAUSED;
+  gboolean ok;
+  pid_t pid;
+
+  /* What a run killed in the middle of a background snapshot leaves. */
+  mock->offer_background = TRUE;
+  mock->events = TRUE;
+  mock->background = TRUE;
+  mock->max_bandwidth = G_GINT64_CONSTANT (1) << 40;
+  g_strlcpy (mock->run_state, "paused", sizeof mock->run_state);
+
+  switch (recover_case)
+    {
+    case RECOVER_NO_MARKER:
+    case RECOVER_NO_MARKER_RUNNING:
+      pid = 0;
+      break;
+    case RECOVER_LIVE_MARKER:
+      pid = getppid ();
+      break;
+    default:
+      pid = dead_pid ();
+      break;
+    }
+
+  if (pid != 0)
+    {
+      g_autofree char *marker = NULL;
+
+      marker = g_strdup_printf ("[capture]\npid=%d\nwas-running=%s\nevents=false\n"
+                                "background-snapshot=false\nmax-bandwidth=%d\n",
+                                (int) pid, marker_was_running ? "true" : "false",
+                                ORIGINAL_BANDWIDTH);
+      g_file_set_contents (marker_path, marker, -1, &error);
+      g_assert_no_error (error);
+    }
+
+  if (recover_case == RECOVER_NO_MARKER_RUNNING)
+    g_strlcpy (mock->run_state, "running", sizeof mock->run_state);
+  else if (recover_case == RECOVER_INMIGRATE)
+    g_strlcpy (mock->run_state, "inmigrate", sizeof mock->run_state);
+  else if (recover_case == RECOVER_RESTORE_FAILS)
+    mock->reject_bandwidth_restore = TRUE;
+  else if (recover_case == RECOVER_KILLED_MIGRATING)
+    {
+      mock->statuses = leftover_statuses;
+      mock->migrating = TRUE;
+      g_strlcpy (mock->migration_status, "active", sizeof mock->migration_status);
+    }
+
+  mock_start (mock);
+  hexz_capture_recover_async (fixture->capture, NULL, on_recover_done, fixture);
+  while (fixture->result == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  ok = hexz_capture_recover_finish (fixture->capture, fixture->result, &recovery, &error);
+
+  commands = mock_command_list (mock);
+  g_test_message ("Commands: %s", commands);
+
+  switch (recover_case)
+    {
+    case RECOVER_KILLED_RUNNING:
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpstr (commands, ==,
+                       "qmp_capabilities query-status query-migrate "
+                       "query-migrate-capabilities query-status cont query-status "
+                       "migrate-set-capabilities migrate-set-parameters");
+      g_assert_cmpint (recovery, ==, HEXZ_CAPTURE_RECOVERY_FOUND_MARKER |
+                                     HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED |
+                                     HEXZ_CAPTURE_RECOVERY_RESUMED);
+      g_assert_cmpstr (mock->run_state, ==, "running");
+      break;
+
+    case RECOVER_KILLED_PAUSED:
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpstr (commands, ==,
+                       "qmp_capabilities query-status query-migrate "
+                       "query-migrate-capabilities "
+                       "migrate-set-capabilities migrate-set-parameters");
+      g_assert_cmpint (recovery, ==, HEXZ_CAPTURE_RECOVERY_FOUND_MARKER |
+                                     HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED);
+      g_assert_cmpstr (mock->run_state, ==, "paused");
+      break;
+
+    case RECOVER_KILLED_MIGRATING:
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpuint (mock_count (mock, "query-migrate"), >=, 3);
+      g_assert_cmpuint (mock_count (mock, "cont"), ==, 1);
+      g_assert_cmpuint (mock_count_after (mock, "cont", "migrate-set-capabilities"), ==, 1);
+      g_assert_cmpint (recovery, ==, HEXZ_CAPTURE_RECOVERY_FOUND_MARKER |
+                                     HEXZ_CAPTURE_RECOVERY_WAITED_FOR_MIGRATION |
+                                     HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED |
+                                     HEXZ_CAPTURE_RECOVERY_RESUMED);
+      g_assert_cmpstr (mock->run_state, ==, "running");
+      break;
+
+    case RECOVER_LIVE_MARKER:
+    case RECOVER_NO_MARKER:
+      /* No settings of a dead run to restore: only the pause is undone. */
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpstr (commands, ==, "qmp_capabilities query-status query-status cont query-status");
+      g_assert_cmpint (recovery, ==, HEXZ_CAPTURE_RECOVERY_RESUMED);
+      g_assert_cmpstr (mock->run_state, ==, "running");
+      g_assert_true (mock->events);
+      break;
+
+    case RECOVER_NO_MARKER_RUNNING:
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpstr (commands, ==, "qmp_capabilities query-status query-status");
+      g_assert_cmpint (recovery, ==, HEXZ_CAPTURE_RECOVERY_NONE);
+      break;
+
+    case RECOVER_INMIGRATE:
+      g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT);
+      g_assert_false (ok);
+      g_assert_cmpstr (commands, ==, "qmp_capabilities query-status");
+      break;
+
+    case RECOVER_RESTORE_FAILS:
+      g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_FAILED);
+      g_assert_nonnull (strstr (error->message, "mock failure of the bandwidth restore"));
+      g_assert_false (ok);
+      g_assert_cmpuint (mock_count (mock, "migrate-set-parameters"), ==, 1);
+      g_assert_cmpstr (mock->run_state, ==, "running");
+      break;
+
+    default:
+      g_assert_not_reached ();
+    }
+
+  switch (recover_case)
+    {
+    case RECOVER_KILLED_RUNNING:
+    case RECOVER_KILLED_PAUSED:
+    case RECOVER_KILLED_MIGRATING:
+      /* The saved values, not the ones the killed run had set. */
+      g_assert_false (mock->events);
+      g_assert_false (mock->background);
+      g_assert_cmpint (mock->max_bandwidth, ==, ORIGINAL_BANDWIDTH);
+      g_assert_false (g_file_test (marker_path, G_FILE_TEST_EXISTS));
+      break;
+    case RECOVER_LIVE_MARKER:
+    case RECOVER_INMIGRATE:
+    case RECOVER_RESTORE_FAILS:
+      /* Left for a later recovery. */
+      g_assert_true (g_file_test (marker_path, G_FILE_TEST_IS_REGULAR));
+      break;
+    default:
+      g_assert_false (g_file_test (marker_path, G_FILE_TEST_EXISTS));
+      break;
+    }
+}
+
 static void
 test_auto_fallback (Fixture       *fixture,
                     gconstpointer  data)
@@ -1806,6 +2023,14 @@ main (int    argc,
   ADD ("/capture/stale-copy-folder", NULL, test_stale_copy_folder);
   ADD ("/capture/leftover-migration/killed-run", GINT_TO_POINTER (TRUE), test_leftover_migration);
   ADD ("/capture/leftover-migration/no-marker", GINT_TO_POINTER (FALSE), test_leftover_migration);
+  ADD ("/capture/recover/killed-running", GINT_TO_POINTER (RECOVER_KILLED_RUNNING), test_recover);
+  ADD ("/capture/recover/killed-paused", GINT_TO_POINTER (RECOVER_KILLED_PAUSED), test_recover);
+  ADD ("/capture/recover/killed-migrating", GINT_TO_POINTER (RECOVER_KILLED_MIGRATING), test_recover);
+  ADD ("/capture/recover/live-marker", GINT_TO_POINTER (RECOVER_LIVE_MARKER), test_recover);
+  ADD ("/capture/recover/no-marker", GINT_TO_POINTER (RECOVER_NO_MARKER), test_recover);
+  ADD ("/capture/recover/no-marker-running", GINT_TO_POINTER (RECOVER_NO_MARKER_RUNNING), test_recover);
+  ADD ("/capture/recover/inmigrate", GINT_TO_POINTER (RECOVER_INMIGRATE), test_recover);
+  ADD ("/capture/recover/restore-fails", GINT_TO_POINTER (RECOVER_RESTORE_FAILS), test_recover);
   ADD ("/capture/finish-migrate", NULL, test_finish_migrate);
   ADD ("/capture/user-paused/success", GINT_TO_POINTER (FALSE), test_user_paused);
   ADD ("/capture/user-paused/failure", GINT_TO_POINTER (TRUE), test_user_paused);
