@@ -88,8 +88,12 @@ static const HexzToolCommand commands[] = {
   {
     "resume", "",
     N_("Resume a paused virtual machine"),
-    N_("Waits until QEMU has finished a migration, then sends “cont”. Use it when a "
-       "snapshot lost its QMP connection while the machine was paused."),
+    N_("Undoes what a killed “snap” left changed, as recorded in the marker beside "
+       "the QMP socket: waits for its migration to end, resumes the machine if it "
+       "ran before and restores the migration settings. Without a marker, waits "
+       "until QEMU has finished a migration, then sends “cont”. Use it after a "
+       "killed “snap”, or when a snapshot lost its QMP connection while the "
+       "machine was paused."),
     hexz_tool_command_resume,
   },
 };
