@@ -118,6 +118,7 @@ struct _HexzCapture
   char *message;
   guint stall_timeout;
   guint live_timeout;
+  guint64 live_bandwidth;
   gboolean allow_larger_overlay;
 
   gboolean check_free_space;
@@ -151,6 +152,7 @@ enum {
   PROP_MESSAGE,
   PROP_STALL_TIMEOUT,
   PROP_LIVE_TIMEOUT,
+  PROP_LIVE_BANDWIDTH,
   PROP_ALLOW_LARGER_OVERLAY,
   PROP_PHASE,
   PROP_CHOSEN_MODE,
@@ -1722,6 +1724,21 @@ static gboolean capture_stop_finish (CaptureState *state,
                                      GAsyncResult *result);
 
 static void
+capture_on_bandwidth_lifted (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  /* The copy still completes under the limit, only more slowly. */
+  reply = capture_execute_finish (state, result, &error);
+  if (reply == NULL)
+    g_debug ("Capture: lifting the live bandwidth limit failed: %s", error->message);
+}
+
+static void
 capture_on_converge_stopped (GObject      *source,
                              GAsyncResult *result,
                              gpointer      user_data)
@@ -1748,6 +1765,17 @@ capture_check_convergence (CaptureState *state,
     return;
 
   g_debug ("Capture: the live copy has not converged in %u s; pausing the machine", timeout);
+
+  /* The limit only spares the host while the guest runs. QEMU handles
+   * commands in order, so the copy of the paused guest runs unlimited. */
+  if (state->self->live_bandwidth != 0)
+    {
+      g_autoptr(JsonObject) arguments = json_object_new ();
+
+      json_object_set_int_member (arguments, "max-bandwidth", CAPTURE_MAX_BANDWIDTH);
+      capture_execute (state, "migrate-set-parameters", arguments, NULL,
+                       capture_on_bandwidth_lifted);
+    }
 
   cancellable = capture_timeout_cancellable (state);
   state->converge_stop_sent = TRUE;
@@ -2289,8 +2317,13 @@ static void
 capture_set_parameters (CaptureState *state)
 {
   g_autoptr(JsonObject) arguments = json_object_new ();
+  gint64 bandwidth = CAPTURE_MAX_BANDWIDTH;
 
-  json_object_set_int_member (arguments, "max-bandwidth", CAPTURE_MAX_BANDWIDTH);
+  if (state->mode == HEXZ_CAPTURE_MODE_LIVE && state->self->live_bandwidth != 0)
+    bandwidth = (gint64) state->self->live_bandwidth;
+
+  g_debug ("Capture: max-bandwidth %" G_GINT64_FORMAT " bytes/s", bandwidth);
+  json_object_set_int_member (arguments, "max-bandwidth", bandwidth);
   state->parameters_changed = TRUE;
   capture_execute (state, "migrate-set-parameters", arguments, NULL, capture_on_parameters_set);
 }
@@ -3758,6 +3791,10 @@ hexz_capture_get_property (GObject    *object,
     case PROP_LIVE_TIMEOUT:
       g_value_set_uint (value, self->live_timeout);
       break;
+
+    case PROP_LIVE_BANDWIDTH:
+      g_value_set_uint64 (value, self->live_bandwidth);
+      break;
     case PROP_ALLOW_LARGER_OVERLAY:
       g_value_set_boolean (value, self->allow_larger_overlay);
       break;
@@ -3838,6 +3875,10 @@ hexz_capture_set_property (GObject      *object,
       break;
     case PROP_LIVE_TIMEOUT:
       hexz_capture_set_live_timeout (self, g_value_get_uint (value));
+      break;
+
+    case PROP_LIVE_BANDWIDTH:
+      hexz_capture_set_live_bandwidth (self, g_value_get_uint64 (value));
       break;
     case PROP_ALLOW_LARGER_OVERLAY:
       hexz_capture_set_allow_larger_overlay (self, g_value_get_boolean (value));
@@ -4023,6 +4064,24 @@ hexz_capture_class_init (HexzCaptureClass *klass)
    */
   properties[PROP_LIVE_TIMEOUT] =
     g_param_spec_uint ("live-timeout", NULL, NULL, 0, G_MAXUINT, DEFAULT_LIVE_TIMEOUT_S, rw);
+
+  /**
+   * HexzCapture:live-bandwidth: (getter get_live_bandwidth) (setter set_live_bandwidth)
+   *
+   * In live mode, the most bytes per second QEMU sends of the memory
+   * while the guest runs, which bounds the host I/O and CPU time the
+   * snapshot takes from other work. 0, the default, sets no limit.
+   *
+   * A lower limit makes the copy take longer, and a guest that writes
+   * memory faster than the limit lets the copy converge only once
+   * [property@Hexz.Capture:live-timeout] pauses it. Once the guest is
+   * paused the limit is lifted, so that the pause is as short as
+   * possible. The other modes ignore this property.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_LIVE_BANDWIDTH] =
+    g_param_spec_uint64 ("live-bandwidth", NULL, NULL, 0, G_MAXINT64, 0, rw);
 
   /**
    * HexzCapture:allow-larger-overlay: (getter get_allow_larger_overlay) (setter set_allow_larger_overlay)
@@ -4719,6 +4778,47 @@ hexz_capture_set_stall_timeout (HexzCapture *self,
 
   self->stall_timeout = seconds;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STALL_TIMEOUT]);
+}
+
+/**
+ * hexz_capture_get_live_bandwidth: (get-property live-bandwidth)
+ * @self: a capture
+ *
+ * Gets [property@Hexz.Capture:live-bandwidth].
+ *
+ * Returns: the limit in bytes per second, 0 for none
+ *
+ * Since: 1.0
+ */
+guint64
+hexz_capture_get_live_bandwidth (HexzCapture *self)
+{
+  g_return_val_if_fail (HEXZ_IS_CAPTURE (self), 0);
+
+  return self->live_bandwidth;
+}
+
+/**
+ * hexz_capture_set_live_bandwidth: (set-property live-bandwidth)
+ * @self: a capture
+ * @bytes_per_second: the limit in bytes per second, 0 for none
+ *
+ * Sets [property@Hexz.Capture:live-bandwidth].
+ *
+ * Since: 1.0
+ */
+void
+hexz_capture_set_live_bandwidth (HexzCapture *self,
+                                 guint64      bytes_per_second)
+{
+  g_return_if_fail (HEXZ_IS_CAPTURE (self));
+  g_return_if_fail (bytes_per_second <= G_MAXINT64);
+
+  if (self->live_bandwidth == bytes_per_second)
+    return;
+
+  self->live_bandwidth = bytes_per_second;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LIVE_BANDWIDTH]);
 }
 
 /**

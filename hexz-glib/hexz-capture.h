@@ -234,6 +234,11 @@ HEXZ_AVAILABLE_IN_1_0
 void              hexz_capture_set_stall_timeout    (HexzCapture     *self,
                                                      guint            seconds);
 HEXZ_AVAILABLE_IN_1_0
+guint64           hexz_capture_get_live_bandwidth   (HexzCapture     *self);
+HEXZ_AVAILABLE_IN_1_0
+void              hexz_capture_set_live_bandwidth   (HexzCapture     *self,
+                                                     guint64          bytes_per_second);
+HEXZ_AVAILABLE_IN_1_0
 guint             hexz_capture_get_live_timeout     (HexzCapture     *self);
 HEXZ_AVAILABLE_IN_1_0
 void              hexz_capture_set_live_timeout     (HexzCapture     *self,

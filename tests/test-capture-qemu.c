@@ -61,6 +61,8 @@ typedef struct
   char *second_qmp_path;
   /* A device to add to the machines started, NULL for none. */
   const char *extra_device;
+  /* The guest's command line, NULL for guest_append(). */
+  char *append;
 } Fixture;
 
 static const char *
@@ -185,7 +187,7 @@ vm_start (Fixture    *fixture,
   g_ptr_array_add (args, g_strdup ("-kernel"));
   g_ptr_array_add (args, g_strdup (fixture->guest));
   g_ptr_array_add (args, g_strdup ("-append"));
-  g_ptr_array_add (args, g_strdup (guest_append ()));
+  g_ptr_array_add (args, g_strdup (fixture->append != NULL ? fixture->append : guest_append ()));
   g_ptr_array_add (args, g_strdup ("-drive"));
   g_ptr_array_add (args, g_strconcat ("file=", disk_path, ",format=raw,if=ide,cache=writethrough", NULL));
   if (sandbox)
@@ -360,6 +362,7 @@ fixture_tear_down (Fixture       *fixture,
   g_free (fixture->output_path);
   g_free (fixture->second_qmp_path);
   g_free (fixture->guest);
+  g_free (fixture->append);
 }
 
 /* Running a capture */
@@ -645,6 +648,45 @@ test_snapshot_restore (Fixture       *fixture,
     g_assert_nonnull (hexz_snapshot_get_parent_path (snapshot));
   else
     g_assert_null (hexz_snapshot_get_parent_path (snapshot));
+  g_clear_object (&snapshot);
+
+  restore_and_check (fixture);
+}
+
+/* A live capture limited to 1 MiB/s of a guest that keeps rewriting 8 MiB
+ * cannot converge: after live-timeout the capture lifts the limit, pauses
+ * the guest to finish, and the snapshot is as consistent as any other. */
+static void
+test_live_bandwidth (Fixture       *fixture,
+                     gconstpointer  data)
+{
+  g_autoptr(HexzCapture) capture = NULL;
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean running = FALSE;
+
+  if (fixture->guest == NULL)
+    return;
+
+  fixture->append = g_strconcat (guest_append (), " dirty=8M", NULL);
+  start_guest (fixture, FALSE);
+  capture = capture_new (fixture, HEXZ_CAPTURE_MODE_LIVE, HEXZ_CODEC_LZ4, FALSE);
+  hexz_capture_set_live_timeout (capture, 1);
+  hexz_capture_set_live_bandwidth (capture, 1024 * 1024);
+
+  g_assert_true (capture_run (fixture, capture, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (hexz_capture_get_chosen_mode (capture), ==, HEXZ_CAPTURE_MODE_LIVE);
+  g_assert_true (hexz_capture_get_paused_to_converge (capture));
+  g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
+  g_assert_true (running);
+  assert_settings_restored (fixture->vm);
+  assert_guest_runs (fixture->vm);
+
+  snapshot = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (json_object_get_string_member (hexz_snapshot_get_metadata (snapshot),
+                                                  "capture-mode"), ==, "live");
   g_clear_object (&snapshot);
 
   restore_and_check (fixture);
@@ -998,18 +1040,23 @@ test_cli_snap_restore (Fixture       *fixture,
   g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
   assert_settings_restored (fixture->vm);
 
-  /* The other options: --live, --thin, --block-size and LZ4. */
+  /* The other options: --live with a bandwidth limit, --thin, --block-size
+   * and LZ4. */
   vm_disconnect (fixture->vm);
   {
     g_autofree char *thin_path = g_build_filename (fixture->dir, "thin.hexz", NULL);
     const char *argv[] = {
       tool, "snap", "--socket", fixture->vm->qmp_path, "--overlay", fixture->overlay_path,
       "--base", fixture->base_path, "--output", thin_path, "--live", "--thin",
+      "--live-bandwidth", "1", "--live-timeout", "1",
       "--block-size", "16K", "--compression", "lz4", "--json", NULL
     };
     g_autoptr(JsonObject) thin = run_tool_json (argv, 0);
 
     g_assert_cmpstr (json_object_get_string_member (thin, "mode"), ==, "live");
+    /* Under TCG the guest fills 8 MiB, more than 1 MiB/s copies in 1 s. */
+    if (g_str_equal (hexz_test_qemu_choose_accel (), "tcg"))
+      g_assert_true (json_object_get_boolean_member (thin, "paused_to_converge"));
     g_assert_cmpint (json_object_get_int_member (thin, "block_size"), ==, 16 * 1024);
     g_assert_true (json_object_get_boolean_member (thin, "has_memory"));
     g_assert_true (json_object_has_member (thin, "parent"));
@@ -1329,6 +1376,7 @@ main (int    argc,
   ADD ("/capture-qemu/background/zstd-thick", &background_zstd_thick, test_snapshot_restore);
   ADD ("/capture-qemu/auto/lz4-thin", &auto_lz4_thin, test_snapshot_restore);
   ADD ("/capture-qemu/live/lz4-thick", &live_lz4_thick, test_snapshot_restore);
+  ADD ("/capture-qemu/live/bandwidth-timeout", NULL, test_live_bandwidth);
   ADD ("/capture-qemu/user-paused", NULL, test_user_paused);
   ADD ("/capture-qemu/cancel/preflight", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_PREFLIGHT | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
   ADD ("/capture-qemu/cancel/prepare", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_PREPARE | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);

@@ -78,6 +78,8 @@ typedef struct
   gint64 max_bandwidth;
   /* The settings in force when the migrate command arrived. */
   gint64 max_bandwidth_at_migrate;
+  /* The bandwidth in force when query-migrate first reported completion. */
+  gint64 max_bandwidth_at_completion;
   gboolean events_at_migrate;
   int fd;
   gboolean migrating;
@@ -227,6 +229,9 @@ mock_handle (MockQemu    *mock,
             mock->status_index++;
           if (!g_str_equal (mock->migration_status, "cancelled"))
             g_strlcpy (mock->migration_status, status, sizeof mock->migration_status);
+          if (g_str_equal (mock->migration_status, "completed") &&
+              mock->max_bandwidth_at_completion == 0)
+            mock->max_bandwidth_at_completion = mock->max_bandwidth;
 
           if (g_str_equal (mock->migration_status, "completed") && !mock->background)
             {
@@ -1852,10 +1857,12 @@ static void
 test_live_timeout (Fixture       *fixture,
                    gconstpointer  data)
 {
+  guint64 bandwidth = GPOINTER_TO_UINT (data);
   g_autoptr(GError) error = NULL;
 
   hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_LIVE);
   hexz_capture_set_live_timeout (fixture->capture, 1);
+  hexz_capture_set_live_bandwidth (fixture->capture, bandwidth);
   fixture->mock->converge_when_paused = TRUE;
 
   g_assert_true (fixture_run (fixture, &error));
@@ -1865,6 +1872,21 @@ test_live_timeout (Fixture       *fixture,
   g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
   g_assert_cmpstr (fixture->mock->run_state, ==, "running");
   g_assert_true (g_file_test (fixture->output_path, G_FILE_TEST_IS_REGULAR));
+
+  /* The limit holds while the guest runs and is lifted once it is paused. */
+  if (bandwidth != 0)
+    {
+      g_assert_cmpint (fixture->mock->max_bandwidth_at_migrate, ==, bandwidth);
+      g_assert_cmpuint (mock_count_after (fixture->mock, "migrate", "migrate-set-parameters"), ==, 2);
+      g_assert_cmpuint (mock_count_after (fixture->mock, "stop", "migrate-set-parameters"), ==, 1);
+    }
+  else
+    {
+      g_assert_cmpint (fixture->mock->max_bandwidth_at_migrate, ==, G_GINT64_CONSTANT (1) << 40);
+      g_assert_cmpuint (mock_count_after (fixture->mock, "stop", "migrate-set-parameters"), ==, 1);
+    }
+  g_assert_cmpint (fixture->mock->max_bandwidth_at_completion, ==, G_GINT64_CONSTANT (1) << 40);
+  g_assert_cmpint (fixture->mock->max_bandwidth, ==, ORIGINAL_BANDWIDTH);
 }
 
 static const char * const stalled_statuses[] = { "setup", "active", NULL };
@@ -2008,7 +2030,8 @@ main (int    argc,
 
   ADD ("/capture/paused", NULL, test_paused_success);
   ADD ("/capture/live", NULL, test_live);
-  ADD ("/capture/live/timeout", NULL, test_live_timeout);
+  ADD ("/capture/live/timeout", GUINT_TO_POINTER (0), test_live_timeout);
+  ADD ("/capture/live/timeout/bandwidth", GUINT_TO_POINTER (1024 * 1024), test_live_timeout);
   ADD ("/capture/wrong-base", NULL, test_wrong_base);
   ADD ("/capture/postmigrate", NULL, test_postmigrate);
   ADD ("/capture/inmigrate", NULL, test_migrating_machine);

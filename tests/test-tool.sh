@@ -110,6 +110,10 @@ check "the usage error names the missing --base" one_error_line "option --base"
 check "snap with --socket alone exits 2" run 2 snap --socket "$dir/none.sock"
 check "the usage error names every missing option" \
   one_error_line "options --overlay, --base, --output"
+check "snap with a negative --live-bandwidth exits 2" \
+  run 2 snap --socket "$dir/none.sock" --overlay "$dir/none.overlay" --base "$dir/none.hxz" \
+    --output "$dir/never.hxz" --live --live-bandwidth -1
+check "the usage error names --live-bandwidth" one_error_line "--live-bandwidth -1"
 check "extract without a stream exits 2" run 2 extract "$dir/never.hxz"
 check "usage error is one line naming the command" \
   bash -c "[ \$(wc -l <'$dir/stderr') -eq 1 ] && grep -q 'hexz-snap extract --help' '$dir/stderr'"

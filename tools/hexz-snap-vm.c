@@ -6,6 +6,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "hexz-snap.h"
@@ -170,6 +171,7 @@ hexz_tool_command_snap (HexzTool  *tool,
   gboolean allow_larger = FALSE;
   int stall_timeout = -1;
   int live_timeout = -1;
+  gint64 live_bandwidth = 0;
   HexzToolWriterOptions writer_options;
   HexzCaptureMode mode = HEXZ_CAPTURE_MODE_AUTO;
   g_autoptr(GOptionContext) context = NULL;
@@ -198,6 +200,9 @@ hexz_tool_command_snap (HexzTool  *tool,
     { "live-timeout", 0, 0, G_OPTION_ARG_INT, &live_timeout,
       N_("In live mode, pause the guest to finish when the memory copy has not "
          "converged after this many seconds (default 60, 0 waits forever)"), N_("SECONDS") },
+    { "live-bandwidth", 0, 0, G_OPTION_ARG_INT64, &live_bandwidth,
+      N_("In live mode, copy at most this many MiB of memory per second while the "
+         "guest runs, to bound the host I/O (default 0, no limit)"), N_("MIB") },
     { "allow-larger-overlay", 0, 0, G_OPTION_ARG_NONE, &allow_larger,
       N_("Accept an overlay larger than the base's disk"), NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
@@ -244,6 +249,15 @@ hexz_tool_command_snap (HexzTool  *tool,
       mode = HEXZ_CAPTURE_MODE_LIVE;
     }
 
+  if (live_bandwidth < 0 || live_bandwidth > G_MAXINT64 / (1024 * 1024))
+    {
+      /* Translators: the number is a value given on the command line. */
+      hexz_tool_usage_error (tool, _("Invalid --live-bandwidth %" PRId64
+                                     ": give a number of MiB per second, or 0 for no limit"),
+                             live_bandwidth);
+      return FALSE;
+    }
+
   output_file = g_file_new_for_commandline_arg (output);
 
   snap = g_new0 (SnapCommand, 1);
@@ -267,6 +281,7 @@ hexz_tool_command_snap (HexzTool  *tool,
     hexz_capture_set_stall_timeout (snap->capture, stall_timeout);
   if (live_timeout >= 0)
     hexz_capture_set_live_timeout (snap->capture, live_timeout);
+  hexz_capture_set_live_bandwidth (snap->capture, (guint64) live_bandwidth * 1024 * 1024);
 
   g_signal_connect (snap->capture, "progress", G_CALLBACK (snap_on_progress), snap);
   hexz_capture_run_async (snap->capture, tool->cancellable, snap_on_done, snap);
