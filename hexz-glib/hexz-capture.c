@@ -3373,13 +3373,13 @@ hexz_capture_run_finish (HexzCapture   *self,
 
 /* Recovery after a killed capture.
  *
- * The chain: connect, read the run state, and without the marker of a dead
- * run only resume a paused machine, as `hexz-snap resume` always did. With
- * such a marker: wait for the dead run's migration as a capture's takeover
- * does (capture_wait_previous_migration()), read which capabilities QEMU
- * offers, take over the marker's settings, resume the machine if the dead
- * run had found it running, restore the settings and remove the marker.
- * A failure goes through the capture's cleanup, which restores the
+ * The chain connects and reads the run state. Without the marker of a dead
+ * run it only resumes a paused machine. With such a marker it waits for
+ * the dead run's migration, as a capture's takeover does
+ * (capture_wait_previous_migration()), and reads which capabilities QEMU
+ * offers. Then it takes over the marker's settings, resumes the machine if
+ * the dead run had found it running, restores the settings and removes the
+ * marker. A failure goes through the capture's cleanup, which restores the
  * settings it can and keeps the marker. */
 
 static void
@@ -3527,8 +3527,8 @@ recover_query_run_state (CaptureState *state)
  * A killed capture leaves a marker file beside the QMP socket
  * (`SOCKET.hexz-capture`) with the machine's run state and migration
  * settings from before it. When the process that wrote the marker no
- * longer exists, the recovery waits for that run's migration to end if it
- * is still under way and making progress, resumes the machine if that run
+ * longer exists, the recovery first waits for that run's migration to end,
+ * as long as it makes progress. Then it resumes the machine if that run
  * had found it running, restores the migration capabilities and the
  * bandwidth it saved, and removes the marker. The marker of a process that
  * still exists is left alone.
