@@ -20,6 +20,11 @@ G_BEGIN_DECLS
 #define HEXZ_METADATA_APPEND       "append"
 #define HEXZ_METADATA_INITRD       "initrd"
 
+/* Exported for hexz-snap, which links the shared library; not public. */
+_HEXZ_EXTERN
+HexzSnapshot *hexz_snapshot_open_without_parents (GFile        *file,
+                                                  GCancellable *cancellable,
+                                                  GError      **error);
 const guint8 *hexz_snapshot_get_id_bytes      (HexzSnapshot   *self);
 guint64       hexz_snapshot_get_seal          (HexzSnapshot   *self);
 const char   *hexz_snapshot_get_display_name  (HexzSnapshot   *self);

@@ -511,6 +511,7 @@ load_metadata (HexzSnapshot  *self,
 static HexzSnapshot *open_snapshot (GFile         *file,
                                     guint          depth,
                                     GPtrArray     *chain_ids,
+                                    gboolean       open_parents,
                                     GCancellable  *cancellable,
                                     GError       **error);
 
@@ -518,6 +519,7 @@ static gboolean
 load_parent (HexzSnapshot  *self,
              guint          depth,
              GPtrArray     *chain_ids,
+             gboolean       open_parents,
              GCancellable  *cancellable,
              GError       **error)
 {
@@ -552,6 +554,8 @@ load_parent (HexzSnapshot  *self,
   self->parent_path = g_strndup ((const char *) section + HEXZ_PARENT_FIXED_SIZE,
                                  path_length);
   self->parent_id_string = hexz_id_to_string (parent_id);
+  if (!open_parents)
+    return TRUE;
 
   for (guint i = 0; i < chain_ids->len; i++)
     {
@@ -575,7 +579,7 @@ load_parent (HexzSnapshot  *self,
   parent_file = g_file_resolve_relative_path (folder, self->parent_path);
   parent_name = g_file_get_parse_name (parent_file);
 
-  self->parent = open_snapshot (parent_file, depth + 1, chain_ids, cancellable,
+  self->parent = open_snapshot (parent_file, depth + 1, chain_ids, TRUE, cancellable,
                                 &local_error);
   if (self->parent == NULL)
     {
@@ -781,6 +785,7 @@ static HexzSnapshot *
 open_snapshot (GFile         *file,
                guint          depth,
                GPtrArray     *chain_ids,
+               gboolean       open_parents,
                GCancellable  *cancellable,
                GError       **error)
 {
@@ -824,7 +829,7 @@ open_snapshot (GFile         *file,
     return NULL;
 
   g_ptr_array_add (chain_ids, self->header.id);
-  if (!load_parent (self, depth, chain_ids, cancellable, error))
+  if (!load_parent (self, depth, chain_ids, open_parents, cancellable, error))
     return NULL;
 
   g_debug ("Opened snapshot %s: id %s, block size %u, disk %" G_GUINT64_FORMAT
@@ -1225,7 +1230,23 @@ hexz_snapshot_open (GFile         *file,
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  return open_snapshot (file, 0, chain_ids, cancellable, error);
+  return open_snapshot (file, 0, chain_ids, TRUE, cancellable, error);
+}
+
+/* Opens and checks the file alone: its parent reference is read (see
+ * hexz_snapshot_get_parent_path()), but no parent is opened, so the
+ * snapshot cannot read a block that lives in a parent. For showing what
+ * a file holds when its chain is broken. */
+HexzSnapshot *
+hexz_snapshot_open_without_parents (GFile         *file,
+                                    GCancellable  *cancellable,
+                                    GError       **error)
+{
+  g_autoptr(GPtrArray) chain_ids = g_ptr_array_new ();
+
+  g_return_val_if_fail (G_IS_FILE (file), NULL);
+
+  return open_snapshot (file, 0, chain_ids, FALSE, cancellable, error);
 }
 
 /**

@@ -231,6 +231,25 @@ check "thin commit on a thin snapshot reads the same" \
   bash -c "'$HEXZ_SNAP' commit --base '$dir/thin.hxz' --output '$dir/chain.hxz' --thin >/dev/null &&
            '$HEXZ_SNAP' extract '$dir/chain.hxz' --disk '$dir/chain.out' && cmp '$dir/expected.img' '$dir/chain.out'"
 
+# info on a thin snapshot whose parent is missing or replaced still shows
+# the file's own fields and the parent's expected path and id, then fails.
+mkdir "$dir/orphan"
+cp "$dir/thin.hxz" "$dir/orphan/thin.hxz"
+check "info on a snapshot whose parent is missing exits 1" run 1 info "$dir/orphan/thin.hxz"
+check "info shows the snapshot's own id" \
+  grep -q "$(json_field "$dir/commit.json" '["id"]')" "$dir/stdout"
+check "info shows the missing parent's path and id" \
+  grep -q "disk.hxz ($(json_field "$dir/info.json" '["id"]'))" "$dir/stdout"
+check "info names the missing parent in its error" one_error_line "is missing"
+check "info --json on a snapshot whose parent is missing exits 1" \
+  run 1 info --json "$dir/orphan/thin.hxz"
+check "info --json gives the parent's expected id" \
+  test "$(json_field "$dir/stdout" '["parent"]["id"]')" = "$(json_field "$dir/info.json" '["id"]')"
+cp "$dir/thick.hxz" "$dir/orphan/disk.hxz"
+check "info on a snapshot whose parent was replaced exits 1" run 1 info "$dir/orphan/thin.hxz"
+check "info names the replaced parent in its error" one_error_line "was replaced"
+check "info still shows the snapshot's own fields" grep -q "thin commit" "$dir/stdout"
+
 # The output may not replace the overlay or its .meta, even with --force.
 sha256sum "$dir/vm.overlay" "$dir/vm.meta" >"$dir/inputs.sha256"
 for victim in vm.overlay vm.meta; do
