@@ -1234,9 +1234,9 @@ hexz_snapshot_open (GFile         *file,
 }
 
 /* Opens and checks the file alone: its parent reference is read (see
- * hexz_snapshot_get_parent_path()), but no parent is opened, so the
- * snapshot cannot read a block that lives in a parent. For showing what
- * a file holds when its chain is broken. */
+ * hexz_snapshot_get_parent_path()), but no parent is opened, so reading a
+ * block that lives in a parent fails. For showing what a file holds when
+ * its chain is broken. */
 HexzSnapshot *
 hexz_snapshot_open_without_parents (GFile         *file,
                                     GCancellable  *cancellable,

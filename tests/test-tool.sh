@@ -246,7 +246,8 @@ check "info --json on a snapshot whose parent is missing exits 1" \
 check "info --json gives the parent's expected id" \
   test "$(json_field "$dir/stdout" '["parent"]["id"]')" = "$(json_field "$dir/info.json" '["id"]')"
 cp "$dir/thick.hxz" "$dir/orphan/disk.hxz"
-check "info on a snapshot whose parent was replaced exits 1" run 1 info "$dir/orphan/thin.hxz"
+check "info --blocks on a snapshot whose parent was replaced exits 1" \
+  run 1 info --blocks "$dir/orphan/thin.hxz"
 check "info names the replaced parent in its error" one_error_line "was replaced"
 check "info still shows the snapshot's own fields" grep -q "thin commit" "$dir/stdout"
 

@@ -304,6 +304,9 @@ on_info_opened (GObject      *source_object,
         job->chain_error = g_steal_pointer (&error);
       else
         g_clear_object (&snapshot);
+
+      /* Without the parent its blocks read as invalid index entries. */
+      job->blocks = FALSE;
     }
 
   if (snapshot == NULL)
