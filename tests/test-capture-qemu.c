@@ -1116,6 +1116,10 @@ test_cli_snap_restore (Fixture       *fixture,
     g_autoptr(JsonObject) resumed = run_tool_json (argv, 0);
 
     g_assert_cmpstr (json_object_get_string_member (resumed, "status"), ==, "running");
+    /* No snap was killed here: only the pause is undone. */
+    g_assert_true (json_object_get_boolean_member (resumed, "resumed"));
+    g_assert_false (json_object_get_boolean_member (resumed, "killed_snapshot_found"));
+    g_assert_false (json_object_get_boolean_member (resumed, "settings_restored"));
   }
   vm_reconnect (fixture->restored);
 

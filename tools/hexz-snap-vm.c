@@ -360,10 +360,10 @@ vm_command_finish (VmCommand    *command,
           json_builder_add_string_value (builder, hexz_run_state_to_string (state));
           if (command->capture != NULL)
             {
-              json_builder_set_member_name (builder, "killed-snapshot-found");
+              json_builder_set_member_name (builder, "killed_snapshot_found");
               json_builder_add_boolean_value (builder,
                                               command->recovery & HEXZ_CAPTURE_RECOVERY_FOUND_MARKER);
-              json_builder_set_member_name (builder, "settings-restored");
+              json_builder_set_member_name (builder, "settings_restored");
               json_builder_add_boolean_value (builder,
                                               command->recovery & HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED);
               json_builder_set_member_name (builder, "resumed");
