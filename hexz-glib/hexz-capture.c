@@ -33,10 +33,11 @@
  * a marker file beside the QMP socket (`SOCKET.hexz-capture`) that records
  * the machine's run state and migration settings from before the run. The
  * next run on that socket restores those settings, resumes the machine if
- * the killed run found it running, and logs a message saying so;
- * `hexz-snap resume` also resumes it. In background mode a helper process
- * reads the rest of a killed run's memory stream, because QEMU 7.2 cannot
- * migrate again after a background migration whose stream broke.
+ * the killed run found it running, and logs a message saying so.
+ * [method@Hexz.Capture.recover_async], which `hexz-snap resume` calls,
+ * undoes the same without taking a snapshot. In background mode a helper
+ * process reads the rest of a killed run's memory stream, because QEMU 7.2
+ * cannot migrate again after a background migration whose stream broke.
  *
  * ```c
  * g_autoptr(HexzCapture) capture = hexz_capture_new ();
