@@ -56,6 +56,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
@@ -66,6 +67,7 @@
 #include "hexz-i18n-private.h"
 #include "hexz-snapshot-private.h"
 #include "hexz-overlay.h"
+#include "hexz-overlay-private.h"
 #include "hexz-qmp-client.h"
 #include "hexz-restore.h"
 #include "hexz-snapshot.h"
@@ -114,6 +116,7 @@ struct _HexzBoot
   char *qemu_binary;
   char *plugin_path;
   guint stop_timeout;
+  gboolean start_paused;
 
   /* State of the machine */
   BootPhase phase;
@@ -126,6 +129,7 @@ struct _HexzBoot
   gboolean overlay_ephemeral;
   char *qemu_log_path;
   char *nbdkit_log_path;
+  char *nbdkit_pid_path;
 
   GSubprocess *nbdkit;
   GSubprocess *qemu;
@@ -163,6 +167,7 @@ enum {
   PROP_QEMU_BINARY,
   PROP_PLUGIN_PATH,
   PROP_STOP_TIMEOUT,
+  PROP_START_PAUSED,
   PROP_RUNNING,
   N_PROPS
 };
@@ -429,6 +434,7 @@ boot_remove_files (HexzBoot *self)
 
   boot_remove_file (self->qemu_log_path);
   boot_remove_file (self->nbdkit_log_path);
+  boot_remove_file (self->nbdkit_pid_path);
 
   if (self->directory != NULL && g_rmdir (self->directory) != 0)
     g_warning ("Cannot remove the folder “%s”: %s", self->directory, g_strerror (errno));
@@ -597,7 +603,9 @@ boot_on_nbdkit_exited (GObject      *source,
        * stop it and report why. */
       g_autoptr(GError) error = boot_child_error ("nbdkit", process, self->nbdkit_log_path);
 
-      g_warning ("The disk server stopped while the machine was running: %s", error->message);
+      g_prefix_error (&error, "%s",
+                      _("The machine was stopped because its disk server stopped: "));
+      g_debug ("Boot: %s", error->message);
       if (self->exit_error == NULL)
         self->exit_error = g_steal_pointer (&error);
     }
@@ -745,7 +753,9 @@ static void
 start_restore_memory (StartState *state)
 {
   hexz_restore_memory_async (state->self->control, state->snapshot,
-                             HEXZ_RESTORE_FLAGS_NONE, state->cancellable,
+                             state->self->start_paused ? HEXZ_RESTORE_FLAGS_KEEP_PAUSED
+                                                       : HEXZ_RESTORE_FLAGS_NONE,
+                             state->cancellable,
                              start_on_restored, start_state_ref (state));
 }
 
@@ -859,6 +869,10 @@ start_build_qemu_argv (StartState *state)
     g_strv_builder_add_many (builder, "-append", self->append, NULL);
   if (hexz_snapshot_has_memory (state->snapshot))
     g_strv_builder_add_many (builder, "-incoming", "defer", NULL);
+  /* Without -S, QEMU resumes a machine whose stream was saved while it ran
+   * as soon as the stream is loaded. */
+  if (self->start_paused)
+    g_strv_builder_add (builder, "-S");
   if (self->extra_args != NULL)
     g_strv_builder_addv (builder, (const char **) self->extra_args);
 
@@ -905,22 +919,23 @@ start_on_nbd_poll (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* nbdkit writes its pid file once it accepts connections. A test
+ * connection would work too, but nbdkit logs an error for a client that
+ * leaves before the handshake, and that log is quoted when nbdkit fails. */
 static void
-start_on_nbd_probed (GObject      *source,
-                     GAsyncResult *result,
-                     gpointer      user_data)
+start_probe_nbd (StartState *state)
 {
-  g_autoptr(StartState) state = user_data;
-  g_autoptr(GSocketConnection) connection = NULL;
-  g_autoptr(GError) error = NULL;
+  GStatBuf st;
 
   if (state->task == NULL || state->self->tearing_down)
     return;
 
-  connection = g_socket_client_connect_finish (G_SOCKET_CLIENT (source), result, &error);
-  if (connection == NULL)
+  if (start_check_cancelled (state))
+    return;
+
+  if (g_stat (state->self->nbdkit_pid_path, &st) != 0 || st.st_size == 0)
     {
-      if (start_check_cancelled (state) || start_check_timed_out (state, "nbdkit"))
+      if (start_check_timed_out (state, "nbdkit"))
         return;
 
       state->poll_id = g_timeout_add_full (G_PRIORITY_DEFAULT, BOOT_POLL_MS,
@@ -929,26 +944,10 @@ start_on_nbd_probed (GObject      *source,
       return;
     }
 
-  g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
   g_chmod (state->self->nbd_socket_path, 0600);
   g_debug ("Boot: nbdkit accepts connections on %s", state->self->nbd_socket_path);
 
   start_spawn_qemu (state);
-}
-
-static void
-start_probe_nbd (StartState *state)
-{
-  g_autoptr(GSocketClient) client = NULL;
-  g_autoptr(GSocketAddress) address = NULL;
-
-  if (start_check_cancelled (state))
-    return;
-
-  client = g_socket_client_new ();
-  address = g_unix_socket_address_new (state->self->nbd_socket_path);
-  g_socket_client_connect_async (client, G_SOCKET_CONNECTABLE (address), state->cancellable,
-                                 start_on_nbd_probed, start_state_ref (state));
 }
 
 static void
@@ -959,7 +958,7 @@ start_spawn_nbdkit (StartState *state)
   g_autofree char *overlay_arg = g_strconcat ("overlay=", self->overlay_path, NULL);
   const char *argv[] = {
     "nbdkit", "--foreground", "--exit-with-parent",
-    "--unix", self->nbd_socket_path,
+    "--unix", self->nbd_socket_path, "--pidfile", self->nbdkit_pid_path,
     self->plugin_path, snapshot_arg, overlay_arg, "create=true",
     NULL
   };
@@ -1114,22 +1113,157 @@ start_check_ram (StartState  *state,
   return TRUE;
 }
 
+/* Rejects an accelerator that QEMU would reject only after nbdkit started,
+ * and KVM where /dev/kvm does not open. */
+static gboolean
+start_check_accel (StartState  *state,
+                   GError     **error)
+{
+  HexzBoot *self = state->self;
+  int fd;
+
+  if (self->accel == NULL || g_str_equal (self->accel, "tcg"))
+    return TRUE;
+
+  if (!g_str_equal (self->accel, "kvm"))
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is an accelerator name given by the user. */
+                   _("Unknown accelerator “%s”: use kvm or tcg"), self->accel);
+      return FALSE;
+    }
+
+  fd = g_open ("/dev/kvm", O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is an error message. */
+                   _("KVM is not usable: opening /dev/kvm failed: %s. Use the tcg accelerator "
+                     "instead"),
+                   g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  close (fd);
+  return TRUE;
+}
+
+static gboolean
+boot_parent_folder_exists (const char *path)
+{
+  g_autofree char *folder = g_path_get_dirname (path);
+
+  return g_file_test (folder, G_FILE_TEST_IS_DIR);
+}
+
+static gboolean
+start_check_qmp_socket (StartState  *state,
+                        GError     **error)
+{
+  HexzBoot *self = state->self;
+  struct sockaddr_un address;
+
+  if (self->qmp_socket == NULL)
+    return TRUE;
+
+  if (g_file_test (self->qmp_socket, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a file name. */
+                   _("The QMP socket path “%s” already exists: choose another path, or remove "
+                     "the file if no machine uses it"),
+                   self->qmp_socket);
+      return FALSE;
+    }
+
+  if (strlen (self->qmp_socket) >= sizeof address.sun_path)
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a file name, %zu a number of bytes. */
+                   _("The QMP socket path “%s” is too long for a unix socket, which allows "
+                     "%zu bytes: choose a shorter path"),
+                   self->qmp_socket, sizeof address.sun_path - 1);
+      return FALSE;
+    }
+
+  if (!boot_parent_folder_exists (self->qmp_socket))
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a file name. */
+                   _("The folder of the QMP socket path “%s” does not exist: create it, or "
+                     "choose another path"),
+                   self->qmp_socket);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
 static gboolean
 start_check_overlay (StartState  *state,
                      GError     **error)
 {
   HexzBoot *self = state->self;
   g_autoptr(HexzOverlay) overlay = NULL;
+  g_autofree char *meta_path = NULL;
+  int fd;
 
-  if (self->overlay == NULL || !g_file_test (self->overlay, G_FILE_TEST_EXISTS))
+  if (self->overlay == NULL)
     return TRUE;
 
-  /* An existing overlay must fit the snapshot's disk; the plugin would
-   * reject it too, but only after the start. */
+  /* The plugin rejects these too, but only after nbdkit started. */
+  meta_path = hexz_overlay_get_meta_path_for (self->overlay);
+  if (g_str_equal (meta_path, self->overlay))
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a file name. */
+                   _("The overlay “%s” ends in “.meta”, the name of its own page list: give "
+                     "the overlay another extension"),
+                   self->overlay);
+      return FALSE;
+    }
+
+  if (g_file_test (self->overlay, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a folder name. */
+                   _("The overlay “%s” is a folder: give the path of an overlay file, which "
+                     "is created when missing"),
+                   self->overlay);
+      return FALSE;
+    }
+
+  if (!g_file_test (self->overlay, G_FILE_TEST_EXISTS))
+    {
+      if (boot_parent_folder_exists (self->overlay))
+        return TRUE;
+
+      g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a file name. */
+                   _("The folder of the overlay “%s” does not exist: create it, or choose "
+                     "another path"),
+                   self->overlay);
+      return FALSE;
+    }
+
+  /* An existing overlay must fit the snapshot's disk and lie on this
+   * snapshot; the plugin would reject it too, but only after the start. */
   overlay = hexz_overlay_open_path (self->overlay, hexz_snapshot_get_disk_size (state->snapshot),
                                     state->cancellable, error);
   if (overlay == NULL)
     return FALSE;
+
+  fd = g_open (self->overlay, O_RDONLY | O_CLOEXEC, 0);
+  if (fd >= 0)
+    {
+      gboolean same_base = hexz_overlay_check_base_id (fd, self->overlay, state->snapshot, error);
+
+      close (fd);
+      if (!same_base)
+        return FALSE;
+    }
 
   if (hexz_snapshot_has_memory (state->snapshot) && hexz_overlay_get_n_modified (overlay) > 0)
     {
@@ -1159,6 +1293,7 @@ start_check_inputs (StartState  *state,
                     GError     **error)
 {
   HexzBoot *self = state->self;
+  g_autofree char *qemu_path = NULL;
 
   if (!start_check_ram (state, error))
     return FALSE;
@@ -1166,16 +1301,23 @@ start_check_inputs (StartState  *state,
   if (!start_check_machine (state, error))
     return FALSE;
 
+  if (!start_check_accel (state, error))
+    return FALSE;
+
   if (!start_check_overlay (state, error))
     return FALSE;
 
-  if (self->qmp_socket != NULL && g_file_test (self->qmp_socket, G_FILE_TEST_EXISTS))
+  if (!start_check_qmp_socket (state, error))
+    return FALSE;
+
+  qemu_path = g_find_program_in_path (self->qemu_binary);
+  if (qemu_path == NULL)
     {
       g_set_error (error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT,
-                   /* Translators: %s is a file name. */
-                   _("The QMP socket path “%s” already exists: choose another path, or remove "
-                     "the file if no machine uses it"),
-                   self->qmp_socket);
+                   /* Translators: %s is a program name or path. */
+                   _("The QEMU program “%s” was not found: install QEMU (qemu-system-x86) "
+                     "or give the path of its qemu-system-x86_64 program"),
+                   self->qemu_binary);
       return FALSE;
     }
 
@@ -1214,6 +1356,7 @@ start_prepare_folder (StartState  *state,
   self->control_socket_path = g_build_filename (self->directory, "control.sock", NULL);
   self->qemu_log_path = g_build_filename (self->directory, "qemu.log", NULL);
   self->nbdkit_log_path = g_build_filename (self->directory, "nbdkit.log", NULL);
+  self->nbdkit_pid_path = g_build_filename (self->directory, "nbdkit.pid", NULL);
 
   if (self->qmp_socket != NULL)
     self->qmp_socket_path = g_strdup (self->qmp_socket);
@@ -1306,6 +1449,7 @@ hexz_boot_finalize (GObject *object)
   g_free (self->overlay_path);
   g_free (self->qemu_log_path);
   g_free (self->nbdkit_log_path);
+  g_free (self->nbdkit_pid_path);
   g_clear_object (&self->nbdkit);
   g_clear_object (&self->qemu);
   g_clear_object (&self->control);
@@ -1366,6 +1510,9 @@ hexz_boot_get_property (GObject    *object,
     case PROP_STOP_TIMEOUT:
       g_value_set_uint (value, self->stop_timeout);
       break;
+    case PROP_START_PAUSED:
+      g_value_set_boolean (value, self->start_paused);
+      break;
     case PROP_RUNNING:
       g_value_set_boolean (value, hexz_boot_get_running (self));
       break;
@@ -1425,6 +1572,9 @@ hexz_boot_set_property (GObject      *object,
       break;
     case PROP_STOP_TIMEOUT:
       hexz_boot_set_stop_timeout (self, g_value_get_uint (value));
+      break;
+    case PROP_START_PAUSED:
+      hexz_boot_set_start_paused (self, g_value_get_boolean (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1597,6 +1747,19 @@ hexz_boot_class_init (HexzBootClass *klass)
   properties[PROP_STOP_TIMEOUT] =
     g_param_spec_uint ("stop-timeout", NULL, NULL, 0, G_MAXUINT,
                        BOOT_DEFAULT_STOP_TIMEOUT_MS, flags);
+
+  /**
+   * HexzBoot:start-paused:
+   *
+   * Whether the machine stays paused once it is loaded, so that its
+   * memory and disk can be inspected before it runs. QEMU starts with
+   * `-S`, and a snapshot's memory is loaded without resuming the machine.
+   * QMP `cont` on [property@Hexz.Boot:qmp-socket] starts it.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_START_PAUSED] =
+    g_param_spec_boolean ("start-paused", NULL, NULL, FALSE, flags);
 
   /**
    * HexzBoot:running:
@@ -1890,10 +2053,12 @@ hexz_boot_get_accel (HexzBoot *self)
 /**
  * hexz_boot_set_accel:
  * @self: a boot that has not started
- * @accel: (nullable): the accelerator, such as `kvm` or `tcg`, or %NULL to
+ * @accel: (nullable): the accelerator, `kvm` or `tcg`, or %NULL to
  *   use `kvm` when `/dev/kvm` opens for reading and writing, else `tcg`
  *
- * Sets the QEMU accelerator.
+ * Sets the QEMU accelerator. The start fails with
+ * %HEXZ_BOOT_ERROR_INVALID_INPUT for another name, and for `kvm` when
+ * `/dev/kvm` does not open.
  *
  * Since: 1.0
  */
@@ -2218,6 +2383,48 @@ hexz_boot_set_stop_timeout (HexzBoot *self,
 
   self->stop_timeout = timeout_ms;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STOP_TIMEOUT]);
+}
+
+/**
+ * hexz_boot_get_start_paused:
+ * @self: a boot
+ *
+ * Gets whether the machine stays paused once it is loaded.
+ *
+ * Returns: %TRUE when the machine starts paused
+ *
+ * Since: 1.0
+ */
+gboolean
+hexz_boot_get_start_paused (HexzBoot *self)
+{
+  g_return_val_if_fail (HEXZ_IS_BOOT (self), FALSE);
+
+  return self->start_paused;
+}
+
+/**
+ * hexz_boot_set_start_paused:
+ * @self: a boot that has not started
+ * @start_paused: whether the machine stays paused once it is loaded
+ *
+ * Sets whether the machine stays paused once it is loaded; see
+ * [property@Hexz.Boot:start-paused].
+ *
+ * Since: 1.0
+ */
+void
+hexz_boot_set_start_paused (HexzBoot *self,
+                            gboolean  start_paused)
+{
+  g_return_if_fail (HEXZ_IS_BOOT (self));
+
+  start_paused = !!start_paused;
+  if (self->start_paused == start_paused)
+    return;
+
+  self->start_paused = start_paused;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_START_PAUSED]);
 }
 
 /**

@@ -161,6 +161,11 @@ guint               hexz_boot_get_stop_timeout   (HexzBoot            *self);
 HEXZ_AVAILABLE_IN_1_0
 void                hexz_boot_set_stop_timeout   (HexzBoot            *self,
                                                   guint                timeout_ms);
+HEXZ_AVAILABLE_IN_1_0
+gboolean            hexz_boot_get_start_paused   (HexzBoot            *self);
+HEXZ_AVAILABLE_IN_1_0
+void                hexz_boot_set_start_paused   (HexzBoot            *self,
+                                                  gboolean             start_paused);
 
 HEXZ_AVAILABLE_IN_1_0
 gboolean            hexz_boot_get_running        (HexzBoot            *self);

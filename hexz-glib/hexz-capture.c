@@ -33,10 +33,11 @@
  * a marker file beside the QMP socket (`SOCKET.hexz-capture`) that records
  * the machine's run state and migration settings from before the run. The
  * next run on that socket restores those settings, resumes the machine if
- * the killed run found it running, and logs a message saying so;
- * `hexz-snap resume` also resumes it. In background mode a helper process
- * reads the rest of a killed run's memory stream, because QEMU 7.2 cannot
- * migrate again after a background migration whose stream broke.
+ * the killed run found it running, and logs a message saying so.
+ * [method@Hexz.Capture.recover_async], which `hexz-snap resume` calls,
+ * undoes the same without taking a snapshot. In background mode a helper
+ * process reads the rest of a killed run's memory stream, because QEMU 7.2
+ * cannot migrate again after a background migration whose stream broke.
  *
  * ```c
  * g_autoptr(HexzCapture) capture = hexz_capture_new ();
@@ -118,6 +119,7 @@ struct _HexzCapture
   char *message;
   guint stall_timeout;
   guint live_timeout;
+  guint64 live_bandwidth;
   gboolean allow_larger_overlay;
 
   gboolean check_free_space;
@@ -151,6 +153,7 @@ enum {
   PROP_MESSAGE,
   PROP_STALL_TIMEOUT,
   PROP_LIVE_TIMEOUT,
+  PROP_LIVE_BANDWIDTH,
   PROP_ALLOW_LARGER_OVERLAY,
   PROP_PHASE,
   PROP_CHOSEN_MODE,
@@ -265,6 +268,7 @@ struct _CaptureState
   /* The run-state wait shared by the resume and cleanup paths. */
   CaptureStep resume_next;
   gint64 resume_deadline;
+  gboolean cont_accepted;
 
   CaptureStep settings_next;
 
@@ -279,6 +283,11 @@ struct _CaptureState
   gboolean marker_written;
   gint64 previous_migration_deadline;
   guint64 previous_migration_transferred;
+
+  /* A recovery (hexz_capture_recover_async()) instead of a snapshot, and
+   * what it did so far. */
+  gboolean recovering;
+  HexzCaptureRecovery recovery;
 
   gint64 cleanup_deadline;
   guint64 cleanup_transferred;
@@ -529,8 +538,10 @@ capture_complete (CaptureState *state)
   capture_release_drain_guard (state);
 
   /* A note means the cleanup could not restore everything: the marker then
-   * stays for the next run. */
-  if (state->marker_written && state->cleanup_notes == NULL && !state->connection_lost)
+   * stays for the next run. A failed recovery keeps the marker as well, so
+   * that it can be tried again. */
+  if (state->marker_written && state->cleanup_notes == NULL && !state->connection_lost &&
+      (!state->recovering || state->error == NULL))
     g_unlink (state->marker_path);
 
   /* A QMP socket serves one client at a time: free it for the next. */
@@ -544,7 +555,16 @@ capture_complete (CaptureState *state)
     }
   else
     {
+      /* The snapshot is good, so a setting left changed is only logged;
+       * the marker stays, and the next run restores the setting. */
+      if (state->cleanup_notes != NULL)
+        /* Translators: %s is one or more sentences, each after a space,
+         * on the settings that could not be restored. */
+        g_message (_("The snapshot was written, but QEMU kept a changed setting:%s"),
+                   state->cleanup_notes->str);
       capture_set_phase (state, HEXZ_CAPTURE_PHASE_DONE);
+      if (state->recovering)
+        g_task_set_task_data (task, GUINT_TO_POINTER (state->recovery), NULL);
       g_task_return_boolean (task, TRUE);
     }
 }
@@ -560,6 +580,21 @@ capture_settings_done (CaptureState *state)
 
   state->settings_next = NULL;
   next (state);
+}
+
+/* Ends @error's message with a full stop, so that a sentence can follow. */
+static void
+capture_end_sentence (GError *error)
+{
+  char *message;
+
+  g_strchomp (error->message);
+  if (g_str_has_suffix (error->message, "."))
+    return;
+
+  message = g_strconcat (error->message, ".", NULL);
+  g_free (error->message);
+  error->message = message;
 }
 
 static void
@@ -691,6 +726,8 @@ capture_resume_failed (CaptureState *state,
       return;
     }
 
+  /* This resume has ended, so the cleanup starts one of its own. */
+  state->resume_next = NULL;
   capture_fail (state, error);
 }
 
@@ -748,6 +785,7 @@ capture_on_cont (GObject      *source,
       return;
     }
 
+  state->cont_accepted = TRUE;
   capture_resume_check (state);
 }
 
@@ -785,6 +823,22 @@ capture_on_resume_status (GObject      *source,
   if (run_state == HEXZ_RUN_STATE_FINISH_MIGRATE)
     {
       capture_resume_retry (state);
+      return;
+    }
+
+  /* QEMU 7.2 sets the run state to running before it replies to cont. A
+   * machine that is not running afterwards was stopped again, by an I/O
+   * error with werror=stop, a guest panic or another client, and another
+   * cont would only repeat that. */
+  if (state->cont_accepted)
+    {
+      capture_resume_failed (state,
+                             g_error_new (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_RESUME_FAILED,
+                                          /* Translators: %s is a QEMU run state such as
+                                           * paused or io-error. */
+                                          _("QEMU accepted “cont”, but the virtual machine "
+                                            "is %s instead of running; check QEMU’s log"),
+                                          hexz_run_state_to_string (run_state)));
       return;
     }
 
@@ -833,6 +887,8 @@ capture_resume_vm (CaptureState *state,
 
 static void capture_cleanup_migration (CaptureState *state);
 static void capture_cleanup_fd        (CaptureState *state);
+static void recover_query_run_state   (CaptureState *state);
+static void recover_take_over         (CaptureState *state);
 static void capture_cleanup_vm        (CaptureState *state);
 static void capture_cleanup_finish    (CaptureState *state);
 
@@ -1103,31 +1159,50 @@ capture_cleanup_finish (CaptureState *state)
     hexz_snapshot_writer_abort (state->writer);
   g_clear_object (&state->disk_copy);
 
+  /* The notes and the advice follow the error as sentences of their own. */
   if (state->cleanup_notes != NULL)
     {
-      char *message = g_strconcat (error->message, state->cleanup_notes->str, NULL);
+      char *message;
 
+      capture_end_sentence (error);
+      message = g_strconcat (error->message, state->cleanup_notes->str, NULL);
       g_free (error->message);
       error->message = message;
     }
 
+  /* The cleanup resumed the machine if it could, so a machine that ran
+   * before and is not known to run again is paused. */
   may_be_paused = state->was_running && !state->vm_resumed &&
                   (state->stop_sent || state->migrate_sent);
-  if (may_be_paused && state->connection_lost)
+  if (may_be_paused)
     {
+      const char *socket_path = state->self->socket_path;
       char *message;
 
-      message = g_strdup_printf (
-          /* Translators: the first %s is an error message, the others the
-           * QMP socket's path. */
-          _("%s The virtual machine may still be paused. Resume it with "
-            "“hexz-snap resume --socket %s” or by sending "
-            "{\"execute\":\"qmp_capabilities\"}{\"execute\":\"cont\"} to %s."),
-          error->message,
-          state->self->socket_path ? state->self->socket_path : "SOCKET",
-          state->self->socket_path ? state->self->socket_path : "the QMP socket");
+      capture_end_sentence (error);
+      if (socket_path != NULL)
+        message = g_strdup_printf (
+            /* Translators: the first %s is an error message, the others the
+             * QMP socket's path. */
+            _("%s The virtual machine may still be paused. Resume it with "
+              "“hexz-snap resume --socket %s” or by sending "
+              "{\"execute\":\"qmp_capabilities\"}{\"execute\":\"cont\"} to %s."),
+            error->message, socket_path, socket_path);
+      else
+        message = g_strdup_printf (
+            /* Translators: %s is an error message. */
+            _("%s The virtual machine may still be paused. Resume it with "
+              "“hexz-snap resume --socket” and its QMP socket, or by sending "
+              "{\"execute\":\"cont\"} on its QMP monitor."),
+            error->message);
       g_free (error->message);
       error->message = message;
+
+      /* A paused machine matters more than what made the run fail: a
+       * caller that ignores cancellations must still see this error. */
+      error->domain = HEXZ_CAPTURE_ERROR;
+      error->code = state->connection_lost ? HEXZ_CAPTURE_ERROR_CONNECTION_LOST
+                                           : HEXZ_CAPTURE_ERROR_RESUME_FAILED;
     }
 
   capture_complete (state);
@@ -1179,7 +1254,8 @@ capture_on_user_cancelled_idle (gpointer user_data)
 
   if (state->task != NULL && !state->failing)
     capture_fail (state, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
-                                              _("The snapshot was cancelled")));
+                                              state->recovering ? _("The recovery was cancelled")
+                                                                : _("The snapshot was cancelled")));
 
   return G_SOURCE_REMOVE;
 }
@@ -1649,6 +1725,21 @@ static gboolean capture_stop_finish (CaptureState *state,
                                      GAsyncResult *result);
 
 static void
+capture_on_bandwidth_lifted (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  /* The copy still completes under the limit, only more slowly. */
+  reply = capture_execute_finish (state, result, &error);
+  if (reply == NULL)
+    g_debug ("Capture: lifting the live bandwidth limit failed: %s", error->message);
+}
+
+static void
 capture_on_converge_stopped (GObject      *source,
                              GAsyncResult *result,
                              gpointer      user_data)
@@ -1675,6 +1766,17 @@ capture_check_convergence (CaptureState *state,
     return;
 
   g_debug ("Capture: the live copy has not converged in %u s; pausing the machine", timeout);
+
+  /* The limit only spares the host while the guest runs. QEMU handles
+   * commands in order, so the copy of the paused guest runs unlimited. */
+  if (state->self->live_bandwidth != 0)
+    {
+      g_autoptr(JsonObject) arguments = json_object_new ();
+
+      json_object_set_int_member (arguments, "max-bandwidth", CAPTURE_MAX_BANDWIDTH);
+      capture_execute (state, "migrate-set-parameters", arguments, NULL,
+                       capture_on_bandwidth_lifted);
+    }
 
   cancellable = capture_timeout_cancellable (state);
   state->converge_stop_sent = TRUE;
@@ -2216,8 +2318,13 @@ static void
 capture_set_parameters (CaptureState *state)
 {
   g_autoptr(JsonObject) arguments = json_object_new ();
+  gint64 bandwidth = CAPTURE_MAX_BANDWIDTH;
 
-  json_object_set_int_member (arguments, "max-bandwidth", CAPTURE_MAX_BANDWIDTH);
+  if (state->mode == HEXZ_CAPTURE_MODE_LIVE && state->self->live_bandwidth != 0)
+    bandwidth = (gint64) state->self->live_bandwidth;
+
+  g_debug ("Capture: max-bandwidth %" G_GINT64_FORMAT " bytes/s", bandwidth);
+  json_object_set_int_member (arguments, "max-bandwidth", bandwidth);
   state->parameters_changed = TRUE;
   capture_execute (state, "migrate-set-parameters", arguments, NULL, capture_on_parameters_set);
 }
@@ -2364,28 +2471,50 @@ capture_load_dead_marker (CaptureState *state,
   return pid;
 }
 
+/* Takes over the settings saved in the marker of a dead run, as the ones
+ * to restore, and sets @was_running to the run state that run found.
+ * Returns the dead run's pid, or 0 when there is no such marker. Both a
+ * capture and a recovery take over a marker through this function. */
+static gint64
+capture_take_over_marker (CaptureState *state,
+                          gboolean     *was_running)
+{
+  g_autoptr(GKeyFile) marker = g_key_file_new ();
+  gint64 pid;
+
+  pid = capture_load_dead_marker (state, marker);
+  if (pid == 0)
+    return 0;
+
+  *was_running = g_key_file_get_boolean (marker, MARKER_GROUP, "was-running", NULL);
+  state->saved_events = g_key_file_get_boolean (marker, MARKER_GROUP, "events", NULL);
+  if (state->has_background_snapshot && g_key_file_has_key (marker, MARKER_GROUP, "background-snapshot", NULL))
+    state->saved_background_snapshot = g_key_file_get_boolean (marker, MARKER_GROUP, "background-snapshot", NULL);
+  if (g_key_file_has_key (marker, MARKER_GROUP, "max-bandwidth", NULL))
+    {
+      state->saved_max_bandwidth = g_key_file_get_int64 (marker, MARKER_GROUP, "max-bandwidth", NULL);
+      state->has_saved_max_bandwidth = TRUE;
+    }
+
+  return pid;
+}
+
 /* Returns TRUE when the marker's run had found the machine running and
  * this run resumes it. */
 static gboolean
 capture_adopt_marker (CaptureState *state)
 {
-  g_autoptr(GKeyFile) marker = g_key_file_new ();
+  gboolean marker_was_running = FALSE;
   gboolean resumes;
   gint64 pid;
 
-  pid = capture_load_dead_marker (state, marker);
+  pid = capture_take_over_marker (state, &marker_was_running);
   if (pid == 0)
     return FALSE;
 
-  resumes = g_key_file_get_boolean (marker, MARKER_GROUP, "was-running", NULL) &&
-            !state->was_running;
+  resumes = marker_was_running && !state->was_running;
   if (resumes)
     state->was_running = TRUE;
-  state->saved_events = g_key_file_get_boolean (marker, MARKER_GROUP, "events", NULL);
-  if (state->has_background_snapshot && g_key_file_has_key (marker, MARKER_GROUP, "background-snapshot", NULL))
-    state->saved_background_snapshot = g_key_file_get_boolean (marker, MARKER_GROUP, "background-snapshot", NULL);
-  if (g_key_file_has_key (marker, MARKER_GROUP, "max-bandwidth", NULL))
-    state->saved_max_bandwidth = g_key_file_get_int64 (marker, MARKER_GROUP, "max-bandwidth", NULL);
 
   if (resumes)
     /* Translators: the first placeholder is a process id, the second a file
@@ -2695,7 +2824,10 @@ capture_on_capabilities (GObject      *source,
         }
     }
 
-  capture_execute (state, "query-migrate-parameters", NULL, NULL, capture_on_parameters);
+  if (state->recovering)
+    recover_take_over (state);
+  else
+    capture_execute (state, "query-migrate-parameters", NULL, NULL, capture_on_parameters);
 }
 
 static void capture_on_previous_migration (GObject      *source,
@@ -2751,6 +2883,7 @@ capture_wait_previous_migration (CaptureState      *state,
       state->previous_migration_deadline = now + (gint64) state->self->cleanup_timeout * 1000;
     }
 
+  state->recovery |= HEXZ_CAPTURE_RECOVERY_WAITED_FOR_MIGRATION;
   source = g_timeout_source_new (RUN_STATE_RETRY_MS * 5);
   g_source_set_callback (source, capture_query_previous_migration_cb, capture_state_ref (state),
                          (GDestroyNotify) capture_state_unref);
@@ -2826,8 +2959,11 @@ capture_on_run_state (GObject      *source,
       capture_fail (state,
                     g_error_new (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
                                  /* Translators: %s is a QEMU run state. */
-                                 _("The virtual machine is in the %s state and cannot be "
-                                   "snapshotted now"),
+                                 _("The virtual machine is in the %s state, in the middle "
+                                   "of a migration, and cannot be snapshotted now: wait "
+                                   "until QEMU reports it running or paused (a QEMU "
+                                   "started with “-incoming defer” needs its memory "
+                                   "restored first), then try again"),
                                  hexz_run_state_to_string (run_state)));
       return;
     }
@@ -2947,7 +3083,10 @@ capture_on_connected (GObject      *source,
   if (state->failing)
     return;
 
-  capture_execute (state, "query-memory-size-summary", NULL, NULL, capture_on_memory_size);
+  if (state->recovering)
+    recover_query_run_state (state);
+  else
+    capture_execute (state, "query-memory-size-summary", NULL, NULL, capture_on_memory_size);
 }
 
 static gboolean
@@ -3084,8 +3223,15 @@ capture_preflight (CaptureState *state)
 
   capture_set_phase (state, HEXZ_CAPTURE_PHASE_PREFLIGHT);
 
-  if (g_cancellable_set_error_if_cancelled (state->user_cancellable, &error) ||
-      !capture_check_inputs (state, &error))
+  /* The same message as a cancellation later in the run. */
+  if (g_cancellable_is_cancelled (state->user_cancellable))
+    {
+      capture_fail (state, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                                _("The snapshot was cancelled")));
+      return;
+    }
+
+  if (!capture_check_inputs (state, &error))
     {
       capture_fail (state, g_steal_pointer (&error));
       return;
@@ -3114,6 +3260,37 @@ capture_preflight (CaptureState *state)
                                          capture_state_ref (state));
 }
 
+static CaptureState *
+capture_state_new (HexzCapture         *self,
+                   GCancellable        *cancellable,
+                   GAsyncReadyCallback  callback,
+                   gpointer             user_data,
+                   gpointer             source_tag)
+{
+  CaptureState *state = g_atomic_rc_box_new0 (CaptureState);
+
+  state->self = g_object_ref (self);
+  state->drain_guard_fd = -1;
+  if (self->socket_path != NULL)
+    state->marker_path = g_strconcat (self->socket_path, ".hexz-capture", NULL);
+  state->task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (state->task, source_tag);
+  /* The run reports its own cancellation error once the cleanup is done. */
+  g_task_set_check_cancellable (state->task, FALSE);
+  state->context = g_main_context_ref_thread_default ();
+  state->cancellable = g_cancellable_new ();
+  if (cancellable != NULL)
+    {
+      state->user_cancellable = g_object_ref (cancellable);
+      state->user_cancelled_id = g_cancellable_connect (cancellable,
+                                                        G_CALLBACK (capture_on_user_cancelled),
+                                                        capture_state_ref (state),
+                                                        (GDestroyNotify) capture_state_unref);
+    }
+
+  return state;
+}
+
 /**
  * hexz_capture_run_async:
  * @self: a capture
@@ -3132,6 +3309,12 @@ capture_preflight (CaptureState *state)
  * runs to its end before @callback is called. A cancellation that arrives
  * while the file is being closed ([enum@Hexz.CapturePhase.FINALIZE]) is
  * ignored, and the snapshot completes.
+ *
+ * When the cleanup could not resume a machine that ran before, whatever
+ * the first failure was, the error is
+ * [error@Hexz.CaptureError.CONNECTION_LOST] or
+ * [error@Hexz.CaptureError.RESUME_FAILED], and its message states that
+ * the machine may still be paused and how to resume it.
  *
  * Only one run may be under way at a time.
  *
@@ -3160,26 +3343,7 @@ hexz_capture_run_async (HexzCapture         *self,
   self->chosen_mode = self->mode;
   g_clear_pointer (&self->fallback_reason, g_free);
 
-  state = g_atomic_rc_box_new0 (CaptureState);
-  state->self = g_object_ref (self);
-  state->drain_guard_fd = -1;
-  if (self->socket_path != NULL)
-    state->marker_path = g_strconcat (self->socket_path, ".hexz-capture", NULL);
-  state->task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (state->task, hexz_capture_run_async);
-  /* The run reports its own cancellation error once the cleanup is done. */
-  g_task_set_check_cancellable (state->task, FALSE);
-  state->context = g_main_context_ref_thread_default ();
-  state->cancellable = g_cancellable_new ();
-  if (cancellable != NULL)
-    {
-      state->user_cancellable = g_object_ref (cancellable);
-      state->user_cancelled_id = g_cancellable_connect (cancellable,
-                                                        G_CALLBACK (capture_on_user_cancelled),
-                                                        capture_state_ref (state),
-                                                        (GDestroyNotify) capture_state_unref);
-    }
-
+  state = capture_state_new (self, cancellable, callback, user_data, hexz_capture_run_async);
   capture_preflight (state);
   capture_state_unref (state);
 }
@@ -3204,6 +3368,256 @@ hexz_capture_run_finish (HexzCapture   *self,
   g_return_val_if_fail (HEXZ_IS_CAPTURE (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
   g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == hexz_capture_run_async, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* Recovery after a killed capture.
+ *
+ * The chain connects and reads the run state. Without the marker of a dead
+ * run it only resumes a paused machine. With such a marker it waits for
+ * the dead run's migration, as a capture's takeover does
+ * (capture_wait_previous_migration()), and reads which capabilities QEMU
+ * offers. Then it takes over the marker's settings, resumes the machine if
+ * the dead run had found it running, restores the settings and removes the
+ * marker. A failure goes through the capture's cleanup, which restores the
+ * settings it can and keeps the marker. */
+
+static void
+recover_on_settings_restored (CaptureState *state)
+{
+  if (state->cleanup_notes != NULL)
+    {
+      GError *error;
+
+      /* The notes follow the error as sentences, and the cleanup must not
+       * try the same commands again. */
+      state->capabilities_changed = FALSE;
+      state->parameters_changed = FALSE;
+      error = g_error_new (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_FAILED,
+                           /* Translators: %s is the marker file's path. */
+                           _("Could not undo all the changes of the killed snapshot "
+                             "recorded in “%s”; the marker stays, so that the next "
+                             "recovery or snapshot tries again"),
+                           state->marker_path);
+      capture_fail (state, error);
+      return;
+    }
+
+  if (state->marker_written)
+    state->recovery |= HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED;
+  capture_complete (state);
+}
+
+static void
+recover_on_resumed (CaptureState *state)
+{
+  if (state->cont_accepted)
+    state->recovery |= HEXZ_CAPTURE_RECOVERY_RESUMED;
+
+  capture_set_phase (state, HEXZ_CAPTURE_PHASE_CLEANUP);
+  capture_restore_settings (state, recover_on_settings_restored);
+}
+
+static void
+recover_resume (CaptureState *state)
+{
+  capture_set_phase (state, HEXZ_CAPTURE_PHASE_RESUME);
+  capture_resume_vm (state, recover_on_resumed);
+}
+
+/* Called once the dead run's migration ended and the capabilities QEMU
+ * offers are known. */
+static void
+recover_take_over (CaptureState *state)
+{
+  gboolean marker_was_running = FALSE;
+  gint64 pid;
+
+  pid = capture_take_over_marker (state, &marker_was_running);
+  if (pid == 0)
+    {
+      /* The marker went away meanwhile: nothing but the pause to undo. */
+      state->was_running = TRUE;
+      recover_resume (state);
+      return;
+    }
+
+  g_debug ("Capture: recovering after process %" G_GINT64_FORMAT
+           " (machine %s then)", pid, marker_was_running ? "running" : "paused");
+  state->recovery |= HEXZ_CAPTURE_RECOVERY_FOUND_MARKER;
+  state->marker_written = TRUE;
+  state->was_running = marker_was_running;
+  state->capabilities_changed = TRUE;
+  state->parameters_changed = state->has_saved_max_bandwidth;
+  recover_resume (state);
+}
+
+static void
+recover_on_run_state (GObject      *source,
+                      GAsyncResult *result,
+                      gpointer      user_data)
+{
+  g_autoptr(CaptureState) state = user_data;
+  g_autoptr(GKeyFile) marker = g_key_file_new ();
+  g_autoptr(GCancellable) cancellable = NULL;
+  g_autoptr(GError) error = NULL;
+  HexzRunState run_state;
+  gboolean running = FALSE;
+
+  run_state = hexz_qmp_client_query_status_finish (state->client, result, &running, &error);
+  if (state->failing)
+    return;
+
+  if (error != NULL)
+    {
+      capture_fail (state, capture_command_error ("query-status", g_steal_pointer (&error)));
+      return;
+    }
+
+  g_debug ("Capture: machine is %s before the recovery", hexz_run_state_to_string (run_state));
+  state->initial_run_state = run_state;
+
+  /* There cont would only make QEMU start the machine once an incoming
+   * migration loads it. */
+  if (run_state == HEXZ_RUN_STATE_INMIGRATE)
+    {
+      capture_fail (state,
+                    g_error_new_literal (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
+                                         _("QEMU waits for an incoming migration and has no "
+                                           "machine to resume yet: restore a snapshot into "
+                                           "it first")));
+      return;
+    }
+
+  if (capture_load_dead_marker (state, marker) == 0)
+    {
+      /* Without a dead run's marker there are no settings to restore: a
+       * paused machine is only resumed. */
+      state->was_running = TRUE;
+      recover_resume (state);
+      return;
+    }
+
+  cancellable = capture_timeout_cancellable (state);
+  hexz_qmp_client_query_migrate_async (state->client, cancellable,
+                                       capture_on_previous_migration, capture_state_ref (state));
+}
+
+static void
+recover_query_run_state (CaptureState *state)
+{
+  g_autoptr(GCancellable) cancellable = capture_timeout_cancellable (state);
+
+  capture_set_phase (state, HEXZ_CAPTURE_PHASE_PREPARE);
+  hexz_qmp_client_query_status_async (state->client, cancellable,
+                                      recover_on_run_state, capture_state_ref (state));
+}
+
+/**
+ * hexz_capture_recover_async:
+ * @self: a capture
+ * @cancellable: (nullable): a cancellable
+ * @callback: (scope async): the function to call when the recovery is done
+ * @user_data: the data to pass to @callback
+ *
+ * Undoes what a capture that was killed (SIGKILL, a crash) left changed
+ * on the machine of [property@Hexz.Capture:socket-path], without taking a
+ * snapshot.
+ *
+ * A killed capture leaves a marker file beside the QMP socket
+ * (`SOCKET.hexz-capture`) with the machine's run state and migration
+ * settings from before it. When the process that wrote the marker no
+ * longer exists, the recovery first waits for that run's migration to end,
+ * as long as it makes progress. Then it resumes the machine if that run
+ * had found it running, restores the migration capabilities and the
+ * bandwidth it saved, and removes the marker. The marker of a process that
+ * still exists is left alone.
+ *
+ * Without such a marker the recovery resumes a paused machine, whatever
+ * paused it. A QEMU waiting for an incoming migration is refused with
+ * [error@Hexz.CaptureError.INVALID_INPUT].
+ *
+ * The capture connects to [property@Hexz.Capture:socket-path] unless
+ * [property@Hexz.Capture:qmp-client] is set; the marker is only found
+ * through the socket path, so set it in both cases. The other properties
+ * are not used. A failed recovery restores what it can and keeps the
+ * marker, so that it can be tried again.
+ *
+ * Only one run or recovery may be under way at a time.
+ *
+ * Since: 1.0
+ */
+void
+hexz_capture_recover_async (HexzCapture         *self,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  CaptureState *state;
+
+  g_return_if_fail (HEXZ_IS_CAPTURE (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+  g_return_if_fail (!self->running);
+
+  self->running = TRUE;
+  state = capture_state_new (self, cancellable, callback, user_data, hexz_capture_recover_async);
+  state->recovering = TRUE;
+
+  if (g_cancellable_is_cancelled (cancellable))
+    capture_fail (state, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                              _("The recovery was cancelled")));
+  else if (self->qmp_client == NULL && self->socket_path == NULL)
+    capture_fail (state, g_error_new_literal (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
+                                              _("Neither a QMP socket nor a QMP client is set")));
+  else if (self->qmp_client != NULL && !hexz_qmp_client_get_connected (self->qmp_client))
+    capture_fail (state, g_error_new_literal (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
+                                              _("The QMP client is not connected")));
+  else if (self->qmp_client != NULL)
+    {
+      state->client = g_object_ref (self->qmp_client);
+      recover_query_run_state (state);
+    }
+  else
+    {
+      state->client = hexz_qmp_client_new ();
+      state->own_client = TRUE;
+      if (self->connect_timeout != 0)
+        hexz_qmp_client_set_connect_timeout (state->client, self->connect_timeout);
+      hexz_qmp_client_connect_to_path_async (state->client, self->socket_path,
+                                             state->user_cancellable, capture_on_connected,
+                                             capture_state_ref (state));
+    }
+
+  capture_state_unref (state);
+}
+
+/**
+ * hexz_capture_recover_finish:
+ * @self: a capture
+ * @result: the result passed to the callback
+ * @recovery: (out) (optional): return location for what the recovery did
+ * @error: return location for an error
+ *
+ * Finishes a recovery started with [method@Hexz.Capture.recover_async].
+ *
+ * Returns: %TRUE if nothing a killed capture changed is left to undo and
+ *   the machine runs when it should
+ *
+ * Since: 1.0
+ */
+gboolean
+hexz_capture_recover_finish (HexzCapture          *self,
+                             GAsyncResult         *result,
+                             HexzCaptureRecovery  *recovery,
+                             GError              **error)
+{
+  g_return_val_if_fail (HEXZ_IS_CAPTURE (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == hexz_capture_recover_async, FALSE);
+
+  if (recovery != NULL)
+    *recovery = GPOINTER_TO_UINT (g_task_get_task_data (G_TASK (result)));
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -3378,6 +3792,10 @@ hexz_capture_get_property (GObject    *object,
     case PROP_LIVE_TIMEOUT:
       g_value_set_uint (value, self->live_timeout);
       break;
+
+    case PROP_LIVE_BANDWIDTH:
+      g_value_set_uint64 (value, self->live_bandwidth);
+      break;
     case PROP_ALLOW_LARGER_OVERLAY:
       g_value_set_boolean (value, self->allow_larger_overlay);
       break;
@@ -3458,6 +3876,10 @@ hexz_capture_set_property (GObject      *object,
       break;
     case PROP_LIVE_TIMEOUT:
       hexz_capture_set_live_timeout (self, g_value_get_uint (value));
+      break;
+
+    case PROP_LIVE_BANDWIDTH:
+      hexz_capture_set_live_bandwidth (self, g_value_get_uint64 (value));
       break;
     case PROP_ALLOW_LARGER_OVERLAY:
       hexz_capture_set_allow_larger_overlay (self, g_value_get_boolean (value));
@@ -3643,6 +4065,24 @@ hexz_capture_class_init (HexzCaptureClass *klass)
    */
   properties[PROP_LIVE_TIMEOUT] =
     g_param_spec_uint ("live-timeout", NULL, NULL, 0, G_MAXUINT, DEFAULT_LIVE_TIMEOUT_S, rw);
+
+  /**
+   * HexzCapture:live-bandwidth: (getter get_live_bandwidth) (setter set_live_bandwidth)
+   *
+   * In live mode, the most bytes per second QEMU sends of the memory
+   * while the guest runs, which bounds the host I/O and CPU time the
+   * snapshot takes from other work. 0, the default, sets no limit.
+   *
+   * A lower limit makes the copy take longer, and a guest that writes
+   * memory faster than the limit lets the copy converge only once
+   * [property@Hexz.Capture:live-timeout] pauses it. Once the guest is
+   * paused the limit is lifted, so that the pause is as short as
+   * possible. The other modes ignore this property.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_LIVE_BANDWIDTH] =
+    g_param_spec_uint64 ("live-bandwidth", NULL, NULL, 0, G_MAXINT64, 0, rw);
 
   /**
    * HexzCapture:allow-larger-overlay: (getter get_allow_larger_overlay) (setter set_allow_larger_overlay)
@@ -4339,6 +4779,47 @@ hexz_capture_set_stall_timeout (HexzCapture *self,
 
   self->stall_timeout = seconds;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STALL_TIMEOUT]);
+}
+
+/**
+ * hexz_capture_get_live_bandwidth: (get-property live-bandwidth)
+ * @self: a capture
+ *
+ * Gets [property@Hexz.Capture:live-bandwidth].
+ *
+ * Returns: the limit in bytes per second, 0 for none
+ *
+ * Since: 1.0
+ */
+guint64
+hexz_capture_get_live_bandwidth (HexzCapture *self)
+{
+  g_return_val_if_fail (HEXZ_IS_CAPTURE (self), 0);
+
+  return self->live_bandwidth;
+}
+
+/**
+ * hexz_capture_set_live_bandwidth: (set-property live-bandwidth)
+ * @self: a capture
+ * @bytes_per_second: the limit in bytes per second, 0 for none
+ *
+ * Sets [property@Hexz.Capture:live-bandwidth].
+ *
+ * Since: 1.0
+ */
+void
+hexz_capture_set_live_bandwidth (HexzCapture *self,
+                                 guint64      bytes_per_second)
+{
+  g_return_if_fail (HEXZ_IS_CAPTURE (self));
+  g_return_if_fail (bytes_per_second <= G_MAXINT64);
+
+  if (self->live_bandwidth == bytes_per_second)
+    return;
+
+  self->live_bandwidth = bytes_per_second;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LIVE_BANDWIDTH]);
 }
 
 /**

@@ -80,6 +80,29 @@ typedef enum {
 } HexzCapturePhase;
 
 /**
+ * HexzCaptureRecovery:
+ * @HEXZ_CAPTURE_RECOVERY_NONE: no killed capture had left anything to undo
+ * @HEXZ_CAPTURE_RECOVERY_FOUND_MARKER: the marker of a killed capture was
+ *   found, and removed once its changes were undone
+ * @HEXZ_CAPTURE_RECOVERY_WAITED_FOR_MIGRATION: the killed capture's
+ *   migration was still under way, and the recovery waited for its end
+ * @HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED: the migration capabilities and
+ *   the bandwidth the killed capture had changed were restored
+ * @HEXZ_CAPTURE_RECOVERY_RESUMED: the machine was paused and was resumed
+ *
+ * What [method@Hexz.Capture.recover_async] did.
+ *
+ * Since: 1.0
+ */
+typedef enum /*< flags >*/ {
+  HEXZ_CAPTURE_RECOVERY_NONE = 0,
+  HEXZ_CAPTURE_RECOVERY_FOUND_MARKER = 1 << 0,
+  HEXZ_CAPTURE_RECOVERY_WAITED_FOR_MIGRATION = 1 << 1,
+  HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED = 1 << 2,
+  HEXZ_CAPTURE_RECOVERY_RESUMED = 1 << 3,
+} HexzCaptureRecovery;
+
+/**
  * HEXZ_CAPTURE_ERROR:
  *
  * Error domain for live snapshots. Errors in this domain are from the
@@ -211,6 +234,11 @@ HEXZ_AVAILABLE_IN_1_0
 void              hexz_capture_set_stall_timeout    (HexzCapture     *self,
                                                      guint            seconds);
 HEXZ_AVAILABLE_IN_1_0
+guint64           hexz_capture_get_live_bandwidth   (HexzCapture     *self);
+HEXZ_AVAILABLE_IN_1_0
+void              hexz_capture_set_live_bandwidth   (HexzCapture     *self,
+                                                     guint64          bytes_per_second);
+HEXZ_AVAILABLE_IN_1_0
 guint             hexz_capture_get_live_timeout     (HexzCapture     *self);
 HEXZ_AVAILABLE_IN_1_0
 void              hexz_capture_set_live_timeout     (HexzCapture     *self,
@@ -242,6 +270,17 @@ void              hexz_capture_run_async            (HexzCapture         *self,
 HEXZ_AVAILABLE_IN_1_0
 gboolean          hexz_capture_run_finish           (HexzCapture         *self,
                                                      GAsyncResult        *result,
+                                                     GError             **error);
+
+HEXZ_AVAILABLE_IN_1_0
+void              hexz_capture_recover_async        (HexzCapture         *self,
+                                                     GCancellable        *cancellable,
+                                                     GAsyncReadyCallback  callback,
+                                                     gpointer             user_data);
+HEXZ_AVAILABLE_IN_1_0
+gboolean          hexz_capture_recover_finish       (HexzCapture         *self,
+                                                     GAsyncResult        *result,
+                                                     HexzCaptureRecovery *recovery,
                                                      GError             **error);
 
 G_END_DECLS

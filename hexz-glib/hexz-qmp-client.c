@@ -58,6 +58,10 @@
  * protocol error: the client closes the connection, fails every pending
  * command and emits [signal@Hexz.QmpClient::disconnected].
  *
+ * With `G_MESSAGES_DEBUG=Hexz` in the environment, the client logs every
+ * message it sends (`QMP →`) and receives (`QMP ←`). A message longer than
+ * 1024 bytes is logged as its first 1024 bytes and its size.
+ *
  * QEMU reports JSON parse errors without an `id`. QEMU replies to commands
  * in the order it receives them, since this client never enables
  * out-of-band execution. Such an error therefore goes to the oldest command
@@ -1188,11 +1192,13 @@ command_send (HexzQmpClient *self,
   if (fd_list != NULL && g_unix_fd_list_get_length (fd_list) == 0)
     fd_list = NULL;
 
-  if (fd_list != NULL && conn->socket == NULL)
+  /* Over TCP the kernel sends the bytes and drops the descriptors. */
+  if (fd_list != NULL &&
+      (conn->socket == NULL || g_socket_get_family (conn->socket) != G_SOCKET_FAMILY_UNIX))
     {
       g_task_return_new_error (task, HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_NOT_SUPPORTED,
                                /* Translators: the placeholder is a QMP command name. */
-                               _("Cannot pass file descriptors with QMP command “%s”: the connection is not a socket; connect to a unix socket instead"),
+                               _("Cannot pass file descriptors with QMP command “%s”: the connection is not a unix socket; connect to a unix socket instead"),
                                command);
       g_object_unref (task);
       return;

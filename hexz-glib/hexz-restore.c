@@ -257,10 +257,22 @@ restore_on_fed (GObject      *source,
       g_autofree char *name = g_file_get_parse_name (hexz_snapshot_get_file (state->snapshot));
       GError *wrapped;
 
-      wrapped = g_error_new (error->domain, error->code,
-                             /* Translators: %s is a file name, then an error message. */
-                             _("Feeding the memory of “%s” to QEMU failed: %s"),
-                             name, error->message);
+      /* QEMU closes its end when it rejects the stream, typically because
+       * its devices differ from those of the machine that was saved. */
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE) ||
+          g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED))
+        wrapped = g_error_new (error->domain, error->code,
+                               /* Translators: %s is a file name, then an error message. */
+                               _("QEMU stopped reading the memory of “%s” (%s): it rejected "
+                                 "the stream, and its log says why. Start QEMU with the "
+                                 "devices and options of the machine the snapshot was "
+                                 "taken from"),
+                               name, error->message);
+      else
+        wrapped = g_error_new (error->domain, error->code,
+                               /* Translators: %s is a file name, then an error message. */
+                               _("Feeding the memory of “%s” to QEMU failed: %s"),
+                               name, error->message);
       g_error_free (error);
       restore_complete (state, wrapped);
       return;

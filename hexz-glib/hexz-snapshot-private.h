@@ -20,6 +20,11 @@ G_BEGIN_DECLS
 #define HEXZ_METADATA_APPEND       "append"
 #define HEXZ_METADATA_INITRD       "initrd"
 
+/* Exported for hexz-snap, which links the shared library; not public. */
+_HEXZ_EXTERN
+HexzSnapshot *hexz_snapshot_open_without_parents (GFile        *file,
+                                                  GCancellable *cancellable,
+                                                  GError      **error);
 const guint8 *hexz_snapshot_get_id_bytes      (HexzSnapshot   *self);
 guint64       hexz_snapshot_get_seal          (HexzSnapshot   *self);
 const char   *hexz_snapshot_get_display_name  (HexzSnapshot   *self);
@@ -29,6 +34,7 @@ const char   *hexz_snapshot_get_metadata_string (HexzSnapshot *snapshot,
                                                  const char   *key);
 gboolean      hexz_snapshot_has_stream        (HexzSnapshot   *self,
                                                HexzStream      stream);
+guint         hexz_snapshot_get_n_blocks_decoded (HexzSnapshot *self);
 gboolean      hexz_snapshot_get_block_entry   (HexzSnapshot   *self,
                                                HexzStream      stream,
                                                guint64         index,

@@ -101,6 +101,9 @@ struct _HexzSnapshot
   guint         next_eviction;
   CachedBlock   cache[BLOCK_CACHE_SLOTS];
   guint         next_cache_slot;
+
+  /* Blocks decoded so far, for tests of the cache. Accessed atomically. */
+  gint          n_blocks_decoded;
 };
 
 enum {
@@ -510,6 +513,7 @@ load_metadata (HexzSnapshot  *self,
 static HexzSnapshot *open_snapshot (GFile         *file,
                                     guint          depth,
                                     GPtrArray     *chain_ids,
+                                    gboolean       open_parents,
                                     GCancellable  *cancellable,
                                     GError       **error);
 
@@ -517,6 +521,7 @@ static gboolean
 load_parent (HexzSnapshot  *self,
              guint          depth,
              GPtrArray     *chain_ids,
+             gboolean       open_parents,
              GCancellable  *cancellable,
              GError       **error)
 {
@@ -551,6 +556,8 @@ load_parent (HexzSnapshot  *self,
   self->parent_path = g_strndup ((const char *) section + HEXZ_PARENT_FIXED_SIZE,
                                  path_length);
   self->parent_id_string = hexz_id_to_string (parent_id);
+  if (!open_parents)
+    return TRUE;
 
   for (guint i = 0; i < chain_ids->len; i++)
     {
@@ -574,7 +581,7 @@ load_parent (HexzSnapshot  *self,
   parent_file = g_file_resolve_relative_path (folder, self->parent_path);
   parent_name = g_file_get_parse_name (parent_file);
 
-  self->parent = open_snapshot (parent_file, depth + 1, chain_ids, cancellable,
+  self->parent = open_snapshot (parent_file, depth + 1, chain_ids, TRUE, cancellable,
                                 &local_error);
   if (self->parent == NULL)
     {
@@ -780,6 +787,7 @@ static HexzSnapshot *
 open_snapshot (GFile         *file,
                guint          depth,
                GPtrArray     *chain_ids,
+               gboolean       open_parents,
                GCancellable  *cancellable,
                GError       **error)
 {
@@ -823,7 +831,7 @@ open_snapshot (GFile         *file,
     return NULL;
 
   g_ptr_array_add (chain_ids, self->header.id);
-  if (!load_parent (self, depth, chain_ids, cancellable, error))
+  if (!load_parent (self, depth, chain_ids, open_parents, cancellable, error))
     return NULL;
 
   g_debug ("Opened snapshot %s: id %s, block size %u, disk %" G_GUINT64_FORMAT
@@ -1077,6 +1085,8 @@ decode_block (HexzSnapshot          *self,
 {
   g_autofree guint8 *stored = NULL;
 
+  g_atomic_int_inc (&self->n_blocks_decoded);
+
   /* A raw block is read in place and checked there. */
   if (entry->codec == HEXZ_STORED_RAW)
     {
@@ -1135,6 +1145,14 @@ cache_insert (HexzSnapshot *self,
   cached->stream = s;
   cached->index = index;
   g_mutex_unlock (&self->lock);
+}
+
+/* Returns how many blocks this snapshot has read and decoded, whether for
+ * the cache or straight into a caller's buffer. */
+guint
+hexz_snapshot_get_n_blocks_decoded (HexzSnapshot *self)
+{
+  return (guint) g_atomic_int_get (&self->n_blocks_decoded);
 }
 
 /* Copies @count bytes from @within bytes into data block @index. A whole
@@ -1234,7 +1252,23 @@ hexz_snapshot_open (GFile         *file,
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  return open_snapshot (file, 0, chain_ids, cancellable, error);
+  return open_snapshot (file, 0, chain_ids, TRUE, cancellable, error);
+}
+
+/* Opens and checks the file alone: its parent reference is read (see
+ * hexz_snapshot_get_parent_path()), but no parent is opened, so reading a
+ * block that lives in a parent fails. For showing what a file holds when
+ * its chain is broken. */
+HexzSnapshot *
+hexz_snapshot_open_without_parents (GFile         *file,
+                                    GCancellable  *cancellable,
+                                    GError       **error)
+{
+  g_autoptr(GPtrArray) chain_ids = g_ptr_array_new ();
+
+  g_return_val_if_fail (G_IS_FILE (file), NULL);
+
+  return open_snapshot (file, 0, chain_ids, FALSE, cancellable, error);
 }
 
 /**

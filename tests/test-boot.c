@@ -10,15 +10,19 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
 
 #include <glib/gstdio.h>
 
 #include "hexz.h"
+#include "hexz-overlay-private.h"
 #include "hexz-test-guest.h"
 #include "hexz-test-qemu.h"
 
@@ -615,15 +619,33 @@ test_boot_full_loop (void)
   read_snapshot_record (tmpdir, c2, &record);
   g_assert_cmpuint (record.sequence, >=, saved.last_done_sequence);
 
+  /* Before the interrupt the guest writes at least one more record. The
+   * clean shutdown leaves O1 with it, ready to commit. */
+  wait_for_records (s1, record.sequence + 1, &status);
   boot_run_interrupt (run);
   g_clear_pointer (&run, boot_run_free);
   g_assert_true (g_file_test (o1, G_FILE_TEST_IS_REGULAR));
+  {
+    g_autofree char *committed = g_build_filename (tmpdir, "o1.hexz", NULL);
+    HexzTestGuestRecord last;
 
-  /* Boot C1 with a fresh overlay: the guest resumes where C1 stopped it. */
+    out = RUN_TOOL (0, "commit", "--base", base, "--overlay", o1, "--output", committed);
+    g_clear_pointer (&out, g_free);
+    read_snapshot_record (tmpdir, committed, &last);
+    g_assert_cmpuint (last.sequence, >=, status.last_done_sequence);
+    g_unlink (committed);
+  }
+
+  /* Boot C1 with a fresh overlay, paused: the memory is the one C1
+   * recorded. Then the guest resumes where C1 stopped it. */
   run = boot_run_start (tmpdir, "boot2", (const char * const []) {
                           c1, "--kernel", guest, "--append", "fill=8M",
-                          "--overlay", o2, "--qmp", s2, NULL });
+                          "--overlay", o2, "--qmp", s2, "--paused", NULL });
   g_assert_true (run->restored_memory);
+  read_status (s2, &status);
+  g_assert_cmpuint (status.counter, ==, saved.counter);
+  g_assert_cmpuint (status.last_done_sequence, ==, saved.last_done_sequence);
+  resume (s2);
   check_resumed (s2, &saved);
 
   /* C3: a thin snapshot of the resumed machine, on top of C1. */
@@ -642,24 +664,35 @@ test_boot_full_loop (void)
   boot_run_interrupt (run);
   g_clear_pointer (&run, boot_run_free);
 
-  /* Boot the thin snapshot: its disk reads through C1. */
+  /* Boot the thin snapshot, paused: its disk reads through C1, and its
+   * memory is the one read before C3 was taken. */
   run = boot_run_start (tmpdir, "boot3", (const char * const []) {
                           c3, "--kernel", guest, "--append", "fill=8M",
-                          "--overlay", o3, NULL });
+                          "--overlay", o3, "--paused", NULL });
   g_assert_true (run->restored_memory);
   g_assert_true (g_str_has_prefix (run->qmp_socket, run->directory));
+  read_status (run->qmp_socket, &status);
+  g_assert_cmpuint (status.counter, ==, thin_saved.counter);
+  g_assert_cmpuint (status.last_done_sequence, ==, thin_saved.last_done_sequence);
+  resume (run->qmp_socket);
   check_resumed (run->qmp_socket, &thin_saved);
 
-  /* The live snapshot boots as well. */
   boot_run_interrupt (run);
   g_clear_pointer (&run, boot_run_free);
 
+  /* Loaded paused, the live snapshot's memory must fit its disk: the
+   * consistency check that C1 passed above. */
   run = boot_run_start (tmpdir, "boot4", (const char * const []) {
-                          c2, "--kernel", guest, "--append", "fill=8M", NULL });
+                          c2, "--kernel", guest, "--append", "fill=8M", "--paused", NULL });
   g_assert_true (run->restored_memory);
   read_status (run->qmp_socket, &status);
+  read_snapshot_record (tmpdir, c2, &record);
+  g_assert_true (hexz_test_guest_check_consistent (&status, &record, &error));
+  g_assert_no_error (error);
   g_assert_true (hexz_test_guest_check_progress (&saved, &status, &error));
   g_assert_no_error (error);
+  resume (run->qmp_socket);
+  check_resumed (run->qmp_socket, &status);
   boot_run_interrupt (run);
 
   remove_tree (tmpdir);
@@ -815,8 +848,109 @@ test_boot_ram_mismatch (void)
   remove_tree (tmpdir);
 }
 
-/* Without --overlay, the overlay lives in the private folder and is gone
- * with it after the machine stops. */
+/* Starts a boot of @snapshot configured by @configure and expects it to be
+ * rejected as invalid input before anything starts; returns the message. */
+static char *
+start_expecting_invalid_input (const char *snapshot,
+                               void      (*configure) (HexzBoot *boot, const char *value),
+                               const char *value)
+{
+  g_autoptr(HexzBoot) boot = hexz_boot_new (snapshot);
+  CommandResult command = { FALSE, NULL, NULL };
+  char *message;
+
+  configure (boot, value);
+  hexz_boot_start_async (boot, NULL, on_start_done, &command);
+  HEXZ_TEST_RUN_UNTIL (command.done, BOOT_TIMEOUT_MS);
+
+  g_assert_nonnull (command.error);
+  g_test_message ("HexzBoot: %s", command.error->message);
+  g_assert_error (command.error, HEXZ_BOOT_ERROR, HEXZ_BOOT_ERROR_INVALID_INPUT);
+  g_assert_cmpint (hexz_boot_get_qemu_pid (boot), ==, 0);
+  g_assert_cmpint (hexz_boot_get_nbdkit_pid (boot), ==, 0);
+  g_assert_null (hexz_boot_get_directory (boot));
+  message = g_strdup (command.error->message);
+  g_clear_error (&command.error);
+
+  return message;
+}
+
+/* An accelerator, overlay, QMP socket path or QEMU program that QEMU or
+ * nbdkit would reject is rejected before either starts, with a message
+ * naming it. */
+static void
+test_boot_invalid_paths (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmpdir = g_dir_make_tmp ("hexz-test-boot-XXXXXX", &error);
+  g_autofree char *snapshot = NULL;
+  g_autofree char *missing_folder = NULL;
+  g_autofree char *in_missing_folder = NULL;
+  g_autofree char *meta_name = NULL;
+  g_autofree char *long_socket = NULL;
+  guint folders_before = count_boot_folders ();
+  const struct {
+    void       (*configure) (HexzBoot *boot, const char *value);
+    const char  *value;
+    const char  *message_part;
+  } cases[] = {
+    { hexz_boot_set_accel, "foo", "Unknown accelerator “foo”" },
+    { hexz_boot_set_overlay, NULL, "is a folder" },
+    { hexz_boot_set_overlay, NULL, "ends in “.meta”" },
+    { hexz_boot_set_overlay, NULL, "does not exist" },
+    { hexz_boot_set_qmp_socket, NULL, "does not exist" },
+    { hexz_boot_set_qmp_socket, NULL, "too long for a unix socket" },
+    { hexz_boot_set_qemu_binary, NULL, "was not found: install QEMU" },
+  };
+  const char *values[G_N_ELEMENTS (cases)];
+
+  g_assert_no_error (error);
+  snapshot = make_memory_snapshot (tmpdir, GUEST_RAM);
+  missing_folder = g_build_filename (tmpdir, "missing", NULL);
+  in_missing_folder = g_build_filename (missing_folder, "vm.overlay", NULL);
+  meta_name = g_build_filename (tmpdir, "vm.meta", NULL);
+  long_socket = g_strdup_printf ("%s/%0200d.sock", tmpdir, 0);
+
+  values[0] = cases[0].value;
+  values[1] = tmpdir;
+  values[2] = meta_name;
+  values[3] = in_missing_folder;
+  values[4] = in_missing_folder;
+  values[5] = long_socket;
+  values[6] = in_missing_folder;
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *message = start_expecting_invalid_input (snapshot, cases[i].configure,
+                                                                values[i]);
+
+      g_assert_nonnull (strstr (message, cases[i].message_part));
+      g_assert_nonnull (strstr (message, values[i]));
+    }
+
+  g_assert_false (g_file_test (meta_name, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (missing_folder, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (count_boot_folders (), ==, folders_before);
+
+  /* The tool rejects an unknown accelerator as a usage error, and the
+   * others with the library's message. */
+  {
+    g_autofree char *err = RUN_TOOL (2, "boot", snapshot, "--accel", "foo");
+
+    g_assert_nonnull (strstr (err, "Unknown accelerator “foo”: use kvm or tcg"));
+  }
+  {
+    g_autofree char *err = RUN_TOOL (1, "boot", snapshot, "--overlay", in_missing_folder,
+                                     "--accel", "tcg");
+
+    g_assert_nonnull (strstr (err, in_missing_folder));
+    g_assert_nonnull (strstr (err, "does not exist: create it"));
+  }
+  g_assert_cmpuint (count_boot_folders (), ==, folders_before);
+
+  remove_tree (tmpdir);
+}
+
 /* Starts a boot of @snapshot with @cpus and expects the machine check to
  * refuse it before anything starts; returns the error message. */
 static char *
@@ -882,6 +1016,8 @@ test_boot_machine_mismatch (void)
   remove_tree (tmpdir);
 }
 
+/* Without --overlay, the overlay lives in the private folder and is gone
+ * with it after the machine stops. */
 static void
 test_boot_ephemeral_overlay (void)
 {
@@ -915,6 +1051,13 @@ test_boot_ephemeral_overlay (void)
   g_assert_cmpint (st.st_mode & 0777, ==, 0700);
   g_assert_cmpint (g_stat (run->qmp_socket, &st), ==, 0);
   g_assert_cmpint (st.st_mode & 0777, ==, 0600);
+  {
+    g_autofree char *nbd_socket = g_build_filename (run->directory, "nbd.sock", NULL);
+
+    g_assert_cmpint (g_stat (nbd_socket, &st), ==, 0);
+    g_assert_true (S_ISSOCK (st.st_mode));
+    g_assert_cmpint (st.st_mode & 0777, ==, 0600);
+  }
 
   boot_run_interrupt (run);
   g_assert_false (g_file_test (overlay, G_FILE_TEST_EXISTS));
@@ -1154,6 +1297,146 @@ test_boot_used_overlay (void)
   remove_tree (tmpdir);
 }
 
+/* Waits for hexz-snap boot to exit by itself and returns its status and
+ * standard error; checks that nothing of the machine remains. */
+static int
+boot_run_wait_exit (BootRun  *run,
+                    char    **err)
+{
+  gboolean exited = FALSE;
+  int status;
+
+  g_subprocess_wait_async (run->process, NULL, on_process_exited, &exited);
+  HEXZ_TEST_RUN_UNTIL (exited, BOOT_TIMEOUT_MS);
+  g_assert_true (g_subprocess_get_if_exited (run->process));
+  status = g_subprocess_get_exit_status (run->process);
+  g_clear_object (&run->process);
+
+  g_assert_true (g_file_get_contents (run->stderr_path, err, NULL, NULL));
+  g_test_message ("hexz-snap boot exited with status %d: %s", status, *err);
+  g_assert_false (pid_exists (run->qemu_pid));
+  g_assert_false (pid_exists (run->nbdkit_pid));
+  g_assert_false (g_file_test (run->directory, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (run->qmp_socket, G_FILE_TEST_EXISTS));
+
+  return status;
+}
+
+/* hexz-snap boot runs until QEMU exits: after a QMP quit it exits with
+ * status 0, and when nbdkit dies under the machine it stops QEMU and
+ * prints the reason on one line. */
+static void
+test_boot_child_exits (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmpdir = NULL;
+  g_autofree char *base = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr(BootRun) run = NULL;
+  g_autoptr(HexzQmpClient) client = NULL;
+  g_autoptr(JsonNode) result = NULL;
+  HexzTestGuestStatus status;
+
+  if (skip_without_children ())
+    return;
+
+  tmpdir = g_dir_make_tmp ("hexz-test-boot-XXXXXX", &error);
+  g_assert_no_error (error);
+  base = make_base_snapshot (tmpdir);
+
+  run = boot_run_start (tmpdir, "quit", (const char * const []) {
+                          base, "--kernel", hexz_test_guest_get_path (),
+                          "--append", "fill=1M", NULL });
+  wait_for_records (run->qmp_socket, 1, &status);
+  client = qmp_connect (run->qmp_socket);
+  result = qmp_execute (client, "quit", NULL);
+  g_assert_cmpint (boot_run_wait_exit (run, &err), ==, 0);
+  g_assert_cmpstr (err, ==, "");
+  g_clear_object (&client);
+  g_clear_pointer (&err, g_free);
+  g_clear_pointer (&run, boot_run_free);
+
+  run = boot_run_start (tmpdir, "nbdkit-killed", (const char * const []) {
+                          base, "--kernel", hexz_test_guest_get_path (),
+                          "--append", "fill=1M", NULL });
+  wait_for_records (run->qmp_socket, 1, &status);
+  g_assert_cmpint (kill (run->nbdkit_pid, SIGKILL), ==, 0);
+  g_assert_cmpint (boot_run_wait_exit (run, &err), ==, 1);
+  g_assert_cmpstr (err, ==, "hexz-snap: The machine was stopped because its disk server "
+                            "stopped: nbdkit was killed by signal 9\n");
+
+  remove_tree (tmpdir);
+}
+
+/* An overlay written on top of another snapshot is rejected before
+ * anything starts, not by nbdkit after the start. */
+static void
+test_boot_overlay_other_base (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tmpdir = g_dir_make_tmp ("hexz-test-boot-XXXXXX", &error);
+  g_autofree char *snapshot = NULL;
+  g_autofree char *other_path = NULL;
+  g_autofree char *overlay_path = NULL;
+  g_autoptr(HexzSnapshotWriter) writer = NULL;
+  g_autoptr(HexzSnapshot) other = NULL;
+  g_autoptr(HexzOverlay) overlay = NULL;
+  g_autoptr(HexzBoot) boot = NULL;
+  CommandResult command = { FALSE, NULL, NULL };
+  guint folders_before;
+  char id[64];
+  int fd;
+
+  g_assert_no_error (error);
+  snapshot = make_memory_snapshot (tmpdir, GUEST_RAM);
+
+  other_path = g_build_filename (tmpdir, "other.hexz", NULL);
+  writer = hexz_snapshot_writer_new_for_path (other_path);
+  g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK,
+                                                    HEXZ_TEST_GUEST_DISK_SIZE, &error));
+  g_assert_true (hexz_snapshot_writer_write_zeros (writer, HEXZ_TEST_GUEST_DISK_SIZE, NULL,
+                                                   &error));
+  g_assert_true (hexz_snapshot_writer_end_stream (writer, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_close (writer, NULL, &error));
+  g_assert_no_error (error);
+  other = hexz_snapshot_open_path (other_path, NULL, &error);
+  g_assert_no_error (error);
+
+  overlay_path = g_build_filename (tmpdir, "other.overlay", NULL);
+  overlay = hexz_overlay_create_path (overlay_path, HEXZ_TEST_GUEST_DISK_SIZE,
+                                      HEXZ_OVERLAY_CREATE_NONE, &error);
+  g_assert_no_error (error);
+  g_clear_object (&overlay);
+  fd = g_open (overlay_path, O_RDWR | O_CLOEXEC, 0);
+  g_assert_cmpint (fd, >=, 0);
+  hexz_overlay_record_base_id (fd, overlay_path, other);
+  close (fd);
+
+  if (getxattr (overlay_path, "user.hexz.base-id", id, sizeof id) < 0)
+    {
+      g_test_skip ("The file system keeps no user extended attributes");
+      remove_tree (tmpdir);
+      return;
+    }
+
+  folders_before = count_boot_folders ();
+  boot = hexz_boot_new (snapshot);
+  hexz_boot_set_overlay (boot, overlay_path);
+  hexz_boot_start_async (boot, NULL, on_start_done, &command);
+  HEXZ_TEST_RUN_UNTIL (command.done, BOOT_TIMEOUT_MS);
+
+  g_assert_nonnull (command.error);
+  g_test_message ("HexzBoot: %s", command.error->message);
+  g_assert_error (command.error, HEXZ_OVERLAY_ERROR, HEXZ_OVERLAY_ERROR_WRONG_BASE);
+  g_assert_nonnull (strstr (command.error->message, hexz_snapshot_get_id (other)));
+  g_clear_error (&command.error);
+  g_assert_cmpint (hexz_boot_get_qemu_pid (boot), ==, 0);
+  g_assert_cmpint (hexz_boot_get_nbdkit_pid (boot), ==, 0);
+  g_assert_cmpuint (count_boot_folders (), ==, folders_before);
+
+  remove_tree (tmpdir);
+}
+
 /* When hexz-snap boot dies without cleaning up, its children follow it:
  * the kernel sends them SIGTERM. */
 static void
@@ -1232,13 +1515,16 @@ main (int   argc,
 
   g_test_add_func ("/boot/ram-mismatch", test_boot_ram_mismatch);
   g_test_add_func ("/boot/machine-mismatch", test_boot_machine_mismatch);
+  g_test_add_func ("/boot/invalid-paths", test_boot_invalid_paths);
   g_test_add_func ("/boot/library/stop", test_boot_library_stop);
   g_test_add_func ("/boot/library/cancel", test_boot_library_cancel);
   g_test_add_func ("/boot/library/powerdown", test_boot_library_powerdown);
   g_test_add_func ("/boot/ephemeral-overlay", test_boot_ephemeral_overlay);
   g_test_add_func ("/boot/used-overlay", test_boot_used_overlay);
+  g_test_add_func ("/boot/overlay-other-base", test_boot_overlay_other_base);
   g_test_add_func ("/boot/qemu-fails", test_boot_qemu_fails);
   g_test_add_func ("/boot/parent-killed", test_boot_parent_killed);
+  g_test_add_func ("/boot/child-exits", test_boot_child_exits);
   g_test_add_func ("/boot/full-loop", test_boot_full_loop);
 
   status = g_test_run ();

@@ -16,7 +16,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -55,6 +57,12 @@ typedef struct
   GCancellable *cancellable;
   HexzCapturePhase cancel_phase;
   gboolean kill_in_memory;
+  /* A second QMP socket for the machines started, NULL for none. */
+  char *second_qmp_path;
+  /* A device to add to the machines started, NULL for none. */
+  const char *extra_device;
+  /* The guest's command line, NULL for guest_append(). */
+  char *append;
 } Fixture;
 
 static const char *
@@ -179,13 +187,24 @@ vm_start (Fixture    *fixture,
   g_ptr_array_add (args, g_strdup ("-kernel"));
   g_ptr_array_add (args, g_strdup (fixture->guest));
   g_ptr_array_add (args, g_strdup ("-append"));
-  g_ptr_array_add (args, g_strdup (guest_append ()));
+  g_ptr_array_add (args, g_strdup (fixture->append != NULL ? fixture->append : guest_append ()));
   g_ptr_array_add (args, g_strdup ("-drive"));
   g_ptr_array_add (args, g_strconcat ("file=", disk_path, ",format=raw,if=ide,cache=writethrough", NULL));
   if (sandbox)
     {
       g_ptr_array_add (args, g_strdup ("-sandbox"));
       g_ptr_array_add (args, g_strdup ("on,spawn=deny"));
+    }
+  if (fixture->extra_device != NULL)
+    {
+      g_ptr_array_add (args, g_strdup ("-device"));
+      g_ptr_array_add (args, g_strdup (fixture->extra_device));
+    }
+  if (fixture->second_qmp_path != NULL)
+    {
+      g_ptr_array_add (args, g_strdup ("-qmp"));
+      g_ptr_array_add (args, g_strdup_printf ("unix:%s,server=on,wait=off",
+                                              fixture->second_qmp_path));
     }
   if (incoming)
     {
@@ -341,7 +360,9 @@ fixture_tear_down (Fixture       *fixture,
   g_free (fixture->base_path);
   g_free (fixture->overlay_path);
   g_free (fixture->output_path);
+  g_free (fixture->second_qmp_path);
   g_free (fixture->guest);
+  g_free (fixture->append);
 }
 
 /* Running a capture */
@@ -361,7 +382,8 @@ on_progress (HexzCapture      *capture,
   if (phase == fixture->cancel_phase)
     g_cancellable_cancel (fixture->cancellable);
 
-  if (phase == HEXZ_CAPTURE_PHASE_MEMORY && fixture->kill_in_memory &&
+  /* Killed once part of the memory stream has arrived. */
+  if (phase == HEXZ_CAPTURE_PHASE_MEMORY && fixture->kill_in_memory && done > 0 &&
       !vm_has_exited (fixture->vm))
     vm_kill (fixture->vm);
 }
@@ -631,6 +653,45 @@ test_snapshot_restore (Fixture       *fixture,
   restore_and_check (fixture);
 }
 
+/* A live capture limited to 1 MiB/s of a guest that keeps rewriting 8 MiB
+ * cannot converge: after live-timeout the capture lifts the limit, pauses
+ * the guest to finish, and the snapshot is as consistent as any other. */
+static void
+test_live_bandwidth (Fixture       *fixture,
+                     gconstpointer  data)
+{
+  g_autoptr(HexzCapture) capture = NULL;
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean running = FALSE;
+
+  if (fixture->guest == NULL)
+    return;
+
+  fixture->append = g_strconcat (guest_append (), " dirty=8M", NULL);
+  start_guest (fixture, FALSE);
+  capture = capture_new (fixture, HEXZ_CAPTURE_MODE_LIVE, HEXZ_CODEC_LZ4, FALSE);
+  hexz_capture_set_live_timeout (capture, 1);
+  hexz_capture_set_live_bandwidth (capture, 1024 * 1024);
+
+  g_assert_true (capture_run (fixture, capture, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (hexz_capture_get_chosen_mode (capture), ==, HEXZ_CAPTURE_MODE_LIVE);
+  g_assert_true (hexz_capture_get_paused_to_converge (capture));
+  g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
+  g_assert_true (running);
+  assert_settings_restored (fixture->vm);
+  assert_guest_runs (fixture->vm);
+
+  snapshot = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (json_object_get_string_member (hexz_snapshot_get_metadata (snapshot),
+                                                  "capture-mode"), ==, "live");
+  g_clear_object (&snapshot);
+
+  restore_and_check (fixture);
+}
+
 static void
 test_user_paused (Fixture       *fixture,
                   gconstpointer  data)
@@ -689,6 +750,7 @@ test_cancel (Fixture       *fixture,
 
   g_assert_false (capture_run (fixture, capture, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpstr (error->message, ==, "The snapshot was cancelled");
   g_clear_error (&error);
 
   g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
@@ -770,6 +832,8 @@ test_no_space (Fixture       *fixture,
                 NULL, NULL, NULL, NULL);
 }
 
+static void hold_migration_before_switchover (TestVm *vm);
+
 static void
 test_qemu_killed (Fixture       *fixture,
                   gconstpointer  data)
@@ -780,13 +844,21 @@ test_qemu_killed (Fixture       *fixture,
   if (fixture->guest == NULL)
     return;
 
+  /* QEMU pauses the migration before its last step, so the stream cannot
+   * end before the kill. */
   start_guest (fixture, FALSE);
+  hold_migration_before_switchover (fixture->vm);
   fixture->kill_in_memory = TRUE;
   capture = capture_new (fixture, HEXZ_CAPTURE_MODE_PAUSED, HEXZ_CODEC_LZ4, FALSE);
 
   g_assert_false (capture_run (fixture, capture, &error));
   g_assert_nonnull (error);
   g_test_message ("error: %s", error->message);
+  /* The capture cannot tell a dead QEMU from a lost connection, so its
+   * error explains how to resume the machine. */
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_CONNECTION_LOST);
+  g_assert_nonnull (strstr (error->message, "may still be paused"));
+  g_assert_nonnull (strstr (error->message, "{\"execute\":\"cont\"}"));
   assert_no_output (fixture);
 }
 
@@ -846,6 +918,39 @@ test_restore_rejected (Fixture       *fixture,
 
   /* The running machine was not touched. */
   g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
+}
+
+/* A QEMU that lacks a device of the saved machine rejects the stream: the
+ * error names the snapshot and says to start QEMU like the saved machine. */
+static void
+test_restore_other_devices (Fixture       *fixture,
+                            gconstpointer  data)
+{
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(HexzCapture) capture = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (fixture->guest == NULL)
+    return;
+
+  fixture->extra_device = "VGA";
+  start_guest (fixture, FALSE);
+  capture = capture_new (fixture, HEXZ_CAPTURE_MODE_PAUSED, HEXZ_CODEC_LZ4, FALSE);
+  g_assert_true (capture_run (fixture, capture, &error));
+  g_assert_no_error (error);
+  snapshot = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
+  g_assert_no_error (error);
+
+  fixture->extra_device = NULL;
+  fixture->restored = vm_start (fixture, fixture->overlay_path, TRUE, FALSE);
+  hexz_restore_memory_async (fixture->restored->client, snapshot, HEXZ_RESTORE_FLAGS_NONE, NULL,
+                             on_async_done, &result);
+  g_assert_false (hexz_restore_memory_finish (wait_result (&result), &error));
+  g_test_message ("error: %s", error->message);
+  g_assert_nonnull (strstr (error->message, fixture->output_path));
+  g_assert_nonnull (strstr (error->message, "its log"));
+  g_assert_nonnull (strstr (error->message, "devices and options"));
 }
 
 /* The command-line tool. A QMP socket serves one client at a time, so the
@@ -935,12 +1040,59 @@ test_cli_snap_restore (Fixture       *fixture,
   g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
   assert_settings_restored (fixture->vm);
 
+  /* The other options: --live with a bandwidth limit, --thin, --block-size
+   * and LZ4. */
+  vm_disconnect (fixture->vm);
+  {
+    g_autofree char *thin_path = g_build_filename (fixture->dir, "thin.hexz", NULL);
+    const char *argv[] = {
+      tool, "snap", "--socket", fixture->vm->qmp_path, "--overlay", fixture->overlay_path,
+      "--base", fixture->base_path, "--output", thin_path, "--live", "--thin",
+      "--live-bandwidth", "1", "--live-timeout", "1",
+      "--block-size", "16K", "--compression", "lz4", "--json", NULL
+    };
+    g_autoptr(JsonObject) thin = run_tool_json (argv, 0);
+
+    g_assert_cmpstr (json_object_get_string_member (thin, "mode"), ==, "live");
+    /* Under TCG the guest fills 8 MiB, more than 1 MiB/s copies in 1 s. */
+    if (g_str_equal (hexz_test_qemu_choose_accel (), "tcg"))
+      g_assert_true (json_object_get_boolean_member (thin, "paused_to_converge"));
+    g_assert_cmpint (json_object_get_int_member (thin, "block_size"), ==, 16 * 1024);
+    g_assert_true (json_object_get_boolean_member (thin, "has_memory"));
+    g_assert_true (json_object_has_member (thin, "parent"));
+    /* A parent in the same folder is recorded by its name. */
+    g_assert_cmpstr (json_object_get_string_member (json_object_get_object_member (thin, "parent"),
+                                                    "path"), ==, "base.hexz");
+    g_unlink (thin_path);
+  }
+  vm_reconnect (fixture->vm);
+  g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
+
   /* Restore with the tool, paused, and check the loaded guest. */
   snapshot = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
   g_assert_no_error (error);
   disk_path = extract_disk (fixture, snapshot);
   fixture->restored = vm_start (fixture, disk_path, TRUE, FALSE);
   vm_disconnect (fixture->restored);
+
+  /* Nothing to resume yet: resume says to restore first, and sends no
+   * cont, which would make QEMU start the machine the paused restore
+   * below loads. */
+  {
+    const char *argv[] = { tool, "resume", "--socket", fixture->restored->qmp_path, NULL };
+    g_autoptr(GSubprocess) process = NULL;
+    g_autofree char *err = NULL;
+
+    process = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
+                                 G_SUBPROCESS_FLAGS_STDERR_PIPE, &error);
+    g_assert_no_error (error);
+    g_subprocess_communicate_utf8 (process, NULL, NULL, NULL, &err, &error);
+    g_assert_no_error (error);
+    g_test_message ("resume: %s", err);
+    g_assert_cmpint (g_subprocess_get_exit_status (process), ==, 1);
+    g_assert_nonnull (strstr (err, "hexz-snap restore --socket"));
+  }
+
   {
     const char *argv[] = {
       tool, "restore", "--socket", fixture->restored->qmp_path, "--paused", "--json",
@@ -964,8 +1116,27 @@ test_cli_snap_restore (Fixture       *fixture,
     g_autoptr(JsonObject) resumed = run_tool_json (argv, 0);
 
     g_assert_cmpstr (json_object_get_string_member (resumed, "status"), ==, "running");
+    /* No snap was killed here: only the pause is undone. */
+    g_assert_true (json_object_get_boolean_member (resumed, "resumed"));
+    g_assert_false (json_object_get_boolean_member (resumed, "killed_snapshot_found"));
+    g_assert_false (json_object_get_boolean_member (resumed, "settings_restored"));
   }
   vm_reconnect (fixture->restored);
+
+  /* Without --paused, restore resumes the machine itself. */
+  g_clear_pointer (&fixture->restored, vm_stop);
+  fixture->restored = vm_start (fixture, disk_path, TRUE, FALSE);
+  vm_disconnect (fixture->restored);
+  {
+    const char *argv[] = {
+      tool, "restore", "--socket", fixture->restored->qmp_path, "--json", fixture->output_path, NULL
+    };
+    g_autoptr(JsonObject) restored = run_tool_json (argv, 0);
+
+    g_assert_cmpstr (json_object_get_string_member (restored, "status"), ==, "running");
+  }
+  vm_reconnect (fixture->restored);
+  assert_guest_runs (fixture->restored);
 }
 
 /* Makes QEMU stop a migration before its last step until the
@@ -987,15 +1158,17 @@ hold_migration_before_switchover (TestVm *vm)
   g_assert_no_error (error);
 }
 
-/* Sends SIGINT to the tool once its log shows the memory phase. QEMU
+/* Sends SIGINT or SIGTERM (@data) to the tool once its log shows the
+ * memory phase. QEMU
  * pauses the migration before its last step, so the memory phase cannot
  * end before the signal arrives, however slowly this test reads the log.
  * Under valgrind this test reads the line late enough for the tool to
  * have written the whole memory of the paused guest without the pause. */
 static void
-test_cli_sigint (Fixture       *fixture,
+test_cli_signal (Fixture       *fixture,
                  gconstpointer  data)
 {
+  int signal_number = GPOINTER_TO_INT (data);
   const char *tool = g_getenv ("HEXZ_SNAP");
   g_autoptr(GSubprocessLauncher) launcher = NULL;
   g_autoptr(GSubprocess) process = NULL;
@@ -1034,8 +1207,9 @@ test_cli_sigint (Fixture       *fixture,
     {
       if (!interrupted && strstr (line, "Capture: phase memory") != NULL)
         {
-          g_test_message ("Sending SIGINT to hexz-snap pid %s", g_subprocess_get_identifier (process));
-          g_subprocess_send_signal (process, SIGINT);
+          g_test_message ("Sending signal %d to hexz-snap pid %s", signal_number,
+                          g_subprocess_get_identifier (process));
+          g_subprocess_send_signal (process, signal_number);
           interrupted = TRUE;
         }
       if (strstr (line, "DEBUG") == NULL)
@@ -1057,6 +1231,127 @@ test_cli_sigint (Fixture       *fixture,
   g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
   assert_settings_restored (fixture->vm);
   assert_no_output (fixture);
+}
+
+/* Reads what the tool wrote to the terminal @master into @output, for up
+ * to @timeout_ms. Returns FALSE once the terminal has no writer left. */
+static gboolean
+read_terminal (int      master,
+               GString *output,
+               int      timeout_ms)
+{
+  struct pollfd poll_fd = { master, POLLIN, 0 };
+  char buffer[4096];
+  ssize_t n;
+
+  if (poll (&poll_fd, 1, timeout_ms) <= 0)
+    return TRUE;
+
+  n = read (master, buffer, sizeof buffer);
+  if (n <= 0)
+    return FALSE;
+
+  g_string_append_len (output, buffer, n);
+  return TRUE;
+}
+
+/* On a terminal, snap shows the phase, the bytes and the rate, and at the
+ * end how long the machine was paused. QEMU pauses the migration before
+ * its last step until the test has seen a progress line with a rate, so
+ * the memory phase lasts as long as the test needs. The tool uses a
+ * second QMP socket, and the test keeps its own connection. */
+static void
+test_cli_terminal (Fixture       *fixture,
+                   gconstpointer  data)
+{
+  const char *tool = g_getenv ("HEXZ_SNAP");
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) process = NULL;
+  g_autoptr(GString) terminal = g_string_new (NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) arguments = json_object_new ();
+  g_autoptr(JsonNode) reply = NULL;
+  g_autofree char *out = NULL;
+  gint64 deadline;
+  gboolean running = FALSE;
+  int master;
+  int slave;
+
+  if (fixture->guest == NULL)
+    return;
+  if (tool == NULL)
+    {
+      g_test_skip ("HEXZ_SNAP is not set");
+      return;
+    }
+
+  master = posix_openpt (O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0 || grantpt (master) != 0 || unlockpt (master) != 0)
+    {
+      g_test_skip ("Cannot open a pseudo-terminal");
+      if (master >= 0)
+        close (master);
+      return;
+    }
+  slave = open (ptsname (master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  g_assert_cmpint (slave, >=, 0);
+
+  fixture->second_qmp_path = g_build_filename (fixture->dir, "tool.sock", NULL);
+  start_guest (fixture, FALSE);
+  hold_migration_before_switchover (fixture->vm);
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+  g_subprocess_launcher_setenv (launcher, "TERM", "xterm", TRUE);
+  g_subprocess_launcher_unsetenv (launcher, "G_MESSAGES_DEBUG");
+  g_subprocess_launcher_take_stderr_fd (launcher, slave);
+  process = g_subprocess_launcher_spawn (launcher, &error, tool, "snap",
+                                         "--socket", fixture->second_qmp_path,
+                                         "--overlay", fixture->overlay_path,
+                                         "--base", fixture->base_path,
+                                         "--output", fixture->output_path,
+                                         "--mode", "paused", NULL);
+  g_assert_no_error (error);
+  /* The launcher keeps the terminal's other end open until it is freed. */
+  g_clear_object (&launcher);
+
+  /* A progress line of the memory phase with bytes and a rate. */
+  deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+  while (!(strstr (terminal->str, "memory") != NULL && strstr (terminal->str, "/s") != NULL))
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_assert_true (read_terminal (master, terminal, 100));
+    }
+
+  json_object_set_string_member (arguments, "state", "pre-switchover");
+  reply = qmp_call (fixture->vm, "migrate-continue", arguments, &error);
+  g_assert_no_error (error);
+
+  while (read_terminal (master, terminal, 1000))
+    g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+  close (master);
+
+  g_subprocess_communicate_utf8 (process, NULL, NULL, &out, NULL, &error);
+  g_assert_no_error (error);
+  {
+    g_autofree char *escaped = g_strescape (terminal->str, NULL);
+
+    g_test_message ("terminal: %s", escaped);
+  }
+  g_test_message ("stdout: %s", out);
+  g_assert_cmpint (g_subprocess_get_exit_status (process), ==, 0);
+
+  /* The phase, the bytes done of those expected, and the rate. */
+  g_assert_nonnull (strstr (terminal->str, "memory "));
+  /* The last line drawn may come early, with the bytes done in KiB. */
+  g_assert_nonnull (strstr (terminal->str, "iB of "));
+  g_assert_nonnull (strstr (terminal->str, "MiB/s"));
+  /* The progress line is erased before the result is printed. */
+  g_assert_true (g_str_has_suffix (terminal->str, "\r\033[K"));
+  g_assert_nonnull (strstr (out, "the virtual machine was paused for"));
+  g_assert_nonnull (strstr (out, " ms"));
+
+  g_assert_cmpint (qmp_status (fixture->vm, &running), ==, HEXZ_RUN_STATE_RUNNING);
+  g_assert_true (g_file_test (fixture->output_path, G_FILE_TEST_IS_REGULAR));
 }
 
 static const SnapshotCase paused_lz4_thick = { HEXZ_CAPTURE_MODE_PAUSED, HEXZ_CODEC_LZ4, FALSE, FALSE };
@@ -1086,7 +1381,9 @@ main (int    argc,
   ADD ("/capture-qemu/background/zstd-thick", &background_zstd_thick, test_snapshot_restore);
   ADD ("/capture-qemu/auto/lz4-thin", &auto_lz4_thin, test_snapshot_restore);
   ADD ("/capture-qemu/live/lz4-thick", &live_lz4_thick, test_snapshot_restore);
+  ADD ("/capture-qemu/live/bandwidth-timeout", NULL, test_live_bandwidth);
   ADD ("/capture-qemu/user-paused", NULL, test_user_paused);
+  ADD ("/capture-qemu/cancel/preflight", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_PREFLIGHT | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
   ADD ("/capture-qemu/cancel/prepare", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_PREPARE | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
   ADD ("/capture-qemu/cancel/pause", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_PAUSE | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
   ADD ("/capture-qemu/cancel/disk", GINT_TO_POINTER (HEXZ_CAPTURE_PHASE_DISK | HEXZ_CAPTURE_MODE_PAUSED << 8), test_cancel);
@@ -1109,8 +1406,11 @@ main (int    argc,
   ADD ("/capture-qemu/failure/no-space", NULL, test_no_space);
   ADD ("/capture-qemu/failure/qemu-killed", NULL, test_qemu_killed);
   ADD ("/capture-qemu/restore/rejected", NULL, test_restore_rejected);
+  ADD ("/capture-qemu/restore/other-devices", NULL, test_restore_other_devices);
   ADD ("/capture-qemu/cli/snap-restore", NULL, test_cli_snap_restore);
-  ADD ("/capture-qemu/cli/sigint", NULL, test_cli_sigint);
+  ADD ("/capture-qemu/cli/sigint", GINT_TO_POINTER (SIGINT), test_cli_signal);
+  ADD ("/capture-qemu/cli/sigterm", GINT_TO_POINTER (SIGTERM), test_cli_signal);
+  ADD ("/capture-qemu/cli/terminal", NULL, test_cli_terminal);
 
 #undef ADD
 

@@ -56,6 +56,18 @@ typedef struct
   gsize stream_size;
   gboolean hold_stream;
   gboolean converge_when_paused;
+  /* Complete the migration only after the first query-migrate, keeping
+   * the pipe open until a query-migrate reports the completion, so that
+   * only the MIGRATION event or a later poll can end the memory phase. */
+  gboolean late_completion;
+  /* Reject migrate-set-parameters when it sets the original bandwidth. */
+  gboolean reject_bandwidth_restore;
+  /* cont succeeds, but the machine stops at once with an I/O error. */
+  gboolean cont_stops;
+  gboolean stream_written;
+  /* Send no MIGRATION events even with the events capability on. */
+  gboolean ignore_events;
+  gint64 ram_size;
   char *cancel_on;
   GCancellable *cancel;
   GMainContext *context;
@@ -64,6 +76,11 @@ typedef struct
   gboolean events;
   gboolean background;
   gint64 max_bandwidth;
+  /* The settings in force when the migrate command arrived. */
+  gint64 max_bandwidth_at_migrate;
+  /* The bandwidth in force when query-migrate first reported completion. */
+  gint64 max_bandwidth_at_completion;
+  gboolean events_at_migrate;
   int fd;
   gboolean migrating;
   guint status_index;
@@ -122,7 +139,8 @@ mock_cancel_cb (gpointer user_data)
 }
 
 static void
-mock_write_stream (MockQemu *mock)
+mock_write_stream (MockQemu *mock,
+                   gboolean  close_fd)
 {
   g_autofree guint8 *buffer = g_malloc (mock->stream_size);
 
@@ -140,8 +158,11 @@ mock_write_stream (MockQemu *mock)
       done += n;
     }
 
-  close (mock->fd);
-  mock->fd = -1;
+  if (close_fd)
+    {
+      close (mock->fd);
+      mock->fd = -1;
+    }
 }
 
 static void
@@ -176,7 +197,7 @@ mock_handle (MockQemu    *mock,
   if (g_str_equal (command, "query-memory-size-summary"))
     {
       json_builder_set_member_name (builder, "base-memory");
-      json_builder_add_int_value (builder, RAM_SIZE);
+      json_builder_add_int_value (builder, mock->ram_size);
     }
   else if (g_str_equal (command, "query-status"))
     {
@@ -208,6 +229,9 @@ mock_handle (MockQemu    *mock,
             mock->status_index++;
           if (!g_str_equal (mock->migration_status, "cancelled"))
             g_strlcpy (mock->migration_status, status, sizeof mock->migration_status);
+          if (g_str_equal (mock->migration_status, "completed") &&
+              mock->max_bandwidth_at_completion == 0)
+            mock->max_bandwidth_at_completion = mock->max_bandwidth;
 
           if (g_str_equal (mock->migration_status, "completed") && !mock->background)
             {
@@ -240,7 +264,8 @@ mock_handle (MockQemu    *mock,
           json_builder_set_member_name (builder, "downtime");
           json_builder_add_int_value (builder, 12);
         }
-      if (g_str_equal (mock->migration_status, "failed") && mock->error_desc != NULL)
+      if ((g_str_equal (mock->migration_status, "failed") ||
+           g_str_equal (mock->migration_status, "cancelled")) && mock->error_desc != NULL)
         {
           json_builder_set_member_name (builder, "error-desc");
           json_builder_add_string_value (builder, mock->error_desc);
@@ -311,6 +336,12 @@ mock_handle (MockQemu    *mock,
     }
   else if (g_str_equal (command, "migrate-set-parameters"))
     {
+      if (mock->reject_bandwidth_restore &&
+          json_object_get_int_member_with_default (arguments, "max-bandwidth", 0) == ORIGINAL_BANDWIDTH)
+        {
+          *error_desc = g_strdup ("mock failure of the bandwidth restore");
+          return NULL;
+        }
       if (json_object_has_member (arguments, "max-bandwidth"))
         mock->max_bandwidth = json_object_get_int_member (arguments, "max-bandwidth");
     }
@@ -327,7 +358,8 @@ mock_handle (MockQemu    *mock,
           *error_desc = g_strdup ("Migration is not finalized yet");
           return NULL;
         }
-      g_strlcpy (mock->run_state, "running", sizeof mock->run_state);
+      g_strlcpy (mock->run_state, mock->cont_stops ? "io-error" : "running",
+                 sizeof mock->run_state);
     }
   else if (g_str_equal (command, "getfd"))
     {
@@ -350,6 +382,8 @@ mock_handle (MockQemu    *mock,
           *error_desc = g_strdup ("File descriptor named 'hexz-snapshot' not found");
           return NULL;
         }
+      mock->max_bandwidth_at_migrate = mock->max_bandwidth;
+      mock->events_at_migrate = mock->events;
       mock->migrating = TRUE;
       mock->status_index = 0;
       g_strlcpy (mock->migration_status, "setup", sizeof mock->migration_status);
@@ -392,6 +426,7 @@ mock_serve_line (MockQemu   *mock,
   JsonObject *arguments = NULL;
   const char *command;
   gboolean start_stream = FALSE;
+  gboolean send_events;
 
   if (!json_parser_load_from_data (parser, line, -1, NULL))
     return;
@@ -406,7 +441,9 @@ mock_serve_line (MockQemu   *mock,
   result = mock_handle (mock, socket, command, arguments, *fd, &error_desc);
   if (g_str_equal (command, "getfd") && result != NULL)
     *fd = -1;
-  start_stream = g_str_equal (command, "migrate") && result != NULL && !mock->hold_stream;
+  start_stream = g_str_equal (command, "migrate") && result != NULL && !mock->hold_stream &&
+                 !mock->late_completion;
+  send_events = mock->events && !mock->ignore_events;
   g_mutex_unlock (&mock->lock);
 
   if (mock->cancel_on != NULL && g_str_equal (command, mock->cancel_on))
@@ -434,8 +471,24 @@ mock_serve_line (MockQemu   *mock,
 
   if (start_stream)
     {
-      mock_write_stream (mock);
-      mock_send_event (socket, "completed");
+      mock_write_stream (mock, TRUE);
+      if (send_events)
+        mock_send_event (socket, "completed");
+    }
+
+  if (mock->late_completion && g_str_equal (command, "query-migrate") && mock->fd >= 0)
+    {
+      if (!mock->stream_written)
+        {
+          mock_write_stream (mock, FALSE);
+          mock->stream_written = TRUE;
+          if (send_events)
+            mock_send_event (socket, "completed");
+        }
+      else if (g_str_equal (mock->migration_status, "completed"))
+        {
+          mock_close_fd (mock);
+        }
     }
 }
 
@@ -553,6 +606,7 @@ mock_new (void)
   mock->statuses = completed_statuses;
   mock->stream_size = 300 * 1024;
   mock->max_bandwidth = ORIGINAL_BANDWIDTH;
+  mock->ram_size = RAM_SIZE;
   mock->fd = -1;
   mock->context = g_main_context_ref_thread_default ();
 
@@ -608,6 +662,28 @@ mock_count (MockQemu   *mock,
   return count;
 }
 
+/* Counts @command among the commands sent after the first @after. */
+static guint
+mock_count_after (MockQemu   *mock,
+                  const char *after,
+                  const char *command)
+{
+  gboolean seen = FALSE;
+  guint count = 0;
+
+  g_mutex_lock (&mock->lock);
+  for (guint i = 0; i < mock->commands->len; i++)
+    {
+      if (seen && g_str_equal (mock->commands->pdata[i], command))
+        count++;
+      if (g_str_equal (mock->commands->pdata[i], after))
+        seen = TRUE;
+    }
+  g_mutex_unlock (&mock->lock);
+
+  return count;
+}
+
 /* Fixture: a base snapshot, an overlay with one modified page, an output
  * path, and the mock. */
 
@@ -621,7 +697,23 @@ typedef struct
   HexzCapture *capture;
   GCancellable *cancellable;
   GAsyncResult *result;
+  /* SHA-256 of the overlay and of its .meta file after the set-up. */
+  char *overlay_checksum;
+  char *meta_checksum;
 } Fixture;
+
+static char *
+file_checksum (const char *path)
+{
+  g_autofree char *contents = NULL;
+  gsize length = 0;
+  g_autoptr(GError) error = NULL;
+
+  g_file_get_contents (path, &contents, &length, &error);
+  g_assert_no_error (error);
+
+  return g_compute_checksum_for_data (G_CHECKSUM_SHA256, (const guchar *) contents, length);
+}
 
 static guint8
 base_byte (guint64 offset)
@@ -667,6 +759,13 @@ fixture_set_up (Fixture       *fixture,
   g_assert_no_error (error);
   hexz_overlay_sync (overlay, &error);
   g_assert_no_error (error);
+  g_clear_object (&overlay);
+  fixture->overlay_checksum = file_checksum (fixture->overlay_path);
+  {
+    g_autofree char *meta_path = hexz_overlay_get_meta_path_for (fixture->overlay_path);
+
+    fixture->meta_checksum = file_checksum (meta_path);
+  }
 
   fixture->mock = mock_new ();
   fixture->cancellable = g_cancellable_new ();
@@ -707,6 +806,8 @@ fixture_tear_down (Fixture       *fixture,
   g_free (fixture->base_path);
   g_free (fixture->overlay_path);
   g_free (fixture->output_path);
+  g_free (fixture->overlay_checksum);
+  g_free (fixture->meta_checksum);
   g_free (fixture->dir);
 }
 
@@ -753,6 +854,13 @@ assert_cleaned_up (Fixture    *fixture,
   /* The overlay and its .meta file are only read. */
   g_assert_true (g_file_get_contents (meta_path, (char **) &meta, &meta_length, NULL));
   g_assert_cmpuint (meta_length, ==, 8);
+  {
+    g_autofree char *overlay_checksum = file_checksum (fixture->overlay_path);
+    g_autofree char *meta_checksum = file_checksum (meta_path);
+
+    g_assert_cmpstr (overlay_checksum, ==, fixture->overlay_checksum);
+    g_assert_cmpstr (meta_checksum, ==, fixture->meta_checksum);
+  }
 
   /* Nothing but the inputs is left in the folder. */
   {
@@ -766,9 +874,40 @@ assert_cleaned_up (Fixture    *fixture,
 }
 
 static void
+on_phase_notify (GObject    *object,
+                 GParamSpec *pspec,
+                 gpointer    user_data)
+{
+  GString *phases = user_data;
+
+  g_string_append_printf (phases, "%s ",
+                          hexz_capture_phase_to_string (hexz_capture_get_phase (HEXZ_CAPTURE (object))));
+}
+
+static void
+on_progress_check (HexzCapture      *capture,
+                   HexzCapturePhase  phase,
+                   guint64           done,
+                   guint64           expected,
+                   gpointer          user_data)
+{
+  guint64 *memory_done = user_data;
+
+  /* Progress belongs to the phase the capture is in. */
+  g_assert_cmpint (phase, ==, hexz_capture_get_phase (capture));
+  if (phase == HEXZ_CAPTURE_PHASE_MEMORY)
+    {
+      g_assert_cmpuint (done, >=, *memory_done);
+      *memory_done = done;
+    }
+}
+
+static void
 test_paused_success (Fixture       *fixture,
                      gconstpointer  data)
 {
+  g_autoptr(GString) phases = g_string_new (NULL);
+  guint64 memory_done = 0;
   g_autoptr(GError) error = NULL;
   g_autoptr(HexzSnapshot) snapshot = NULL;
   g_autoptr(GBytes) memory = NULL;
@@ -780,9 +919,16 @@ test_paused_success (Fixture       *fixture,
 
   hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
   hexz_capture_set_message (fixture->capture, "mock snapshot");
+  g_signal_connect (fixture->capture, "notify::phase", G_CALLBACK (on_phase_notify), phases);
+  g_signal_connect (fixture->capture, "progress", G_CALLBACK (on_progress_check), &memory_done);
 
   g_assert_true (fixture_run (fixture, &error));
   g_assert_no_error (error);
+
+  /* Each phase is notified once, in the order of the steps. */
+  g_assert_cmpstr (phases->str, ==,
+                   "preflight prepare pause disk memory resume merge finalize done ");
+  g_assert_cmpuint (memory_done, >, 0);
 
   g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 1);
   g_assert_cmpuint (mock_count (fixture->mock, "getfd"), ==, 1);
@@ -790,6 +936,10 @@ test_paused_success (Fixture       *fixture,
   g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
   g_assert_cmpuint (mock_count (fixture->mock, "migrate_cancel"), ==, 0);
   g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+  /* The dump ran with events on and the bandwidth cap raised, and both
+   * settings are back as they were. */
+  g_assert_true (fixture->mock->events_at_migrate);
+  g_assert_cmpint (fixture->mock->max_bandwidth_at_migrate, >, ORIGINAL_BANDWIDTH);
   g_assert_cmpint (fixture->mock->max_bandwidth, ==, ORIGINAL_BANDWIDTH);
   g_assert_false (fixture->mock->events);
 
@@ -827,6 +977,22 @@ test_paused_success (Fixture       *fixture,
   g_assert_cmpstr (json_object_get_string_member (metadata, "vm-name"), ==, "mock-vm");
   g_assert_cmpint (json_object_get_int_member (metadata, "ram-size"), ==, RAM_SIZE);
   g_assert_cmpint (json_object_get_int_member (metadata, "qemu-downtime-ms"), ==, 12);
+  g_assert_cmpstr (json_object_get_string_member (metadata, "qemu-version"), ==, "7.2.0");
+  g_assert_cmpint (json_object_get_int_member (metadata, "pause-time-us"), ==,
+                   hexz_capture_get_pause_time (fixture->capture));
+  g_assert_cmpstr (json_object_get_string_member (metadata, "message"), ==, "mock snapshot");
+  {
+    g_autoptr(HexzSnapshot) base = hexz_snapshot_open_path (fixture->base_path, NULL, &error);
+    const char *created = json_object_get_string_member (metadata, "created");
+    g_autoptr(GDateTime) time = NULL;
+
+    g_assert_no_error (error);
+    g_assert_cmpstr (json_object_get_string_member (metadata, "base-id"), ==,
+                     hexz_snapshot_get_id (base));
+    g_assert_nonnull (created);
+    time = g_date_time_new_from_iso8601 (created, NULL);
+    g_assert_nonnull (time);
+  }
   /* The mock implements neither query-cpus-fast nor qom-get, so the
    * machine's configuration is left out and the capture goes on. */
   g_assert_false (json_object_has_member (metadata, "cpus"));
@@ -874,6 +1040,234 @@ test_migration_failed (Fixture       *fixture,
   g_assert_nonnull (strstr (error->message, "Unable to write to socket: Broken pipe"));
   g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
   assert_cleaned_up (fixture, "running");
+}
+
+static const char * const cancelled_statuses[] = { "setup", "active", "cancelled", NULL };
+
+/* Someone else cancelled the migration: the run fails with QEMU's reason. */
+static void
+test_migration_cancelled (Fixture       *fixture,
+                          gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->statuses = cancelled_statuses;
+  fixture->mock->error_desc = "Migration cancelled by another client";
+  fixture->mock->hold_stream = TRUE;
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_MIGRATION_FAILED);
+  g_test_message ("error: %s", error->message);
+  g_assert_nonnull (strstr (error->message, "cancelled"));
+  g_assert_nonnull (strstr (error->message, "Migration cancelled by another client"));
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+  assert_cleaned_up (fixture, "running");
+}
+
+/* A command rejected by QEMU at each step from the settings to the
+ * migration: the run fails with QEMU's reply and undoes what it did. */
+static void
+test_command_rejected (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  const char *command = data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *expected = g_strdup_printf ("mock failure of %s", command);
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->fail_command = g_strdup (command);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_assert_nonnull (error);
+  g_test_message ("error: %s", error->message);
+  g_assert_nonnull (strstr (error->message, expected));
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate"), ==, 0);
+  assert_cleaned_up (fixture, "running");
+}
+
+static gboolean
+cancel_cb (gpointer user_data)
+{
+  g_cancellable_cancel (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+/* The machine cannot be resumed after the memory dump, because QEMU
+ * rejects cont (@data FALSE) or because the machine stops again at once
+ * (@data TRUE). The run fails once, without retrying cont in a loop, and
+ * the error says the machine may still be paused and how to resume it. */
+static void
+test_resume_failed (Fixture       *fixture,
+                    gconstpointer  data)
+{
+  gboolean stops = GPOINTER_TO_INT (data);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *resume = g_strdup_printf ("hexz-snap resume --socket %s",
+                                             fixture->mock->socket_path);
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  if (stops)
+    fixture->mock->cont_stops = TRUE;
+  else
+    fixture->mock->fail_command = g_strdup ("cont");
+  /* A run that waits for ever is cancelled, and then fails below. */
+  g_timeout_add_seconds (60, cancel_cb, fixture->cancellable);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("error: %s", error->message);
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_RESUME_FAILED);
+  if (stops)
+    {
+      g_assert_nonnull (strstr (error->message, "is io-error instead of running"));
+      g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+    }
+  else
+    {
+      g_assert_nonnull (strstr (error->message, "mock failure of cont. "));
+      /* The success path and the cleanup each try once. */
+      g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 2);
+    }
+  g_assert_nonnull (strstr (error->message, "may still be paused"));
+  g_assert_nonnull (strstr (error->message, resume));
+
+  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
+  g_assert_cmpint (fixture->mock->max_bandwidth, ==, ORIGINAL_BANDWIDTH);
+  g_assert_false (fixture->mock->events);
+  g_assert_cmpint (hexz_capture_get_phase (fixture->capture), ==, HEXZ_CAPTURE_PHASE_FAILED);
+}
+
+/* A setting that cannot be restored after the snapshot was taken is
+ * logged, and the marker stays for the next run to restore it. */
+static void
+test_restore_setting_failed (Fixture       *fixture,
+                             gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *marker_path = g_strconcat (fixture->mock->socket_path, ".hexz-capture", NULL);
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->reject_bandwidth_restore = TRUE;
+
+  g_test_expect_message ("Hexz", G_LOG_LEVEL_MESSAGE,
+                         "*QEMU kept a changed setting: Restoring the migration bandwidth failed*");
+  g_assert_true (fixture_run (fixture, &error));
+  g_test_assert_expected_messages ();
+  g_assert_no_error (error);
+
+  g_assert_true (g_file_test (fixture->output_path, G_FILE_TEST_IS_REGULAR));
+  g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+  g_assert_false (fixture->mock->events);
+  g_assert_cmpint (fixture->mock->max_bandwidth, !=, ORIGINAL_BANDWIDTH);
+  g_assert_true (g_file_test (marker_path, G_FILE_TEST_IS_REGULAR));
+}
+
+/* The MIGRATION event alone ends the memory phase: the backstop poll is
+ * set to ten minutes and the pipe stays open until a query-migrate
+ * reports the completion, so nothing else sends query-migrate. */
+static void
+test_completion_event (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  hexz_capture_set_poll_interval (fixture->capture, 10 * 60 * 1000);
+  fixture->mock->late_completion = TRUE;
+  /* Without the event the run would wait for the poll: cancel it then. */
+  g_timeout_add_seconds (60, cancel_cb, fixture->cancellable);
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+  g_assert_true (fixture->mock->events_at_migrate);
+  g_assert_cmpuint (mock_count_after (fixture->mock, "migrate", "query-migrate"), ==, 2);
+  g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+  g_assert_true (g_file_test (fixture->output_path, G_FILE_TEST_IS_REGULAR));
+}
+
+/* Without the MIGRATION event, the query-migrate poll completes the run. */
+static void
+test_completion_poll (Fixture       *fixture,
+                      gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  fixture->mock->late_completion = TRUE;
+  fixture->mock->ignore_events = TRUE;
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (mock_count_after (fixture->mock, "migrate", "query-migrate"), >=, 2);
+  g_assert_cmpstr (fixture->mock->run_state, ==, "running");
+  g_assert_true (g_file_test (fixture->output_path, G_FILE_TEST_IS_REGULAR));
+}
+
+/* The preflight's free-space check counts the RAM size QEMU reports, and
+ * a failure leaves the machine untouched: only queries reach it. */
+static void
+test_no_space_preflight (Fixture       *fixture,
+                         gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_check_free_space (fixture->capture, TRUE);
+  fixture->mock->ram_size = G_GINT64_CONSTANT (1) << 60;
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("error: %s", error->message);
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_NO_SPACE);
+  g_assert_nonnull (strstr (error->message, fixture->dir));
+  g_assert_cmpuint (mock_count (fixture->mock, "query-memory-size-summary"), ==, 1);
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate-set-capabilities"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate-set-parameters"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 0);
+  assert_cleaned_up (fixture, "running");
+}
+
+/* An output folder that does not exist is rejected before connecting. */
+static void
+test_output_folder_missing (Fixture       *fixture,
+                            gconstpointer  data)
+{
+  g_autofree char *folder = g_build_filename (fixture->dir, "missing", NULL);
+  g_autofree char *path = g_build_filename (folder, "out.hexz", NULL);
+  g_autoptr(GFile) output = g_file_new_for_path (path);
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_output (fixture->capture, output);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("error: %s", error->message);
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT);
+  g_assert_nonnull (strstr (error->message, folder));
+  g_assert_cmpuint (fixture->mock->bytes_received, ==, 0);
+  g_assert_false (g_file_test (folder, G_FILE_TEST_EXISTS));
+}
+
+/* With allow-larger-overlay, a grown overlay sets the disk's size. */
+static void
+test_overlay_larger_allowed (Fixture       *fixture,
+                             gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  guint8 page[HEXZ_OVERLAY_PAGE_SIZE];
+
+  g_assert_cmpint (truncate (fixture->overlay_path, DISK_SIZE * 2), ==, 0);
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_PAUSED);
+  hexz_capture_set_allow_larger_overlay (fixture->capture, TRUE);
+
+  g_assert_true (fixture_run (fixture, &error));
+  g_assert_no_error (error);
+
+  snapshot = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (hexz_snapshot_get_disk_size (snapshot), ==, DISK_SIZE * 2);
+  hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, MODIFIED_PAGE * HEXZ_OVERLAY_PAGE_SIZE,
+                      page, sizeof page, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (page[0], ==, 0xa5);
 }
 
 static const char * const long_statuses[] = {
@@ -950,6 +1344,7 @@ test_cancel (Fixture       *fixture,
 
   g_assert_false (fixture_run (fixture, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpstr (error->message, ==, "The snapshot was cancelled");
   g_test_message ("error: %s", error->message);
 
   if (command == NULL)
@@ -1011,6 +1406,28 @@ test_postmigrate (Fixture       *fixture,
   g_assert_cmpuint (mock_count (fixture->mock, "migrate"), ==, 0);
   g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 0);
   g_assert_cmpstr (fixture->mock->run_state, ==, "postmigrate");
+  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
+}
+
+/* A machine in the middle of a migration is rejected before anything
+ * is changed, with a message that says what to wait for. */
+static void
+test_migrating_machine (Fixture       *fixture,
+                        gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_strlcpy (fixture->mock->run_state, "inmigrate", sizeof fixture->mock->run_state);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("%s", error->message);
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT);
+  g_assert_nonnull (strstr (error->message, "inmigrate"));
+  g_assert_nonnull (strstr (error->message, "-incoming defer"));
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate-set-capabilities"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 0);
+  g_assert_cmpstr (fixture->mock->run_state, ==, "inmigrate");
   g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
 }
 
@@ -1144,6 +1561,223 @@ test_leftover_migration (Fixture       *fixture,
     }
 }
 
+/* Recovery after a killed run (hexz_capture_recover_async()). */
+
+typedef enum {
+  RECOVER_KILLED_RUNNING,
+  RECOVER_KILLED_PAUSED,
+  RECOVER_KILLED_MIGRATING,
+  RECOVER_LIVE_MARKER,
+  RECOVER_NO_MARKER,
+  RECOVER_NO_MARKER_RUNNING,
+  RECOVER_INMIGRATE,
+  RECOVER_RESTORE_FAILS,
+} RecoverCase;
+
+static void
+on_recover_done (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  Fixture *fixture = user_data;
+
+  fixture->result = g_object_ref (result);
+}
+
+/* The commands the mock received, separated by spaces. */
+static char *
+mock_command_list (MockQemu *mock)
+{
+  GString *list = g_string_new (NULL);
+
+  g_mutex_lock (&mock->lock);
+  for (guint i = 0; i < mock->commands->len; i++)
+    g_string_append_printf (list, "%s%s", i > 0 ? " " : "", (char *) mock->commands->pdata[i]);
+  g_mutex_unlock (&mock->lock);
+
+  return g_string_free (list, FALSE);
+}
+
+static pid_t
+dead_pid (void)
+{
+  pid_t pid = fork ();
+
+  /* The pid of a process that has ended and was reaped. */
+  if (pid == 0)
+    _exit (0);
+  g_assert_cmpint (waitpid (pid, NULL, 0), ==, pid);
+  return pid;
+}
+
+static void
+test_recover (Fixture       *fixture,
+              gconstpointer  data)
+{
+  RecoverCase recover_case = GPOINTER_TO_INT (data);
+  MockQemu *mock = fixture->mock;
+  g_autofree char *marker_path = g_strconcat (mock->socket_path, ".hexz-capture", NULL);
+  g_autofree char *commands = NULL;
+  g_autoptr(GError) error = NULL;
+  HexzCaptureRecovery recovery = HEXZ_CAPTURE_RECOVERY_NONE;
+  gboolean marker_was_running = recover_case != RECOVER_KILLED_PAUSED;
+  gboolean ok;
+  pid_t pid;
+
+  /* What a run killed in the middle of a background snapshot leaves. */
+  mock->offer_background = TRUE;
+  mock->events = TRUE;
+  mock->background = TRUE;
+  mock->max_bandwidth = G_GINT64_CONSTANT (1) << 40;
+  g_strlcpy (mock->run_state, "paused", sizeof mock->run_state);
+
+  switch (recover_case)
+    {
+    case RECOVER_NO_MARKER:
+    case RECOVER_NO_MARKER_RUNNING:
+      pid = 0;
+      break;
+    case RECOVER_LIVE_MARKER:
+      pid = getppid ();
+      break;
+    default:
+      pid = dead_pid ();
+      break;
+    }
+
+  if (pid != 0)
+    {
+      g_autofree char *marker = NULL;
+
+      marker = g_strdup_printf ("[capture]\npid=%d\nwas-running=%s\nevents=false\n"
+                                "background-snapshot=false\nmax-bandwidth=%d\n",
+                                (int) pid, marker_was_running ? "true" : "false",
+                                ORIGINAL_BANDWIDTH);
+      g_file_set_contents (marker_path, marker, -1, &error);
+      g_assert_no_error (error);
+    }
+
+  if (recover_case == RECOVER_NO_MARKER_RUNNING)
+    g_strlcpy (mock->run_state, "running", sizeof mock->run_state);
+  else if (recover_case == RECOVER_INMIGRATE)
+    g_strlcpy (mock->run_state, "inmigrate", sizeof mock->run_state);
+  else if (recover_case == RECOVER_RESTORE_FAILS)
+    mock->reject_bandwidth_restore = TRUE;
+  else if (recover_case == RECOVER_KILLED_MIGRATING)
+    {
+      mock->statuses = leftover_statuses;
+      mock->migrating = TRUE;
+      g_strlcpy (mock->migration_status, "active", sizeof mock->migration_status);
+    }
+
+  mock_start (mock);
+  hexz_capture_recover_async (fixture->capture, NULL, on_recover_done, fixture);
+  while (fixture->result == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  ok = hexz_capture_recover_finish (fixture->capture, fixture->result, &recovery, &error);
+
+  commands = mock_command_list (mock);
+  g_test_message ("Commands: %s", commands);
+
+  switch (recover_case)
+    {
+    case RECOVER_KILLED_RUNNING:
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpstr (commands, ==,
+                       "qmp_capabilities query-status query-migrate "
+                       "query-migrate-capabilities query-status cont query-status "
+                       "migrate-set-capabilities migrate-set-parameters");
+      g_assert_cmpint (recovery, ==, HEXZ_CAPTURE_RECOVERY_FOUND_MARKER |
+                                     HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED |
+                                     HEXZ_CAPTURE_RECOVERY_RESUMED);
+      g_assert_cmpstr (mock->run_state, ==, "running");
+      break;
+
+    case RECOVER_KILLED_PAUSED:
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpstr (commands, ==,
+                       "qmp_capabilities query-status query-migrate "
+                       "query-migrate-capabilities "
+                       "migrate-set-capabilities migrate-set-parameters");
+      g_assert_cmpint (recovery, ==, HEXZ_CAPTURE_RECOVERY_FOUND_MARKER |
+                                     HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED);
+      g_assert_cmpstr (mock->run_state, ==, "paused");
+      break;
+
+    case RECOVER_KILLED_MIGRATING:
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpuint (mock_count (mock, "query-migrate"), >=, 3);
+      g_assert_cmpuint (mock_count (mock, "cont"), ==, 1);
+      g_assert_cmpuint (mock_count_after (mock, "cont", "migrate-set-capabilities"), ==, 1);
+      g_assert_cmpint (recovery, ==, HEXZ_CAPTURE_RECOVERY_FOUND_MARKER |
+                                     HEXZ_CAPTURE_RECOVERY_WAITED_FOR_MIGRATION |
+                                     HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED |
+                                     HEXZ_CAPTURE_RECOVERY_RESUMED);
+      g_assert_cmpstr (mock->run_state, ==, "running");
+      break;
+
+    case RECOVER_LIVE_MARKER:
+    case RECOVER_NO_MARKER:
+      /* No settings of a dead run to restore: only the pause is undone. */
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpstr (commands, ==, "qmp_capabilities query-status query-status cont query-status");
+      g_assert_cmpint (recovery, ==, HEXZ_CAPTURE_RECOVERY_RESUMED);
+      g_assert_cmpstr (mock->run_state, ==, "running");
+      g_assert_true (mock->events);
+      break;
+
+    case RECOVER_NO_MARKER_RUNNING:
+      g_assert_no_error (error);
+      g_assert_true (ok);
+      g_assert_cmpstr (commands, ==, "qmp_capabilities query-status query-status");
+      g_assert_cmpint (recovery, ==, HEXZ_CAPTURE_RECOVERY_NONE);
+      break;
+
+    case RECOVER_INMIGRATE:
+      g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT);
+      g_assert_false (ok);
+      g_assert_cmpstr (commands, ==, "qmp_capabilities query-status");
+      break;
+
+    case RECOVER_RESTORE_FAILS:
+      g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_FAILED);
+      g_assert_nonnull (strstr (error->message, "mock failure of the bandwidth restore"));
+      g_assert_false (ok);
+      g_assert_cmpuint (mock_count (mock, "migrate-set-parameters"), ==, 1);
+      g_assert_cmpstr (mock->run_state, ==, "running");
+      break;
+
+    default:
+      g_assert_not_reached ();
+    }
+
+  switch (recover_case)
+    {
+    case RECOVER_KILLED_RUNNING:
+    case RECOVER_KILLED_PAUSED:
+    case RECOVER_KILLED_MIGRATING:
+      /* The saved values, not the ones the killed run had set. */
+      g_assert_false (mock->events);
+      g_assert_false (mock->background);
+      g_assert_cmpint (mock->max_bandwidth, ==, ORIGINAL_BANDWIDTH);
+      g_assert_false (g_file_test (marker_path, G_FILE_TEST_EXISTS));
+      break;
+    case RECOVER_LIVE_MARKER:
+    case RECOVER_INMIGRATE:
+    case RECOVER_RESTORE_FAILS:
+      /* Left for a later recovery. */
+      g_assert_true (g_file_test (marker_path, G_FILE_TEST_IS_REGULAR));
+      break;
+    default:
+      g_assert_false (g_file_test (marker_path, G_FILE_TEST_EXISTS));
+      break;
+    }
+}
+
 static void
 test_auto_fallback (Fixture       *fixture,
                     gconstpointer  data)
@@ -1159,7 +1793,42 @@ test_auto_fallback (Fixture       *fixture,
   g_assert_no_error (error);
   g_assert_cmpint (hexz_capture_get_chosen_mode (fixture->capture), ==, HEXZ_CAPTURE_MODE_PAUSED);
   g_assert_nonnull (hexz_capture_get_fallback_reason (fixture->capture));
+  g_assert_nonnull (strstr (hexz_capture_get_fallback_reason (fixture->capture),
+                            "Background-snapshot is not supported by host kernel"));
   g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
+  /* The rejected request and the paused-mode one came before the stop, and
+   * only the final restore came after it. */
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate-set-capabilities"), ==, 3);
+  g_assert_cmpuint (mock_count_after (fixture->mock, "stop", "migrate-set-capabilities"), ==, 1);
+  g_assert_false (fixture->mock->background);
+}
+
+/* An explicit background mode is rejected before anything changes, for a
+ * machine the user paused (@data TRUE: QEMU would resume it) and for a
+ * QEMU without the capability (@data FALSE). */
+static void
+test_background_rejected (Fixture       *fixture,
+                          gconstpointer  data)
+{
+  gboolean user_paused = GPOINTER_TO_INT (data);
+  g_autoptr(GError) error = NULL;
+
+  hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_BACKGROUND);
+  fixture->mock->offer_background = user_paused;
+  if (user_paused)
+    g_strlcpy (fixture->mock->run_state, "paused", sizeof fixture->mock->run_state);
+
+  g_assert_false (fixture_run (fixture, &error));
+  g_test_message ("error: %s", error->message);
+  if (user_paused)
+    g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT);
+  else
+    g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_UNSUPPORTED);
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate-set-capabilities"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "stop"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "migrate"), ==, 0);
+  g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 0);
+  assert_cleaned_up (fixture, user_paused ? "paused" : "running");
 }
 
 static void
@@ -1188,10 +1857,12 @@ static void
 test_live_timeout (Fixture       *fixture,
                    gconstpointer  data)
 {
+  guint64 bandwidth = GPOINTER_TO_UINT (data);
   g_autoptr(GError) error = NULL;
 
   hexz_capture_set_mode (fixture->capture, HEXZ_CAPTURE_MODE_LIVE);
   hexz_capture_set_live_timeout (fixture->capture, 1);
+  hexz_capture_set_live_bandwidth (fixture->capture, bandwidth);
   fixture->mock->converge_when_paused = TRUE;
 
   g_assert_true (fixture_run (fixture, &error));
@@ -1201,6 +1872,21 @@ test_live_timeout (Fixture       *fixture,
   g_assert_cmpuint (mock_count (fixture->mock, "cont"), ==, 1);
   g_assert_cmpstr (fixture->mock->run_state, ==, "running");
   g_assert_true (g_file_test (fixture->output_path, G_FILE_TEST_IS_REGULAR));
+
+  /* The limit holds while the guest runs and is lifted once it is paused. */
+  if (bandwidth != 0)
+    {
+      g_assert_cmpint (fixture->mock->max_bandwidth_at_migrate, ==, bandwidth);
+      g_assert_cmpuint (mock_count_after (fixture->mock, "migrate", "migrate-set-parameters"), ==, 2);
+      g_assert_cmpuint (mock_count_after (fixture->mock, "stop", "migrate-set-parameters"), ==, 1);
+    }
+  else
+    {
+      g_assert_cmpint (fixture->mock->max_bandwidth_at_migrate, ==, G_GINT64_CONSTANT (1) << 40);
+      g_assert_cmpuint (mock_count_after (fixture->mock, "stop", "migrate-set-parameters"), ==, 1);
+    }
+  g_assert_cmpint (fixture->mock->max_bandwidth_at_completion, ==, G_GINT64_CONSTANT (1) << 40);
+  g_assert_cmpint (fixture->mock->max_bandwidth, ==, ORIGINAL_BANDWIDTH);
 }
 
 static const char * const stalled_statuses[] = { "setup", "active", NULL };
@@ -1322,8 +2008,14 @@ test_connection_lost (Fixture       *fixture,
   g_assert_false (fixture_run (fixture, &error));
   g_assert_nonnull (error);
   g_test_message ("error: %s", error->message);
-  g_assert_nonnull (strstr (error->message, "may still be paused"));
-  g_assert_nonnull (strstr (error->message, fixture->mock->socket_path));
+  g_assert_error (error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_CONNECTION_LOST);
+  g_assert_nonnull (strstr (error->message, ". The virtual machine may still be paused."));
+  {
+    g_autofree char *resume = g_strdup_printf ("hexz-snap resume --socket %s",
+                                               fixture->mock->socket_path);
+
+    g_assert_nonnull (strstr (error->message, resume));
+  }
   g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
 }
 
@@ -1338,23 +2030,48 @@ main (int    argc,
 
   ADD ("/capture/paused", NULL, test_paused_success);
   ADD ("/capture/live", NULL, test_live);
-  ADD ("/capture/live/timeout", NULL, test_live_timeout);
+  ADD ("/capture/live/timeout", GUINT_TO_POINTER (0), test_live_timeout);
+  ADD ("/capture/live/timeout/bandwidth", GUINT_TO_POINTER (1024 * 1024), test_live_timeout);
   ADD ("/capture/wrong-base", NULL, test_wrong_base);
   ADD ("/capture/postmigrate", NULL, test_postmigrate);
+  ADD ("/capture/inmigrate", NULL, test_migrating_machine);
   ADD ("/capture/output-is-input/overlay", GUINT_TO_POINTER (0), test_output_is_input);
   ADD ("/capture/output-is-input/meta", GUINT_TO_POINTER (1), test_output_is_input);
   ADD ("/capture/output-is-input/base", GUINT_TO_POINTER (2), test_output_is_input);
   ADD ("/capture/background", NULL, test_background);
   ADD ("/capture/auto-fallback", NULL, test_auto_fallback);
+  ADD ("/capture/background-rejected/user-paused", GINT_TO_POINTER (TRUE), test_background_rejected);
+  ADD ("/capture/background-rejected/unsupported", GINT_TO_POINTER (FALSE), test_background_rejected);
   ADD ("/capture/status-sequence", NULL, test_status_sequence);
   ADD ("/capture/stale-copy-folder", NULL, test_stale_copy_folder);
   ADD ("/capture/leftover-migration/killed-run", GINT_TO_POINTER (TRUE), test_leftover_migration);
   ADD ("/capture/leftover-migration/no-marker", GINT_TO_POINTER (FALSE), test_leftover_migration);
+  ADD ("/capture/recover/killed-running", GINT_TO_POINTER (RECOVER_KILLED_RUNNING), test_recover);
+  ADD ("/capture/recover/killed-paused", GINT_TO_POINTER (RECOVER_KILLED_PAUSED), test_recover);
+  ADD ("/capture/recover/killed-migrating", GINT_TO_POINTER (RECOVER_KILLED_MIGRATING), test_recover);
+  ADD ("/capture/recover/live-marker", GINT_TO_POINTER (RECOVER_LIVE_MARKER), test_recover);
+  ADD ("/capture/recover/no-marker", GINT_TO_POINTER (RECOVER_NO_MARKER), test_recover);
+  ADD ("/capture/recover/no-marker-running", GINT_TO_POINTER (RECOVER_NO_MARKER_RUNNING), test_recover);
+  ADD ("/capture/recover/inmigrate", GINT_TO_POINTER (RECOVER_INMIGRATE), test_recover);
+  ADD ("/capture/recover/restore-fails", GINT_TO_POINTER (RECOVER_RESTORE_FAILS), test_recover);
   ADD ("/capture/finish-migrate", NULL, test_finish_migrate);
   ADD ("/capture/user-paused/success", GINT_TO_POINTER (FALSE), test_user_paused);
   ADD ("/capture/user-paused/failure", GINT_TO_POINTER (TRUE), test_user_paused);
   ADD ("/capture/failure/migrate-rejected", NULL, test_migrate_rejected);
   ADD ("/capture/failure/migration-failed", NULL, test_migration_failed);
+  ADD ("/capture/failure/migration-cancelled", NULL, test_migration_cancelled);
+  ADD ("/capture/failure/rejected/capabilities", "migrate-set-capabilities", test_command_rejected);
+  ADD ("/capture/failure/rejected/parameters", "migrate-set-parameters", test_command_rejected);
+  ADD ("/capture/failure/rejected/stop", "stop", test_command_rejected);
+  ADD ("/capture/failure/rejected/getfd", "getfd", test_command_rejected);
+  ADD ("/capture/failure/resume/cont-rejected", GINT_TO_POINTER (FALSE), test_resume_failed);
+  ADD ("/capture/failure/resume/stops-again", GINT_TO_POINTER (TRUE), test_resume_failed);
+  ADD ("/capture/failure/restore-setting", NULL, test_restore_setting_failed);
+  ADD ("/capture/failure/no-space-preflight", NULL, test_no_space_preflight);
+  ADD ("/capture/failure/output-folder-missing", NULL, test_output_folder_missing);
+  ADD ("/capture/overlay-larger-allowed", NULL, test_overlay_larger_allowed);
+  ADD ("/capture/completion/event", NULL, test_completion_event);
+  ADD ("/capture/completion/poll", NULL, test_completion_poll);
   ADD ("/capture/failure/stall", NULL, test_stall);
   ADD ("/capture/failure/existing-output", NULL, test_existing_output_kept);
   ADD ("/capture/failure/overlay-too-large", NULL, test_overlay_too_large);

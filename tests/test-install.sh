@@ -51,7 +51,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/hexz-test-install.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 destdir=$work/root
 
-echo "1..16"
+echo "1..17"
 
 # Where meson installs each kind of file, from the build's own options.
 eval "$(meson introspect --buildoptions "$build" | "$python" -c '
@@ -174,9 +174,21 @@ failed:
 }
 EOF
 
+# The C example of the "Take a snapshot" page, with the include the page
+# names.
+source_root=$(cd "${G_TEST_SRCDIR:-$(dirname "$0")}/.." && pwd)
+{
+  echo "#include <hexz-glib/hexz.h>"
+  sed -n '/^```c$/,/^```$/{/^```/d;p}' "$source_root/doc/take-a-snapshot.md"
+} > "$work/doc-example.c"
+
 export PKG_CONFIG_PATH=$work/pkgconfig
 check "C program builds against the installed pkg-config file" bash -c '
   cc -o "$1/program" "$1/program.c" $(pkg-config --cflags --libs hexz-glib-1)' _ "$work"
+check "the C example of take-a-snapshot.md builds without warnings" bash -c '
+  grep -q hexz_capture_run_async "$1/doc-example.c" &&
+  cc -Wall -Werror -o "$1/doc-example" "$1/doc-example.c" $(pkg-config --cflags --libs hexz-glib-1)' \
+  _ "$work"
 unset PKG_CONFIG_PATH
 
 # Only the installed library may be found from here on.

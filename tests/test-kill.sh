@@ -51,11 +51,13 @@ not_ok () {
   echo "not ok $count - $1"
 }
 
-# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
+# check DESCRIPTION COMMAND...: passes when COMMAND succeeds. What COMMAND
+# prints goes to standard error, because any other line on standard output
+# breaks the TAP stream.
 check () {
   local description=$1
   shift
-  if "$@"; then ok "$description"; else not_ok "$description"; fi
+  if "$@" >&2; then ok "$description"; else not_ok "$description"; fi
 }
 
 # Image size: a multiple of the 4 MiB write buffer large enough to give
@@ -347,8 +349,9 @@ kill_series "commit" committed.hxz "$dir/expected.raw" \
 # the same mode then succeeds and takes over the killed run's marker. It
 # resumes a machine the killed run left paused and reports it, restores
 # the migration settings the killed run changed, and removes the leftover
-# temporary file and copy folder. `hexz-snap resume` alone also brings the
-# machine back.
+# temporary file and copy folder. `hexz-snap resume` alone also undoes
+# all of it: the machine runs, the settings are restored, the marker is
+# gone.
 guest=${HEXZ_TEST_GUEST:-}
 qemu=$(command -v qemu-system-x86_64)
 if [ -z "$guest" ] || [ ! -f "$guest" ] || [ -z "$qemu" ]; then
@@ -529,22 +532,37 @@ PY
     cp "$vm_dir/snap.hxz" "$vm_dir/saved.hxz"
   }
 
-  # snap_kill_resume MODE PHASE: kills a snap in MODE at PHASE, while the
-  # machine is paused; `hexz-snap resume` alone must bring it back.
+  # snap_kill_resume MODE POINT: kills a snap in MODE at POINT, a phase or
+  # a percentage of the memory stream. Then `hexz-snap resume` alone must
+  # resume the machine, restore the migration settings and remove the marker.
   snap_kill_resume () {
-    local mode=$1 phase=$2 folder
-    kill_at "$vm_dir" snap.hxz "phase:$phase" "$vm_dir/snap.log" \
+    local mode=$1 point=$2 folder when label output
+    if [ "${point#[0-9]}" != "$point" ]; then
+      when=$(( reference_size * point / 100 ))
+      label="snap $mode at $point %"
+    else
+      when="phase:$point"
+      label="snap $mode at phase $point"
+    fi
+    kill_at "$vm_dir" snap.hxz "$when" "$vm_dir/snap.log" \
       env G_MESSAGES_DEBUG=Hexz "${snap_command[@]}" --mode "$mode"
-    echo "# QEMU is $(vm_query status) after the kill at phase $phase"
-    "$HEXZ_SNAP" resume --socket "$qmp" > /dev/null 2>&1
-    check "snap $mode at phase $phase: hexz-snap resume leaves the machine running" \
+    echo "# QEMU is $(vm_query status) after the kill, with $(vm_query settings)"
+    check "$label: the kill leaves the marker" test -e "$qmp.hexz-capture"
+    output=$("$HEXZ_SNAP" resume --socket "$qmp" 2>&1)
+    echo "# hexz-snap resume: $output"
+    check "$label: hexz-snap resume says it restored the settings" \
+      grep -q "Restored the migration settings" <<< "$output"
+    check "$label: hexz-snap resume leaves the machine running" \
       test "$(vm_query status)" = running
+    check "$label: hexz-snap resume restores the migration settings" \
+      test "$(vm_query settings)" = "$settings"
+    check "$label: hexz-snap resume removes the marker" test ! -e "$qmp.hexz-capture"
     age_temp_files snap.hxz "$vm_dir"
     for folder in $(copy_folders); do
       touch -d '-1 minute' "$vm_dir/$folder"
     done
     snap_run "$mode"
-    check "snap $mode at phase $phase: the snap after the resume succeeds" test $? -eq 0
+    check "$label: the snap after the resume succeeds" test $? -eq 0
   }
 
   # The kill points of each mode. Paused: every phase, and the stream with
@@ -574,6 +592,7 @@ PY
 
   snap_kill_resume paused memory
   snap_kill_resume live disk
+  snap_kill_resume background 50
 
   age_temp_files snap.hxz "$vm_dir"
   snap_run background

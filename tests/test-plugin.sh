@@ -172,6 +172,16 @@ else
   not_ok "read-only server starts"
 fi
 
+# create=true cannot make an overlay in a folder that does not exist, and
+# the error reports the failed creation rather than asking for create=true.
+if timeout 60 "${nbdkit[@]}" --unix "$socket" --foreground "$plugin" snapshot="$snapshot" \
+     overlay="$tmp/missing/vm.overlay" create=true >"$tmp/no-folder.log" 2>&1; then
+  not_ok "overlay in a missing folder rejected"
+else
+  check "overlay in a missing folder rejected" \
+    grep -q "Failed to create overlay .*: No such file or directory" "$tmp/no-folder.log"
+fi
+
 # A missing overlay is rejected unless create=true. Servers expected to
 # fail at start run under timeout, so that one that starts by mistake (for
 # instance after the first server crashed and released its overlay lock)
@@ -229,6 +239,22 @@ if start_server snapshot="$snapshot" overlay="$overlay" create=true; then
   qemu_io "$tmp/expected.raw" raw "${write_commands[@]}" "${expected_discards[@]}"
   check "export reads back the writes" \
     qemu-img compare -f raw -F raw "$tmp/expected.raw" "$export_uri"
+
+  # The 0x5a run at 1 MiB was data in the snapshot and is zeroed in the
+  # overlay now, and the 0x44 write at 64 KiB turned zeros into data.
+  timeout 60 qemu-img map --output=json -f raw "$export_uri" >"$tmp/overlay-map.json"
+  check "block status reports zeroed and written overlay pages" \
+    "$python" - "$tmp/overlay-map.json" <<'EOF'
+import json, sys
+extents = json.load(open(sys.argv[1]))
+def covering(offset):
+    return next(e for e in extents if e['start'] <= offset < e['start'] + e['length'])
+zeroed = covering(1048576 + 65536)
+assert zeroed['zero'], f'zeroed overlay pages at 1 MiB are not reported as zeros: {zeroed}'
+written = covering(100000)
+assert written['data'], f'written bytes at offset 100000 are not reported as data: {written}'
+assert not written['zero'], f'written bytes at offset 100000 are reported as zeros: {written}'
+EOF
 
   if timeout 60 "${nbdkit[@]}" --unix "$tmp/second.sock" --foreground "$plugin" snapshot="$snapshot" \
        overlay="$overlay" >"$tmp/second.log" 2>&1; then
@@ -336,12 +362,15 @@ fi
 
 # Flush order: on every thread, each fdatasync of the page list follows a
 # sync of the overlay, so no durable entry names data that is not durable.
+# qemu-io runs in writeback mode here, so that only "flush" and the FUA
+# write ("write -f") ask for durability: the FUA write must sync the
+# overlay and then the page list before the next write is sent.
 if ! command -v strace >/dev/null; then
   test_number=$((test_number + 1))
   echo "ok $test_number - flush syncs the overlay before the page list # SKIP needs strace"
 else
   rm -f "$socket" "$tmp/traced.pid"
-  strace -f -qq -o "$tmp/strace.log" -e trace=openat,fsync,fdatasync \
+  strace -f -qq -o "$tmp/strace.log" -e trace=openat,fsync,fdatasync,pwrite64 \
     "${nbdkit[@]}" --unix "$socket" --foreground --exit-with-parent --pidfile "$tmp/traced.pid" \
     "$plugin" snapshot="$snapshot" overlay="$overlay" 2>"$tmp/nbdkit.log" &
   strace_pid=$!
@@ -349,8 +378,13 @@ else
     [ -S "$socket" ] && [ -s "$tmp/traced.pid" ] && break
     sleep 0.1
   done
-  flush_commands=("write -P 0xe1 5000000 100" "flush" "write -P 0xe2 5100000 5000" "flush")
-  qemu_io "$export_uri" raw "${flush_commands[@]}"
+  flush_commands=("write -P 0xe1 5000000 100" "flush" "write -P 0xe2 5100000 5000" "flush"
+                  "write -f -P 0xe3 5200000 100" "write -P 0xe4 5300000 100")
+  flush_arguments=()
+  for command in "${flush_commands[@]}"; do
+    flush_arguments+=(-c "$command")
+  done
+  timeout 120 qemu-io -f raw -t writeback "${flush_arguments[@]}" "$export_uri" >/dev/null
   qemu_io "$tmp/expected.raw" raw "${flush_commands[@]}"
   [ -s "$tmp/traced.pid" ] && kill "$(cat "$tmp/traced.pid")"
   wait "$strace_pid"
@@ -358,7 +392,9 @@ else
     "$python" - "$tmp/strace.log" "$overlay" "$meta" <<'EOF'
 import re, sys
 log, overlay, meta = sys.argv[1:4]
-fds, syncs = {}, {}
+fua_page_offset = 5200000 // 4096 * 4096
+next_page_offset = 5300000 // 4096 * 4096
+fds, syncs, events = {}, {}, []
 for line in open(log):
     opened = re.match(r'(\d+) +openat\([^,]+, "([^"]+)".* = (\d+)$', line)
     if opened and opened.group(2) in (overlay, meta):
@@ -368,14 +404,22 @@ for line in open(log):
     synced = re.match(r'(\d+) +f(?:data)?sync\((\d+)[) ]', line)
     if synced and int(synced.group(2)) in fds:
         syncs.setdefault(synced.group(1), []).append(fds[int(synced.group(2))])
+        events.append(fds[int(synced.group(2))])
+    written = re.match(r'(\d+) +pwrite64\((\d+), .*, (\d+), (\d+)(?:\)| <unfinished)', line)
+    if written and fds.get(int(written.group(2))) == 'overlay':
+        events.append(int(written.group(4)))
 assert len(fds) == 2, f'overlay and page list not both opened: {fds}'
+assert fua_page_offset in events, 'the FUA write is missing from the log'
+assert next_page_offset in events, 'the write after the FUA write is missing from the log'
+between = events[events.index(fua_page_offset) + 1:events.index(next_page_offset)]
+assert between == ['overlay', 'meta'], f'syncs between the FUA write and the next: {between}'
 meta_syncs = sum(s.count('meta') for s in syncs.values())
-assert meta_syncs >= 2, f'{meta_syncs} syncs of the page list for two flushes'
+assert meta_syncs >= 3, f'{meta_syncs} syncs of the page list for two flushes and a FUA write'
 for thread, order in syncs.items():
     for index, name in enumerate(order):
         if name == 'meta':
             assert index > 0 and order[index - 1] == 'overlay', f'thread {thread}: {order}'
-print(f'{meta_syncs} flushes, each syncing the overlay first')
+print(f'{meta_syncs} syncs of the page list, each after a sync of the overlay')
 EOF
 fi
 
@@ -434,12 +478,15 @@ check "failed start leaves no overlay" test ! -e "$tmp/orphan.ovl"
 # A real QEMU boots the test guest from the export. The guest writes a
 # 48-byte record to the 512-byte sector at 1 MiB, whose 4 KiB page holds
 # 0x5a bytes in the snapshot: the page must be listed, hold the record and
-# keep the rest of its bytes.
+# keep the rest of its bytes. nbdkit then gets SIGKILL while the guest
+# keeps writing a record every 50 ms, and the overlay must still commit.
 guest_overlay="$tmp/guest.ovl"
 qemu_system=$(command -v qemu-system-x86_64)
 if [ -z "${HEXZ_TEST_GUEST:-}" ] || [ -z "$qemu_system" ]; then
   for name in "guest boots from the export" "guest record reaches the overlay" \
-              "guest write keeps the rest of its page"; do
+              "guest write keeps the rest of its page" \
+              "listed pages hold guest records after SIGKILL" \
+              "commit succeeds after SIGKILL while the guest writes"; do
     test_number=$((test_number + 1))
     echo "ok $test_number - $name # SKIP needs the test guest and qemu-system-x86_64"
   done
@@ -469,9 +516,14 @@ EOF
     kill -0 "$qemu_pid" 2>/dev/null || break
     sleep 0.1
   done
+  # The guest is still writing: let it write a few more records, kill
+  # nbdkit under it, then QEMU, which now fails its writes.
+  sleep 0.5
+  kill -KILL "$server_pid"
+  wait "$server_pid" 2>/dev/null
+  server_pid=
   kill "$qemu_pid" 2>/dev/null
   wait "$qemu_pid" 2>/dev/null
-  stop_server
   sed 's/^/# qemu: /' "$tmp/qemu.log"
   check "guest boots from the export" grep -q . "$tmp/guest.log"
   check "guest record reaches the overlay" test "$record_found" = yes
@@ -480,6 +532,24 @@ import sys
 page = open(sys.argv[1], 'rb').read()[1048576:1048576 + 4096]
 assert page[512:] == b'\x5a' * (4096 - 512), 'bytes after the record sector changed'
 EOF
+  # The guest writes only its record sector, so page 256 is the one page
+  # that may be listed, and it must hold a whole record.
+  check "listed pages hold guest records after SIGKILL" \
+    "$python" - "$tmp/guest.meta" "$guest_overlay" <<'EOF'
+import struct, sys
+data = open(sys.argv[1], 'rb').read()
+assert len(data) % 8 == 0, f'.meta is {len(data)} bytes long'
+pages = [p for (p,) in struct.iter_unpack('<Q', data)]
+assert pages == [256], f'listed pages: {pages}'
+record = open(sys.argv[2], 'rb').read()[1048576:1048576 + 48]
+magic, = struct.unpack_from('<I', record, 0)
+sequence, = struct.unpack_from('<I', record, 8)
+assert magic == 0x525a5848, f'record magic {magic:#x}'
+assert sequence >= 3, f'record sequence {sequence}'
+print(f'record {sequence} in the overlay')
+EOF
+  check "commit succeeds after SIGKILL while the guest writes" \
+    "$HEXZ_SNAP" commit --base "$snapshot" --overlay "$guest_overlay" --output "$tmp/guest.hxz"
 else
   not_ok "guest boots from the export"
 fi

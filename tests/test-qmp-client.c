@@ -2,17 +2,20 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Each test starts a mock server on a unix socket in a temporary folder.
- * The server runs a script in its own thread with blocking socket calls, so
- * that a script reads like the conversation it plays. The client runs on
- * the test's main context. The two sides meet through `go` tokens (test to
- * server) and a stage counter (server to test).
+ * Each test starts a mock server, a GSocketService on a unix socket in a
+ * temporary folder. The service accepts on the test's main context and
+ * hands each connection to a script, which runs in its own thread with
+ * blocking socket calls, so that a script reads like the conversation it
+ * plays. The client runs on the test's main context. The two sides meet
+ * through `go` tokens (test to server) and a stage counter (server to
+ * test).
  */
 
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,10 +40,12 @@ typedef void (*MockScript) (Mock *mock);
 
 struct _Mock
 {
-  char        *dir;
-  char        *path;
-  GSocket     *listener;
-  GSocket     *connection;
+  char              *dir;
+  char              *path;
+  GSocketService    *service;
+  GAsyncQueue       *accepted;
+  GSocketConnection *socket_connection;
+  GSocket           *connection;
   GThread     *thread;
   MockScript   script;
   GByteArray  *input;
@@ -52,13 +57,13 @@ struct _Mock
 
 /* Mock server side, run in the server thread */
 
+/* Takes the next connection that the service accepted. */
 static void
 mock_accept (Mock *mock)
 {
-  g_autoptr(GError) error = NULL;
-
-  mock->connection = g_socket_accept (mock->listener, NULL, &error);
-  g_assert_no_error (error);
+  mock->socket_connection = g_async_queue_timeout_pop (mock->accepted, TEST_DEADLINE_US);
+  g_assert_nonnull (mock->socket_connection);
+  mock->connection = g_object_ref (g_socket_connection_get_socket (mock->socket_connection));
   g_socket_set_blocking (mock->connection, TRUE);
 }
 
@@ -237,9 +242,25 @@ mock_thread (gpointer user_data)
   Mock *mock = user_data;
 
   mock->script (mock);
+
+  /* The connection also references the socket, so close it explicitly. */
+  if (mock->connection != NULL)
+    g_socket_close (mock->connection, NULL);
   g_clear_object (&mock->connection);
+  g_clear_object (&mock->socket_connection);
 
   return NULL;
+}
+
+/* Runs on the test's main context. */
+static gboolean
+mock_on_incoming (GSocketService    *service,
+                  GSocketConnection *connection,
+                  GObject           *source_object,
+                  Mock              *mock)
+{
+  g_async_queue_push (mock->accepted, g_object_ref (connection));
+  return TRUE;
 }
 
 /* Test side */
@@ -257,21 +278,40 @@ mock_new (MockScript script)
   mock->input = g_byte_array_new ();
   mock->received_fds = g_array_new (FALSE, FALSE, sizeof (gint));
   mock->go_queue = g_async_queue_new ();
+  mock->accepted = g_async_queue_new_full (g_object_unref);
   mock->script = script;
 
-  mock->listener = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM,
-                                 G_SOCKET_PROTOCOL_DEFAULT, &error);
-  g_assert_no_error (error);
+  mock->service = g_socket_service_new ();
   address = g_unix_socket_address_new (mock->path);
-  g_socket_bind (mock->listener, address, FALSE, &error);
+  g_socket_listener_add_address (G_SOCKET_LISTENER (mock->service), address,
+                                 G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT,
+                                 NULL, NULL, &error);
   g_assert_no_error (error);
-  g_socket_listen (mock->listener, &error);
-  g_assert_no_error (error);
+  g_signal_connect (mock->service, "incoming", G_CALLBACK (mock_on_incoming), mock);
+  g_socket_service_start (mock->service);
 
   if (script != NULL)
     mock->thread = g_thread_new ("mock-qmp", mock_thread, mock);
 
   return mock;
+}
+
+/* Adds a listener on an ephemeral TCP port of 127.0.0.1 and returns the
+ * port. */
+static guint16
+mock_listen_loopback (Mock *mock)
+{
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) address = g_inet_socket_address_new (loopback, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_socket_listener_add_address (G_SOCKET_LISTENER (mock->service), address,
+                                 G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP,
+                                 NULL, &bound, &error);
+  g_assert_no_error (error);
+
+  return g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
 }
 
 static void
@@ -300,7 +340,10 @@ mock_free (Mock *mock)
   for (guint i = 0; i < mock->received_fds->len; i++)
     close (g_array_index (mock->received_fds, gint, i));
   g_array_unref (mock->received_fds);
-  g_object_unref (mock->listener);
+  g_socket_service_stop (mock->service);
+  g_socket_listener_close (G_SOCKET_LISTENER (mock->service));
+  g_object_unref (mock->service);
+  g_async_queue_unref (mock->accepted);
   g_unlink (mock->path);
   g_rmdir (mock->dir);
   g_byte_array_unref (mock->input);
@@ -650,7 +693,7 @@ script_large_reply (Mock *mock)
   command = mock_expect (mock, "query-qmp-schema");
   text = g_strdup_printf ("{\"return\": [{\"name\": \"%s\"}], \"id\": \"%s\"}\n", filler,
                           json_object_get_string_member (command, "id"));
-  mock_send_pieces (mock, text, 4096, 0);
+  mock_send_pieces (mock, text, 4096, 100);
   mock_expect_eof (mock);
 }
 
@@ -955,6 +998,58 @@ test_connect_missing_socket (void)
 }
 
 static void
+script_connectable (Mock *mock)
+{
+  g_autoptr(JsonObject) command = NULL;
+
+  mock_handshake (mock);
+  command = mock_expect (mock, "query-name");
+  mock_reply (mock, command, "{\"name\": \"tcp\"}");
+  mock_expect_eof (mock);
+}
+
+/* Any GSocketConnectable works, here a host name and port on loopback.
+ * Such a connection cannot pass file descriptors. */
+static void
+test_connect_connectable (void)
+{
+  Mock *mock = mock_new (script_connectable);
+  g_autoptr(HexzQmpClient) client = hexz_qmp_client_new ();
+  g_autoptr(GSocketConnectable) connectable = NULL;
+  g_autoptr(GUnixFDList) fd_list = g_unix_fd_list_new ();
+  g_autoptr(GError) error = NULL;
+  CommandResult connected = { 0 };
+  CommandResult getfd = { 0 };
+  CommandResult name = { 0 };
+  guint16 port = mock_listen_loopback (mock);
+
+  connectable = g_network_address_new ("127.0.0.1", port);
+  hexz_qmp_client_connect_async (client, connectable, NULL, on_connect_done, &connected);
+  RUN_UNTIL (connected.done);
+  g_assert_no_error (connected.error);
+  g_assert_true (hexz_qmp_client_get_connected (client));
+  g_assert_cmpstr (hexz_qmp_client_get_qemu_version (client), ==, "7.2.0");
+
+  g_unix_fd_list_append (fd_list, 0, &error);
+  g_assert_no_error (error);
+  hexz_qmp_client_execute_async (client, "getfd", NULL, fd_list, NULL, on_execute_done, &getfd);
+  RUN_UNTIL (getfd.done);
+  g_assert_error (getfd.error, HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_NOT_SUPPORTED);
+
+  execute (client, "query-name", &name);
+  RUN_UNTIL (name.done);
+  g_assert_no_error (name.error);
+  g_assert_cmpstr (json_object_get_string_member (json_node_get_object (name.node), "name"),
+                   ==, "tcp");
+
+  command_result_clear (&connected);
+  command_result_clear (&getfd);
+  command_result_clear (&name);
+  g_clear_object (&client);
+  mock_free (mock);
+}
+
+static void
 test_connect_cancel_before (void)
 {
   Mock *mock = mock_new (NULL);
@@ -1122,6 +1217,55 @@ test_replies_unknown_id (void)
                    ==, "right");
 
   command_result_clear (&result);
+  g_clear_object (&client);
+  mock_free (mock);
+}
+
+/* Messages that carry the pending command's id but no `return` or
+ * `error` member, among them an event, must not complete the command. */
+static void
+script_not_a_reply (Mock *mock)
+{
+  g_autoptr(JsonObject) command = NULL;
+  g_autofree char *text = NULL;
+  const char *id;
+
+  mock_handshake (mock);
+  command = mock_expect (mock, "query-name");
+  id = json_object_get_string_member (command, "id");
+  text = g_strdup_printf ("{\"event\": \"STOP\", \"data\": {}, \"id\": \"%s\"}\n"
+                          "{\"event\": \"RESUME\", \"return\": {\"name\": \"event\"}, \"id\": \"%s\"}\n"
+                          "{\"id\": \"%s\"}\n"
+                          "{\"QMP\": {}, \"id\": \"%s\"}\n",
+                          id, id, id, id);
+  mock_send (mock, text);
+  mock_reply (mock, command, "{\"name\": \"reply\"}");
+  mock_expect_eof (mock);
+}
+
+static void
+test_replies_not_a_reply (void)
+{
+  Mock *mock = mock_new (script_not_a_reply);
+  g_autoptr(HexzQmpClient) client = connect_client (mock);
+  CommandResult result = { 0 };
+  Recorder recorder;
+
+  recorder_init (&recorder, client);
+  g_test_expect_message ("Hexz", G_LOG_LEVEL_MESSAGE, "*neither a reply nor an event*");
+  g_test_expect_message ("Hexz", G_LOG_LEVEL_MESSAGE, "*second QMP greeting*");
+  execute (client, "query-name", &result);
+  RUN_UNTIL (result.done);
+  g_test_assert_expected_messages ();
+
+  g_assert_no_error (result.error);
+  g_assert_cmpuint (result.calls, ==, 1);
+  g_assert_cmpstr (json_object_get_string_member (json_node_get_object (result.node), "name"),
+                   ==, "reply");
+  g_assert_cmpstr (recorder.order->str, ==, "event:STOP;event:RESUME;");
+
+  command_result_clear (&result);
+  recorder_clear (&recorder);
   g_clear_object (&client);
   mock_free (mock);
 }
@@ -2038,6 +2182,130 @@ test_helpers (void)
   mock_free (mock);
 }
 
+/* Every status QEMU 7.2 reports, spelled as in its QAPI schema, and one it
+ * does not, which counts as still running. */
+static const struct {
+  const char          *name;
+  HexzMigrationStatus  status;
+  gboolean             running;
+} migration_statuses[] = {
+  { "none", HEXZ_MIGRATION_STATUS_NONE, FALSE },
+  { "setup", HEXZ_MIGRATION_STATUS_SETUP, TRUE },
+  { "cancelling", HEXZ_MIGRATION_STATUS_CANCELLING, TRUE },
+  { "cancelled", HEXZ_MIGRATION_STATUS_CANCELLED, FALSE },
+  { "active", HEXZ_MIGRATION_STATUS_ACTIVE, TRUE },
+  { "postcopy-active", HEXZ_MIGRATION_STATUS_POSTCOPY_ACTIVE, TRUE },
+  { "postcopy-paused", HEXZ_MIGRATION_STATUS_POSTCOPY_PAUSED, TRUE },
+  { "postcopy-recover-setup", HEXZ_MIGRATION_STATUS_POSTCOPY_RECOVER_SETUP, TRUE },
+  { "postcopy-recover", HEXZ_MIGRATION_STATUS_POSTCOPY_RECOVER, TRUE },
+  { "completed", HEXZ_MIGRATION_STATUS_COMPLETED, FALSE },
+  { "failed", HEXZ_MIGRATION_STATUS_FAILED, FALSE },
+  { "colo", HEXZ_MIGRATION_STATUS_COLO, TRUE },
+  { "pre-switchover", HEXZ_MIGRATION_STATUS_PRE_SWITCHOVER, TRUE },
+  { "device", HEXZ_MIGRATION_STATUS_DEVICE, TRUE },
+  { "wait-unplug", HEXZ_MIGRATION_STATUS_WAIT_UNPLUG, TRUE },
+  { "postcopy-something-new", HEXZ_MIGRATION_STATUS_UNKNOWN, TRUE },
+};
+
+static void
+script_migration_statuses (Mock *mock)
+{
+  mock_handshake (mock);
+  for (guint i = 0; i < G_N_ELEMENTS (migration_statuses); i++)
+    {
+      g_autoptr(JsonObject) command = mock_expect (mock, "query-migrate");
+      g_autofree char *reply = g_strdup_printf ("{\"status\": \"%s\"}",
+                                                migration_statuses[i].name);
+
+      mock_reply (mock, command, reply);
+    }
+  mock_expect_eof (mock);
+}
+
+static void
+test_helpers_migration_statuses (void)
+{
+  Mock *mock = mock_new (script_migration_statuses);
+  g_autoptr(HexzQmpClient) client = connect_client (mock);
+  GEnumClass *statuses = g_type_class_ref (HEXZ_TYPE_MIGRATION_STATUS);
+  HelperResult helper = { 0 };
+
+  /* The table covers every value of the enumeration. */
+  g_assert_cmpuint (statuses->n_values, ==, G_N_ELEMENTS (migration_statuses));
+
+  for (guint i = 0; i < G_N_ELEMENTS (migration_statuses); i++)
+    {
+      HexzMigrationStatus status;
+
+      hexz_qmp_client_query_migrate_async (client, NULL, on_query_migrate_done, &helper);
+      RUN_UNTIL (helper.done);
+      g_assert_no_error (helper.error);
+
+      status = hexz_migration_info_get_status (helper.info);
+      g_test_message ("Migration status “%s”", migration_statuses[i].name);
+      g_assert_cmpint (status, ==, migration_statuses[i].status);
+      g_assert_cmpstr (hexz_migration_info_get_status_string (helper.info), ==,
+                       migration_statuses[i].name);
+      g_assert_cmpint (hexz_migration_status_is_running (status), ==,
+                       migration_statuses[i].running);
+      helper_result_clear (&helper);
+    }
+
+  g_type_class_unref (statuses);
+  g_clear_object (&client);
+  mock_free (mock);
+}
+
+/* Debug logging */
+
+static void
+script_debug_log (Mock *mock)
+{
+  g_autoptr(JsonObject) command = NULL;
+
+  mock_handshake (mock);
+  command = mock_expect (mock, "query-name");
+  mock_send (mock, "{\"event\": \"STOP\"}\n");
+  mock_reply (mock, command, "{\"name\": \"logged\"}");
+  mock_expect_eof (mock);
+}
+
+/* With G_MESSAGES_DEBUG, every message sent and received is logged. */
+static void
+test_debug_log (void)
+{
+  if (g_test_subprocess ())
+    {
+      Mock *mock = NULL;
+      g_autoptr(HexzQmpClient) client = NULL;
+      CommandResult result = { 0 };
+
+      /* In the C locale GLib would print the arrows as "?". */
+      setlocale (LC_ALL, "C.UTF-8");
+      g_setenv ("G_MESSAGES_DEBUG", "Hexz", TRUE);
+      g_log_writer_default_set_use_stderr (TRUE);
+      mock = mock_new (script_debug_log);
+      client = connect_client (mock);
+      execute (client, "query-name", &result);
+      RUN_UNTIL (result.done);
+      g_assert_no_error (result.error);
+
+      command_result_clear (&result);
+      g_clear_object (&client);
+      mock_free (mock);
+      return;
+    }
+
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_test_trap_assert_stderr ("*QMP ← {\"QMP\": {\"version\"*");
+  g_test_trap_assert_stderr ("*QMP → {\"execute\":\"qmp_capabilities\"*");
+  g_test_trap_assert_stderr ("*QMP ← {\"return\": {}, \"id\"*");
+  g_test_trap_assert_stderr ("*QMP → {\"execute\":\"query-name\"*");
+  g_test_trap_assert_stderr ("*QMP ← {\"event\": \"STOP\"}*");
+  g_test_trap_assert_stderr ("*QMP ← {\"return\": {\"name\": \"logged\"}*");
+}
+
 static void
 test_helpers_names (void)
 {
@@ -2136,6 +2404,7 @@ main (int   argc,
   g_test_add_func ("/qmp-client/greeting/too-many-events", test_greeting_too_many_events);
   g_test_add_func ("/qmp-client/connect/no-greeting", test_connect_no_greeting);
   g_test_add_func ("/qmp-client/connect/missing-socket", test_connect_missing_socket);
+  g_test_add_func ("/qmp-client/connect/connectable", test_connect_connectable);
   g_test_add_func ("/qmp-client/connect/cancel-before", test_connect_cancel_before);
   g_test_add_func ("/qmp-client/connect/cancel-during", test_connect_cancel_during);
   g_test_add_func ("/qmp-client/framing/reply-and-event", test_framing_reply_and_event);
@@ -2147,6 +2416,7 @@ main (int   argc,
   g_test_add_func ("/qmp-client/replies/event-before-reply", test_events_between_command_and_reply);
   g_test_add_func ("/qmp-client/replies/out-of-order", test_replies_out_of_order);
   g_test_add_func ("/qmp-client/replies/unknown-id", test_replies_unknown_id);
+  g_test_add_func ("/qmp-client/replies/not-a-reply", test_replies_not_a_reply);
   g_test_add_func ("/qmp-client/errors/reply", test_errors_reply);
   g_test_add_func ("/qmp-client/errors/without-id", test_errors_without_id);
   g_test_add_func ("/qmp-client/errors/without-id-cancelled", test_errors_without_id_cancelled);
@@ -2161,7 +2431,9 @@ main (int   argc,
   g_test_add_func ("/qmp-client/dispose/pending", test_dispose_pending);
   g_test_add_func ("/qmp-client/dispose/idle", test_dispose_idle);
   g_test_add_func ("/qmp-client/helpers/typed", test_helpers);
+  g_test_add_func ("/qmp-client/helpers/migration-statuses", test_helpers_migration_statuses);
   g_test_add_func ("/qmp-client/helpers/names", test_helpers_names);
+  g_test_add_func ("/qmp-client/debug-log", test_debug_log);
   g_test_add_func ("/qmp-client/execute/json", test_execute_json);
 
   return g_test_run ();

@@ -321,6 +321,80 @@ test_getfd (Fixture       *fixture,
   result_clear (&result);
 }
 
+/* add-fd puts a descriptor into an fd set, which query-fdsets then lists
+ * with the number QEMU gave it. */
+static void
+test_add_fd (Fixture       *fixture,
+             gconstpointer  data)
+{
+  g_autoptr(GUnixFDList) fd_list = g_unix_fd_list_new ();
+  g_autoptr(JsonObject) arguments = json_object_new ();
+  g_autoptr(GError) error = NULL;
+  Result result = { 0 };
+  JsonObject *added;
+  JsonArray *fdsets;
+  gint64 fdset_id;
+  gint64 fd;
+  gboolean listed = FALSE;
+  gint pipe_fds[2];
+
+  if (fixture->qemu == NULL)
+    return;
+
+  g_unix_open_pipe (pipe_fds, FD_CLOEXEC, &error);
+  g_assert_no_error (error);
+  g_unix_fd_list_append (fd_list, pipe_fds[0], &error);
+  g_assert_no_error (error);
+  close (pipe_fds[0]);
+  close (pipe_fds[1]);
+
+  json_object_set_string_member (arguments, "opaque", "hexz-test");
+  hexz_qmp_client_execute_async (fixture->client, "add-fd", arguments, fd_list, NULL,
+                                 on_execute_done, &result);
+  HEXZ_TEST_RUN_UNTIL (result.done, QEMU_TEST_TIMEOUT_MS);
+  g_assert_no_error (result.error);
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (result.node));
+  added = json_node_get_object (result.node);
+  fdset_id = json_object_get_int_member (added, "fdset-id");
+  fd = json_object_get_int_member (added, "fd");
+  g_assert_cmpint (fd, >, 2);
+  result_clear (&result);
+
+  hexz_qmp_client_execute_async (fixture->client, "query-fdsets", NULL, NULL, NULL,
+                                 on_execute_done, &result);
+  HEXZ_TEST_RUN_UNTIL (result.done, QEMU_TEST_TIMEOUT_MS);
+  g_assert_no_error (result.error);
+  fdsets = json_node_get_array (result.node);
+  for (guint i = 0; i < json_array_get_length (fdsets); i++)
+    {
+      JsonObject *fdset = json_array_get_object_element (fdsets, i);
+      JsonArray *fds = json_object_get_array_member (fdset, "fds");
+
+      if (json_object_get_int_member (fdset, "fdset-id") != fdset_id)
+        continue;
+
+      for (guint j = 0; j < json_array_get_length (fds); j++)
+        {
+          JsonObject *entry = json_array_get_object_element (fds, j);
+
+          if (json_object_get_int_member (entry, "fd") == fd)
+            {
+              g_assert_cmpstr (json_object_get_string_member (entry, "opaque"), ==, "hexz-test");
+              listed = TRUE;
+            }
+        }
+    }
+  g_assert_true (listed);
+  result_clear (&result);
+
+  /* Without a descriptor, add-fd is QEMU's own error. */
+  hexz_qmp_client_execute_async (fixture->client, "add-fd", NULL, NULL, NULL,
+                                 on_execute_done, &result);
+  HEXZ_TEST_RUN_UNTIL (result.done, QEMU_TEST_TIMEOUT_MS);
+  g_assert_error (result.error, HEXZ_QMP_ERROR, HEXZ_QMP_ERROR_GENERIC_ERROR);
+  result_clear (&result);
+}
+
 static void
 test_large_reply (Fixture       *fixture,
                   gconstpointer  data)
@@ -496,6 +570,7 @@ main (int   argc,
   g_test_add ("/qmp-qemu/command-not-found", Fixture, NULL, fixture_set_up,
               test_command_not_found, fixture_tear_down);
   g_test_add ("/qmp-qemu/getfd", Fixture, NULL, fixture_set_up, test_getfd, fixture_tear_down);
+  g_test_add ("/qmp-qemu/add-fd", Fixture, NULL, fixture_set_up, test_add_fd, fixture_tear_down);
   g_test_add ("/qmp-qemu/large-reply", Fixture, NULL, fixture_set_up, test_large_reply,
               fixture_tear_down);
   g_test_add ("/qmp-qemu/migrate-to-pipe", Fixture, NULL, fixture_set_up, test_migrate_to_pipe,

@@ -705,6 +705,63 @@ test_read_threads (Fixture       *fixture,
     g_thread_join (threads[i]);
 }
 
+/* The NBD plugin reads in 4 KiB pages: reads that cover part of a block
+ * decode it once while it stays among the 16 most recently cached blocks,
+ * and whole-block reads decode straight into the caller's buffer. */
+static void
+test_read_block_cache (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  const gsize block_size = 65536;
+  const gsize n_blocks = 20;
+  gsize size = block_size * n_blocks;
+  g_autofree guint8 *disk = g_malloc (size);
+  g_autofree guint8 *buffer = g_malloc (block_size);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  guint decoded;
+
+  test_fill_text (disk, size, 29);
+  test_write_snapshot (fixture->path, HEXZ_CODEC_LZ4, block_size, FALSE, disk, size, NULL, 0);
+  snapshot = open_ok (fixture->path);
+  decoded = hexz_snapshot_get_n_blocks_decoded (snapshot);
+
+  /* Sixteen pages of block 0: one decode. */
+  for (gsize offset = 0; offset < block_size; offset += 4096)
+    {
+      g_assert_true (hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, offset, buffer, 4096,
+                                         NULL, &error));
+      g_assert_no_error (error);
+      g_assert_cmpmem (buffer, 4096, disk + offset, 4096);
+    }
+  g_assert_cmpuint (hexz_snapshot_get_n_blocks_decoded (snapshot), ==, decoded + 1);
+
+  /* One page of each of blocks 1 to 16 evicts block 0, the oldest. */
+  for (gsize block = 1; block <= 16; block++)
+    {
+      g_assert_true (hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, block * block_size + 100,
+                                         buffer, 4096, NULL, &error));
+      g_assert_no_error (error);
+      g_assert_cmpmem (buffer, 4096, disk + block * block_size + 100, 4096);
+    }
+  g_assert_cmpuint (hexz_snapshot_get_n_blocks_decoded (snapshot), ==, decoded + 17);
+
+  g_assert_true (hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, 16 * block_size, buffer, 4096,
+                                     NULL, &error));
+  g_assert_cmpuint (hexz_snapshot_get_n_blocks_decoded (snapshot), ==, decoded + 17);
+  g_assert_true (hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, 8192, buffer, 4096,
+                                     NULL, &error));
+  g_assert_cmpuint (hexz_snapshot_get_n_blocks_decoded (snapshot), ==, decoded + 18);
+  g_assert_cmpmem (buffer, 4096, disk + 8192, 4096);
+
+  /* A whole block bypasses the cache, even when the block is cached. */
+  g_assert_true (hexz_snapshot_read (snapshot, HEXZ_STREAM_DISK, 0, buffer, block_size,
+                                     NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpmem (buffer, block_size, disk, block_size);
+  g_assert_cmpuint (hexz_snapshot_get_n_blocks_decoded (snapshot), ==, decoded + 19);
+}
+
 static void
 test_metadata (Fixture       *fixture,
                gconstpointer  data)
@@ -1872,6 +1929,7 @@ main (int   argc,
   ADD ("/snapshot/read/past-end", test_read_past_end);
   ADD ("/snapshot/read/input-stream-seek", test_input_stream_seek);
   ADD ("/snapshot/read/threads", test_read_threads);
+  ADD ("/snapshot/read/block-cache", test_read_block_cache);
   ADD ("/snapshot/read/open-async", test_open_async);
   ADD ("/snapshot/read/not-a-snapshot", test_not_a_snapshot);
   ADD ("/snapshot/read/verify-async", test_verify_async);

@@ -110,6 +110,10 @@ check "the usage error names the missing --base" one_error_line "option --base"
 check "snap with --socket alone exits 2" run 2 snap --socket "$dir/none.sock"
 check "the usage error names every missing option" \
   one_error_line "options --overlay, --base, --output"
+check "snap with a negative --live-bandwidth exits 2" \
+  run 2 snap --socket "$dir/none.sock" --overlay "$dir/none.overlay" --base "$dir/none.hxz" \
+    --output "$dir/never.hxz" --live --live-bandwidth -1
+check "the usage error names --live-bandwidth" one_error_line "--live-bandwidth -1"
 check "extract without a stream exits 2" run 2 extract "$dir/never.hxz"
 check "usage error is one line naming the command" \
   bash -c "[ \$(wc -l <'$dir/stderr') -eq 1 ] && grep -q 'hexz-snap extract --help' '$dir/stderr'"
@@ -279,6 +283,26 @@ check "thin commit on a thin snapshot reads the same" \
   bash -c "'$HEXZ_SNAP' commit --base '$dir/thin.hxz' --output '$dir/chain.hxz' --thin >/dev/null &&
            '$HEXZ_SNAP' extract '$dir/chain.hxz' --disk '$dir/chain.out' && cmp '$dir/expected.img' '$dir/chain.out'"
 
+# info on a thin snapshot whose parent is missing or replaced still shows
+# the file's own fields and the parent's expected path and id, then fails.
+mkdir "$dir/orphan"
+cp "$dir/thin.hxz" "$dir/orphan/thin.hxz"
+check "info on a snapshot whose parent is missing exits 1" run 1 info "$dir/orphan/thin.hxz"
+check "info shows the snapshot's own id" \
+  grep -q "$(json_field "$dir/commit.json" '["id"]')" "$dir/stdout"
+check "info shows the missing parent's path and id" \
+  grep -q "disk.hxz ($(json_field "$dir/info.json" '["id"]'))" "$dir/stdout"
+check "info names the missing parent in its error" one_error_line "is missing"
+check "info --json on a snapshot whose parent is missing exits 1" \
+  run 1 info --json "$dir/orphan/thin.hxz"
+check "info --json gives the parent's expected id" \
+  test "$(json_field "$dir/stdout" '["parent"]["id"]')" = "$(json_field "$dir/info.json" '["id"]')"
+cp "$dir/thick.hxz" "$dir/orphan/disk.hxz"
+check "info --blocks on a snapshot whose parent was replaced exits 1" \
+  run 1 info --blocks "$dir/orphan/thin.hxz"
+check "info names the replaced parent in its error" one_error_line "was replaced"
+check "info still shows the snapshot's own fields" grep -q "thin commit" "$dir/stdout"
+
 # The output may not replace the overlay or its .meta, even with --force.
 sha256sum "$dir/vm.overlay" "$dir/vm.meta" >"$dir/inputs.sha256"
 for victim in vm.overlay vm.meta; do
@@ -363,6 +387,15 @@ pids=()
 check "SIGINT stops pack with exit 1" test "$status" -eq 1
 check "SIGINT leaves no output or temporary file" \
   bash -c "[ ! -e '$dir/big.hxz' ] && [ -z \"\$(ls -A '$dir' | grep -F '.big.hxz')\" ]"
+
+# The manual page lists each command's options as its --help shows them.
+source_dir=${G_TEST_SRCDIR:-$(dirname "$0")}
+for command in pack commit info verify extract boot snap restore resume; do
+  "$HEXZ_SNAP" "$command" --help >"$dir/help-$command.txt" 2>&1
+  check "the manual page lists the options of $command" \
+    "$PYTHON" "$source_dir/hexz-check-manpage.py" "$source_dir/../doc/hexz-snap.1" \
+      "$command" "$dir/help-$command.txt"
+done
 
 # The plan comes last, so adding a check needs no count to update.
 echo "1..$count"

@@ -517,6 +517,13 @@ open_overlay_files (HexzPluginDisk  *disk,
     {
       disk->overlay_fd = open (overlay_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
       created = *overlay_created = disk->overlay_fd >= 0;
+
+      /* Only an existing overlay is opened next: any other failure, such as
+       * a missing folder, is the reason the overlay cannot be created. */
+      if (disk->overlay_fd < 0 && errno != EEXIST)
+        /* Translators: the placeholder is a file name. */
+        return set_error_from_errno (error, errno, _("Failed to create overlay “%s”"),
+                                     overlay_path);
     }
   if (disk->overlay_fd < 0)
     disk->overlay_fd = open (overlay_path, O_RDWR | O_CLOEXEC);

@@ -89,6 +89,8 @@ boot_report_started (BootCommand *command)
       hexz_tool_add_path_value (builder, hexz_boot_get_snapshot_path (boot));
       json_builder_set_member_name (builder, "restored_memory");
       json_builder_add_boolean_value (builder, hexz_boot_get_restored_memory (boot));
+      json_builder_set_member_name (builder, "paused");
+      json_builder_add_boolean_value (builder, hexz_boot_get_start_paused (boot));
       json_builder_set_member_name (builder, "qmp_socket");
       hexz_tool_add_path_value (builder, hexz_boot_get_qmp_socket (boot));
       json_builder_set_member_name (builder, "overlay");
@@ -106,7 +108,15 @@ boot_report_started (BootCommand *command)
       return;
     }
 
-  if (hexz_boot_get_restored_memory (boot))
+  if (hexz_boot_get_start_paused (boot) && hexz_boot_get_restored_memory (boot))
+    /* Translators: %s is a file name, %.1f a duration. */
+    g_print (_("Loaded the machine saved in %s in %.1f s; it is paused\n"),
+             hexz_boot_get_snapshot_path (boot), hexz_tool_elapsed_seconds (command->tool));
+  else if (hexz_boot_get_start_paused (boot))
+    /* Translators: %s is a file name. */
+    g_print (_("Started a paused machine on the disk of %s\n"),
+             hexz_boot_get_snapshot_path (boot));
+  else if (hexz_boot_get_restored_memory (boot))
     /* Translators: %s is a file name, %.1f a duration. */
     g_print (_("Resumed the machine saved in %s in %.1f s\n"),
              hexz_boot_get_snapshot_path (boot), hexz_tool_elapsed_seconds (command->tool));
@@ -218,6 +228,7 @@ hexz_tool_command_boot (HexzTool  *tool,
   int cpus = 0;
   int stop_timeout = -1;
   gboolean powerdown = FALSE;
+  gboolean paused = FALSE;
   gboolean json = FALSE;
   g_autoptr(GOptionContext) context = NULL;
   BootCommand *command;
@@ -246,6 +257,9 @@ hexz_tool_command_boot (HexzTool  *tool,
       N_("Disk interface, ide or virtio (default: ide)"), N_("TYPE") },
     { "qemu", 0, 0, G_OPTION_ARG_FILENAME, &qemu_binary,
       N_("QEMU program (default: qemu-system-x86_64)"), N_("PROGRAM") },
+    { "paused", 0, 0, G_OPTION_ARG_NONE, &paused,
+      N_("Leave the machine paused once it is loaded, for inspection; "
+         "“hexz-snap resume --socket PATH” starts it"), NULL },
     { "powerdown", 0, 0, G_OPTION_ARG_NONE, &powerdown,
       N_("On Ctrl-C, press the guest’s ACPI power button before quitting QEMU"), NULL },
     { "stop-timeout", 0, 0, G_OPTION_ARG_INT, &stop_timeout,
@@ -295,6 +309,13 @@ hexz_tool_command_boot (HexzTool  *tool,
       return FALSE;
     }
 
+  if (accel != NULL && !g_str_equal (accel, "kvm") && !g_str_equal (accel, "tcg"))
+    {
+      /* Translators: %s is a value given on the command line. */
+      hexz_tool_usage_error (tool, _("Unknown accelerator “%s”: use kvm or tcg"), accel);
+      return FALSE;
+    }
+
   if (disk_interface != NULL && !g_str_equal (disk_interface, "ide") &&
       !g_str_equal (disk_interface, "virtio"))
     {
@@ -317,6 +338,7 @@ hexz_tool_command_boot (HexzTool  *tool,
   hexz_boot_set_accel (command->boot, accel);
   hexz_boot_set_kernel (command->boot, kernel);
   hexz_boot_set_append (command->boot, append);
+  hexz_boot_set_start_paused (command->boot, paused);
   if (extra_args[0] != NULL)
     hexz_boot_set_extra_args (command->boot, (const char * const *) extra_args);
   if (display != NULL)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "hexz-snap.h"
+#include "hexz-snapshot-private.h"
 
 typedef struct {
   HexzTool *tool;
@@ -16,12 +17,15 @@ typedef struct {
   gboolean json;
   gboolean blocks;
   HexzBlockStats stats[HEXZ_STREAM_MEMORY + 1];   /* by HexzStream */
+  /* info: why the chain of parents could not be opened, NULL if it was. */
+  GError *chain_error;
 } InspectJob;
 
 static void
 inspect_job_free (InspectJob *job)
 {
   g_free (job->path);
+  g_clear_error (&job->chain_error);
   g_free (job);
 }
 
@@ -234,7 +238,9 @@ print_info (InspectJob   *job,
   else
     print_info_text (job, snapshot, job->path);
 
-  hexz_tool_finish (job->tool, NULL);
+  /* The file's own fields are shown, and the broken chain fails the
+   * command. */
+  hexz_tool_finish (job->tool, job->chain_error);
   inspect_job_free (job);
 }
 
@@ -290,6 +296,24 @@ on_info_opened (GObject      *source_object,
   g_autoptr(GError) error = NULL;
 
   snapshot = hexz_snapshot_open_finish (result, &error);
+
+  /* A missing or replaced parent leaves the file itself readable: show
+   * its fields, with the parent's expected path and id, then fail. */
+  if (snapshot == NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_autoptr(GFile) file = g_file_new_for_path (job->path);
+      g_autoptr(GError) own_error = NULL;
+
+      snapshot = hexz_snapshot_open_without_parents (file, job->tool->cancellable, &own_error);
+      if (snapshot != NULL && hexz_snapshot_get_parent_path (snapshot) != NULL)
+        job->chain_error = g_steal_pointer (&error);
+      else
+        g_clear_object (&snapshot);
+
+      /* Without the parent its blocks read as invalid index entries. */
+      job->blocks = FALSE;
+    }
+
   if (snapshot == NULL)
     {
       hexz_tool_finish (job->tool, error);

@@ -6,6 +6,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "hexz-snap.h"
@@ -170,6 +171,7 @@ hexz_tool_command_snap (HexzTool  *tool,
   gboolean allow_larger = FALSE;
   int stall_timeout = -1;
   int live_timeout = -1;
+  gint64 live_bandwidth = 0;
   HexzToolWriterOptions writer_options;
   HexzCaptureMode mode = HEXZ_CAPTURE_MODE_AUTO;
   g_autoptr(GOptionContext) context = NULL;
@@ -198,6 +200,9 @@ hexz_tool_command_snap (HexzTool  *tool,
     { "live-timeout", 0, 0, G_OPTION_ARG_INT, &live_timeout,
       N_("In live mode, pause the guest to finish when the memory copy has not "
          "converged after this many seconds (default 60, 0 waits forever)"), N_("SECONDS") },
+    { "live-bandwidth", 0, 0, G_OPTION_ARG_INT64, &live_bandwidth,
+      N_("In live mode, copy at most this many MiB of memory per second while the "
+         "guest runs, to bound the host I/O (default 0, no limit)"), N_("MIB") },
     { "allow-larger-overlay", 0, 0, G_OPTION_ARG_NONE, &allow_larger,
       N_("Accept an overlay larger than the base's disk"), NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
@@ -244,6 +249,15 @@ hexz_tool_command_snap (HexzTool  *tool,
       mode = HEXZ_CAPTURE_MODE_LIVE;
     }
 
+  if (live_bandwidth < 0 || live_bandwidth > G_MAXINT64 / (1024 * 1024))
+    {
+      /* Translators: the number is a value given on the command line. */
+      hexz_tool_usage_error (tool, _("Invalid --live-bandwidth %" PRId64
+                                     ": give a number of MiB per second, or 0 for no limit"),
+                             live_bandwidth);
+      return FALSE;
+    }
+
   output_file = g_file_new_for_commandline_arg (output);
 
   snap = g_new0 (SnapCommand, 1);
@@ -267,6 +281,7 @@ hexz_tool_command_snap (HexzTool  *tool,
     hexz_capture_set_stall_timeout (snap->capture, stall_timeout);
   if (live_timeout >= 0)
     hexz_capture_set_live_timeout (snap->capture, live_timeout);
+  hexz_capture_set_live_bandwidth (snap->capture, (guint64) live_bandwidth * 1024 * 1024);
 
   g_signal_connect (snap->capture, "progress", G_CALLBACK (snap_on_progress), snap);
   hexz_capture_run_async (snap->capture, tool->cancellable, snap_on_done, snap);
@@ -284,6 +299,9 @@ typedef struct
   char *socket_path;
   gboolean keep_paused;
   gboolean json;
+  /* resume: the recovery after a killed snap, and what it did. */
+  HexzCapture *capture;
+  HexzCaptureRecovery recovery;
 } VmCommand;
 
 static void
@@ -293,8 +311,34 @@ vm_command_free (VmCommand *command)
     hexz_qmp_client_close (command->client);
   g_clear_object (&command->client);
   g_clear_object (&command->snapshot);
+  g_clear_object (&command->capture);
   g_free (command->socket_path);
   g_free (command);
+}
+
+/* Says in one line what `resume` did. */
+static void
+print_recovery (HexzCaptureRecovery recovery,
+                HexzRunState        state)
+{
+  const char *state_name = hexz_run_state_to_string (state);
+
+  if ((recovery & HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED) &&
+      (recovery & HEXZ_CAPTURE_RECOVERY_RESUMED))
+    /* Translators: %s is a QEMU run state such as running. */
+    g_print (_("Restored the migration settings a killed snapshot had changed and resumed "
+               "the virtual machine; it is %s\n"), state_name);
+  else if (recovery & HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED)
+    /* Translators: %s is a QEMU run state such as running or paused. The
+     * machine is left as the killed snapshot found it. */
+    g_print (_("Restored the migration settings a killed snapshot had changed; the "
+               "virtual machine is %s, as that snapshot found it\n"), state_name);
+  else if (recovery & HEXZ_CAPTURE_RECOVERY_RESUMED)
+    /* Translators: %s is a QEMU run state such as running. */
+    g_print (_("Resumed the virtual machine; it is %s\n"), state_name);
+  else
+    /* Translators: %s is a QEMU run state such as running. */
+    g_print (_("Nothing to undo; the virtual machine is %s\n"), state_name);
 }
 
 static void
@@ -314,10 +358,26 @@ vm_command_finish (VmCommand    *command,
           json_builder_add_string_value (builder, what);
           json_builder_set_member_name (builder, "status");
           json_builder_add_string_value (builder, hexz_run_state_to_string (state));
+          if (command->capture != NULL)
+            {
+              json_builder_set_member_name (builder, "killed_snapshot_found");
+              json_builder_add_boolean_value (builder,
+                                              command->recovery & HEXZ_CAPTURE_RECOVERY_FOUND_MARKER);
+              json_builder_set_member_name (builder, "settings_restored");
+              json_builder_add_boolean_value (builder,
+                                              command->recovery & HEXZ_CAPTURE_RECOVERY_SETTINGS_RESTORED);
+              json_builder_set_member_name (builder, "resumed");
+              json_builder_add_boolean_value (builder,
+                                              command->recovery & HEXZ_CAPTURE_RECOVERY_RESUMED);
+            }
           json_builder_set_member_name (builder, "seconds");
           json_builder_add_double_value (builder, hexz_tool_elapsed_seconds (command->tool));
           json_builder_end_object (builder);
           hexz_tool_print_json (command->tool, builder);
+        }
+      else if (command->capture != NULL)
+        {
+          print_recovery (command->recovery, state);
         }
       else
         {
@@ -338,8 +398,21 @@ vm_on_final_status (GObject      *source,
   VmCommand *command = user_data;
   g_autoptr(GError) error = NULL;
   HexzRunState state;
+  gboolean running = FALSE;
 
-  state = hexz_qmp_client_query_status_finish (command->client, result, NULL, &error);
+  state = hexz_qmp_client_query_status_finish (command->client, result, &running, &error);
+
+  /* QEMU 7.2 sets the run state to running before it replies to cont, so a
+   * machine that is not running now was stopped again at once. A resume
+   * leaves the machine paused only when a killed snapshot had found it so. */
+  if (error == NULL && command->snapshot == NULL && !running &&
+      (command->recovery & HEXZ_CAPTURE_RECOVERY_FOUND_MARKER) == 0)
+    g_set_error (&error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_RESUME_FAILED,
+                 /* Translators: %s is a QEMU run state such as paused or io-error. */
+                 _("QEMU accepted “cont”, but the virtual machine is %s instead of running; "
+                   "check QEMU’s log"),
+                 hexz_run_state_to_string (state));
+
   vm_command_finish (command, error,
                      command->snapshot != NULL ? "restore" : "resume", state);
 }
@@ -368,24 +441,15 @@ restore_on_done (GObject      *source,
   vm_query_final_status (command);
 }
 
-static void resume_check (VmCommand *command);
-
-static gboolean
-resume_retry_cb (gpointer user_data)
-{
-  resume_check (user_data);
-  return G_SOURCE_REMOVE;
-}
-
 static void
-resume_on_cont (GObject      *source,
-                GAsyncResult *result,
-                gpointer      user_data)
+resume_on_recovered (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
 {
   VmCommand *command = user_data;
   g_autoptr(GError) error = NULL;
 
-  if (!hexz_qmp_client_cont_finish (command->client, result, &error))
+  if (!hexz_capture_recover_finish (command->capture, result, &command->recovery, &error))
     {
       vm_command_finish (command, error, "resume", HEXZ_RUN_STATE_UNKNOWN);
       return;
@@ -402,37 +466,36 @@ resume_on_status (GObject      *source,
   VmCommand *command = user_data;
   g_autoptr(GError) error = NULL;
   HexzRunState state;
-  gboolean running = FALSE;
 
-  state = hexz_qmp_client_query_status_finish (command->client, result, &running, &error);
+  state = hexz_qmp_client_query_status_finish (command->client, result, NULL, &error);
   if (error != NULL)
     {
       vm_command_finish (command, error, "resume", HEXZ_RUN_STATE_UNKNOWN);
       return;
     }
 
-  if (running)
+  /* In this state cont would only make QEMU start the machine once a
+   * later restore loads it, even a restore asked to leave it paused. */
+  if (state == HEXZ_RUN_STATE_INMIGRATE)
     {
-      vm_command_finish (command, NULL, "resume", state);
+      g_set_error (&error, HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,
+                   /* Translators: %s is a QMP socket path. */
+                   _("QEMU waits for an incoming migration and has no machine to resume "
+                     "yet: load a snapshot into it with “hexz-snap restore --socket %s "
+                     "SNAPSHOT”"),
+                   command->socket_path);
+      vm_command_finish (command, error, "resume", HEXZ_RUN_STATE_UNKNOWN);
       return;
     }
 
-  /* QEMU rejects cont until a finishing migration is done. */
-  if (state == HEXZ_RUN_STATE_FINISH_MIGRATE)
-    {
-      g_timeout_add (50, resume_retry_cb, command);
-      return;
-    }
-
-  hexz_qmp_client_cont_async (command->client, command->tool->cancellable,
-                              resume_on_cont, command);
-}
-
-static void
-resume_check (VmCommand *command)
-{
-  hexz_qmp_client_query_status_async (command->client, command->tool->cancellable,
-                                      resume_on_status, command);
+  /* The recovery undoes what a killed snap left changed, as recorded in
+   * its marker beside the socket, and otherwise resumes a paused machine,
+   * waiting out a finishing migration first. */
+  command->capture = hexz_capture_new ();
+  hexz_capture_set_socket_path (command->capture, command->socket_path);
+  hexz_capture_set_qmp_client (command->capture, command->client);
+  hexz_capture_recover_async (command->capture, command->tool->cancellable,
+                              resume_on_recovered, command);
 }
 
 static void
@@ -461,7 +524,8 @@ vm_on_connected (GObject      *source,
                                                     : HEXZ_RESTORE_FLAGS_NONE,
                                command->tool->cancellable, restore_on_done, command);
   else
-    resume_check (command);
+    hexz_qmp_client_query_status_async (command->client, command->tool->cancellable,
+                                        resume_on_status, command);
 }
 
 static gboolean

@@ -88,8 +88,12 @@ static const HexzToolCommand commands[] = {
   {
     "resume", "",
     N_("Resume a paused virtual machine"),
-    N_("Waits until QEMU has finished a migration, then sends “cont”. Use it when a "
-       "snapshot lost its QMP connection while the machine was paused."),
+    N_("Undoes what a killed “snap” left changed, as recorded in the marker beside "
+       "the QMP socket: waits for its migration to end, resumes the machine if it "
+       "ran before and restores the migration settings. Without a marker, waits "
+       "until QEMU has finished a migration, then sends “cont”. Use it after a "
+       "killed “snap”, or when a snapshot lost its QMP connection while the "
+       "machine was paused."),
     hexz_tool_command_resume,
   },
 };
@@ -720,7 +724,7 @@ hexz_tool_report_written_snapshot (HexzTool   *tool,
                                                   G_FORMAT_SIZE_IEC_UNITS);
 
       /* Translators: the first %s is a file name, then sizes and a duration. */
-      g_print (_("Wrote %s: %s disk in a %s file, in %.1f s\n"),
+      g_print (_("Wrote %s: %s disk, file size %s, in %.1f s\n"),
                output_path, disk, file, hexz_tool_elapsed_seconds (tool));
     }
 

@@ -138,6 +138,9 @@ class Machine:
         self.overlay = os.path.join(folder, "vm.overlay")
         self.nbd_socket = os.path.join(folder, "nbd.sock")
         self.qmp_socket = os.path.join(folder, "qmp.sock")
+        # A second QMP monitor, for a test that talks to QEMU while the
+        # library under test uses the first one.
+        self.monitor_socket = os.path.join(folder, "monitor.sock")
         self.processes = []
 
     def start(self, guest, plugin, append):
@@ -156,8 +159,10 @@ class Machine:
             "-drive", f"file=nbd+unix:///?socket={self.nbd_socket},format=raw,if=ide,"
                       "cache=writethrough",
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
+            "-qmp", f"unix:{self.monitor_socket},server=on,wait=off",
         ])
         self.wait_for_socket(self.qemu, self.qmp_socket, "qemu.log")
+        self.wait_for_socket(self.qemu, self.monitor_socket, "qemu.log")
 
     def spawn(self, log_name, argv):
         log = open(os.path.join(self.folder, log_name), "wb")

@@ -39,6 +39,7 @@ class CaptureRun:
         self.capture.connect("progress", self.on_progress)
         self.cancellable = Gio.Cancellable()
         self.cancel_at = None
+        self.cancel_mid_memory = False
         self.signals = []
         self.finished = False
         self.error = None
@@ -47,6 +48,8 @@ class CaptureRun:
         name = Hexz.capture_phase_to_string(phase)
         self.signals.append((name, done, expected))
         if done == 0 and expected == 0 and name == self.cancel_at:
+            self.cancellable.cancel()
+        if self.cancel_mid_memory and name == "memory" and 0 < done < expected:
             self.cancellable.cancel()
 
     def on_done(self, capture, result):
@@ -133,6 +136,34 @@ def test_capture_cancel_half_way(machine, private_dir, mode):
     # it starts as failed (broken pipe), and none at all when it had not
     # started.
     assert machine.qmp("query-migrate").get("status") in (None, "cancelled", "failed")
+
+
+def test_capture_cancel_mid_dump(machine, private_dir):
+    """Cancel a paused-mode capture once part of the memory has arrived."""
+    output_dir = private_dir / "output"
+    output_dir.mkdir()
+    output = output_dir / "now.hxz"
+    parameters = machine.qmp("query-migrate-parameters")
+    # QEMU pauses the migration before its last step, so the dump cannot end
+    # before the cancellation.
+    machine.qmp("migrate-set-capabilities",
+                {"capabilities": [{"capability": "pause-before-switchover", "state": True}]})
+    run = CaptureRun(machine, output, Hexz.CaptureMode.PAUSED)
+    run.cancel_mid_memory = True
+
+    run.run()
+
+    assert run.error is not None, "The capture finished although it was cancelled"
+    assert run.error.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED), run.error.message
+    memory = [done for name, done, expected in run.signals if name == "memory" and done > 0]
+    assert memory, "No memory progress arrived before the cancellation"
+    assert "resume" not in run.phases()
+    assert list(output_dir.iterdir()) == []
+    assert machine.is_running()
+    first = machine.guest_status()
+    wait_until(lambda: machine.guest_status()["counter"] > first["counter"])
+    assert machine.qmp("query-migrate-parameters") == parameters
+    assert machine.qmp("query-migrate").get("status") == "cancelled"
 
 
 def test_capture_rejects_missing_base(machine, private_dir):

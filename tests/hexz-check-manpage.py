@@ -1,0 +1,56 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Check that the manual page lists a command's options as --help does.
+
+    hexz-check-manpage.py MAN_PAGE COMMAND HELP_OUTPUT
+
+The command's entry under COMMANDS must name every long option that
+`hexz-snap COMMAND --help` shows and no other. An entry that says it
+accepts "the compression options" also takes those listed under
+COMPRESSION OPTIONS. Exits with status 1 and one line per difference.
+"""
+
+import re
+import sys
+
+
+def long_options(section):
+    """The long options that start a .B or .BI line of a man page section."""
+    return set(re.findall(r'^\.BI? "?(?:-\w, )?(--[a-z][a-z-]*)', section, re.M))
+
+
+def section_after(text, heading):
+    """The text after a .SH heading, up to the next one."""
+    return text.split(f".SH {heading}", 1)[1].split("\n.SH ", 1)[0]
+
+
+def main():
+    man_path, command, help_path = sys.argv[1:]
+    with open(man_path, encoding="utf-8") as man_file:
+        text = man_file.read().replace("\\-", "-")
+
+    # A command's entry starts with ".TP" and a ".B COMMAND" or
+    # '.BI "COMMAND ..."' line, and ends where the next one starts.
+    parts = re.split(r'^\.TP\n\.BI? "?([a-z]+)\b', section_after(text, "COMMANDS"), flags=re.M)
+    entries = {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
+    if command not in entries:
+        print(f"{man_path} has no entry for {command}")
+        return 1
+
+    listed = long_options(entries[command])
+    if "compression options" in entries[command]:
+        listed |= long_options(section_after(text, "COMPRESSION OPTIONS"))
+
+    with open(help_path, encoding="utf-8") as help_file:
+        shown = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z-]*)", help_file.read(), re.M))
+    shown.discard("--help")
+
+    for option in sorted(shown - listed):
+        print(f"{command} {option}: shown by --help, missing from the manual page")
+    for option in sorted(listed - shown):
+        print(f"{command} {option}: in the manual page, not shown by --help")
+    return 0 if shown == listed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
