@@ -902,10 +902,17 @@ writer_start (HexzSnapshotWriter  *self,
     }
 
   self->started = TRUE;
-  /* Only the output thread writes through it, and only whole buffers. */
-  self->direct_fd = open (self->temp_path, O_WRONLY | O_CLOEXEC | O_DIRECT);
-  if (self->direct_fd < 0)
-    g_debug ("No O_DIRECT for %s: %s", self->temp_path, g_strerror (errno));
+  /* Only the output thread writes through it, and only whole buffers.
+   * It is opened through the descriptor, not the name, so that it is the
+   * file made above even if someone renamed another file to that name
+   * in between. */
+  {
+    g_autofree char *fd_path = g_strdup_printf ("/proc/self/fd/%d", self->fd);
+
+    self->direct_fd = open (fd_path, O_WRONLY | O_CLOEXEC | O_DIRECT);
+    if (self->direct_fd < 0)
+      g_debug ("No O_DIRECT for %s: %s", self->temp_path, g_strerror (errno));
+  }
 
   self->write_buffer = g_aligned_alloc (1, WRITE_BUFFER_SIZE, DIRECT_ALIGNMENT);
   self->output_buffer = g_aligned_alloc (1, WRITE_BUFFER_SIZE, DIRECT_ALIGNMENT);

@@ -393,7 +393,7 @@ source_dir=${G_TEST_SRCDIR:-$(dirname "$0")}
 for command in pack commit info verify extract boot snap restore resume; do
   "$HEXZ_SNAP" "$command" --help >"$dir/help-$command.txt" 2>&1
   check "the manual page lists the options of $command" \
-    "$PYTHON" "$source_dir/hexz-check-manpage.py" "$source_dir/../doc/hexz-snap.1" \
+    "$PYTHON" "$source_dir/hexz-check-manpage.py" "$HEXZ_BUILD_ROOT/doc/hexz-snap.1" \
       "$command" "$dir/help-$command.txt"
 done
 
