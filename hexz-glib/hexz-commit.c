@@ -670,20 +670,18 @@ files_are_same (GFile *a,
   return id_a != NULL && g_strcmp0 (id_a, id_b) == 0;
 }
 
-/* A thin snapshot written over its own base would refer to itself. A thick
- * one may replace its base: the base is read to the end before the writer
- * renames the new file into place. The overlay, its `.meta` and the memory
- * image must stay, and a path that is not a regular file is never
- * replaced. */
+/* The output must not replace a snapshot of the base's chain: a thin
+ * output would refer to itself, and a thick one would break every thin
+ * snapshot and overlay made on the file it replaced. The overlay, its
+ * `.meta` and the memory image must stay too, and a path that is not a
+ * regular file is never replaced. */
 static gboolean
 commit_run_check_output (CommitRun  *run,
                          GError    **error)
 {
-  GFile *base_file = hexz_snapshot_get_file (run->base);
   g_autofree char *output_path = g_file_get_path (run->output);
   g_autofree char *memory_path = run->memory_file ? g_file_get_path (run->memory_file) : NULL;
   const char *inputs[] = { run->overlay_path, run->meta_path, memory_path };
-  g_autofree char *name = NULL;
 
   if (output_path != NULL &&
       !hexz_check_output_path (output_path, inputs, G_N_ELEMENTS (inputs), error))
@@ -693,16 +691,26 @@ commit_run_check_output (CommitRun  *run,
       !hexz_overlay_check_base_id (-1, run->overlay_path, run->base, error))
     return FALSE;
 
-  if (!run->thin || !files_are_same (base_file, run->output))
-    return TRUE;
+  for (HexzSnapshot *snapshot = run->base;
+       snapshot != NULL;
+       snapshot = hexz_snapshot_get_parent (snapshot))
+    {
+      GFile *file = hexz_snapshot_get_file (snapshot);
+      g_autofree char *name = NULL;
 
-  name = g_file_get_parse_name (run->output);
-  g_set_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT,
-               /* Translators: %s is a file name. */
-               _("A thin snapshot cannot replace its own base “%s”: write it to another "
-                 "file"),
-               name);
-  return FALSE;
+      if (!files_are_same (file, run->output))
+        continue;
+
+      name = g_file_get_parse_name (file);
+      g_set_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                   /* Translators: %s is a file name. */
+                   _("Cannot write the new snapshot over “%s”: the commit reads it as its "
+                     "base or a parent of the base. Write it to another file."),
+                   name);
+      return FALSE;
+    }
+
+  return TRUE;
 }
 
 static gboolean

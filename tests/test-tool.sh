@@ -312,6 +312,15 @@ for victim in vm.overlay vm.meta; do
 done
 check "the overlay and .meta are unchanged" sha256sum --quiet -c "$dir/inputs.sha256"
 
+# Nor the base, thick or thin: thin snapshots made on it would break.
+sha256sum "$dir/disk.hxz" >"$dir/base.sha256"
+check "a thick commit onto its base exits 1" \
+  run 1 commit --base "$dir/disk.hxz" --overlay "$dir/vm.overlay" --output "$dir/disk.hxz"
+check "the refusal names the base" one_error_line "reads it as its base"
+check "a thin commit onto its base exits 1" \
+  run 1 commit --thin --base "$dir/disk.hxz" --overlay "$dir/vm.overlay" --output "$dir/disk.hxz"
+check "the base is unchanged" sha256sum --quiet -c "$dir/base.sha256"
+
 # An overlay that records another base is refused.
 cp "$dir/vm.overlay" "$dir/other.overlay"
 cp "$dir/vm.meta" "$dir/other.meta"
