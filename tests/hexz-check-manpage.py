@@ -37,9 +37,17 @@ def main():
         print(f"{man_path} has no entry for {command}")
         return 1
 
-    listed = long_options(entries[command])
-    if "compression options" in entries[command]:
+    entry = entries[command]
+    # "the compression options except --a and --b, and:" names options
+    # the command does not take.
+    excepted = re.search(r"compression options\s+except(.*?)\band:", entry, re.S)
+    if excepted:
+        entry = entry.replace(excepted.group(1), " ")
+    listed = long_options(entry)
+    if "compression options" in entry:
         listed |= long_options(section_after(text, "COMPRESSION OPTIONS"))
+    if excepted:
+        listed -= set(re.findall(r"--[a-z][a-z-]*", excepted.group(1)))
 
     with open(help_path, encoding="utf-8") as help_file:
         shown = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z-]*)", help_file.read(), re.M))

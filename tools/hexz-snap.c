@@ -426,6 +426,9 @@ GOptionGroup *
 hexz_tool_writer_option_group (HexzToolWriterOptions *options,
                                const GOptionEntry    *command_entries)
 {
+  /* A command that trains no dictionary by default (snap) cannot train
+   * one at all, so its help does not list the dictionary options. */
+  const int dictionary_flags = options->train_dictionary ? 0 : G_OPTION_FLAG_HIDDEN;
   const GOptionEntry entries[] = {
     { "compression", 'c', 0, G_OPTION_ARG_CALLBACK, parse_compression,
       N_("Compress blocks with CODEC: lz4 (default), zstd or raw"), N_("CODEC") },
@@ -436,10 +439,10 @@ hexz_tool_writer_option_group (HexzToolWriterOptions *options,
       N_("Block size in bytes, a power of two from 4K to 4M (default 64K)"), N_("SIZE") },
     { "threads", 't', 0, G_OPTION_ARG_CALLBACK, parse_threads,
       N_("Compression threads; 0 (default) uses one per processor"), N_("N") },
-    { "dictionary", 'd', 0, G_OPTION_ARG_NONE, &options->dictionary_requested,
+    { "dictionary", 'd', dictionary_flags, G_OPTION_ARG_NONE, &options->dictionary_requested,
       N_("Train a dictionary on the first 8 MiB and compress every block with it "
          "(default for pack and commit from 4 MiB of input)"), NULL },
-    { "no-dictionary", 0, 0, G_OPTION_ARG_NONE, &options->no_dictionary,
+    { "no-dictionary", 0, dictionary_flags, G_OPTION_ARG_NONE, &options->no_dictionary,
       N_("Compress every block on its own, without a dictionary"), NULL },
     { "force", 'f', 0, G_OPTION_ARG_NONE, &options->force,
       N_("Replace an existing output file that is not a snapshot"), NULL },
