@@ -83,5 +83,7 @@ gboolean hexz_commit_merge_disk (HexzSnapshotWriter     *writer,
 
 void     hexz_commit_set_page_source (HexzCommit     *self,
                                       HexzPageSource *source);
+void     hexz_commit_set_keep_dictionary_for_testing (HexzCommit *self,
+                                                      gboolean    keep);
 
 G_END_DECLS

@@ -44,6 +44,7 @@
 
 #include "hexz-commit.h"
 #include "hexz-commit-private.h"
+#include "hexz-snapshot-private.h"
 #include "hexz-enum-types.h"
 #include "hexz-i18n-private.h"
 #include "hexz-util-private.h"
@@ -71,6 +72,7 @@ struct _HexzCommit
   gboolean thin;
   gboolean allow_grow;
   gboolean train_dictionary;
+  gboolean keep_dictionary;
   HexzCodec codec;
   int level;
   guint block_size;
@@ -510,6 +512,7 @@ typedef struct {
   gboolean thin;
   gboolean allow_grow;
   gboolean train_dictionary;
+  gboolean keep_dictionary;
   HexzCodec codec;
   int level;
   guint block_size;
@@ -566,6 +569,7 @@ commit_run_new (HexzCommit *self)
   run->thin = self->thin;
   run->allow_grow = self->allow_grow;
   run->train_dictionary = self->train_dictionary;
+  run->keep_dictionary = self->keep_dictionary;
   run->codec = self->codec;
   run->level = self->level;
   run->block_size = self->block_size;
@@ -763,6 +767,7 @@ commit_run_create_writer (CommitRun *run)
   if (run->threads > 0)
     hexz_snapshot_writer_set_threads (writer, run->threads);
   hexz_snapshot_writer_set_train_dictionary (writer, run->train_dictionary);
+  hexz_snapshot_writer_set_keep_dictionary_for_testing (writer, run->keep_dictionary);
 
   if (run->thin)
     hexz_snapshot_writer_set_parent (writer, run->base);
@@ -1586,6 +1591,17 @@ hexz_commit_set_overlay (HexzCommit  *self,
 
   if (g_set_object (&self->overlay, overlay))
     g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_OVERLAY]);
+}
+
+/* Makes the run keep a trained dictionary even where it does not pay off,
+ * so that tests can commit small files that use the dictionary codecs. */
+void
+hexz_commit_set_keep_dictionary_for_testing (HexzCommit *self,
+                                             gboolean    keep)
+{
+  g_return_if_fail (HEXZ_IS_COMMIT (self));
+
+  self->keep_dictionary = keep;
 }
 
 /*

@@ -44,5 +44,8 @@ gboolean      hexz_snapshot_get_block_entry   (HexzSnapshot   *self,
 void          hexz_snapshot_writer_set_weak_hash_for_testing
                                               (HexzSnapshotWriter *self,
                                                gboolean            weak);
+void          hexz_snapshot_writer_set_keep_dictionary_for_testing
+                                              (HexzSnapshotWriter *self,
+                                               gboolean            keep);
 
 G_END_DECLS

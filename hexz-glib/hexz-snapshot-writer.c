@@ -153,6 +153,7 @@ struct _HexzSnapshotWriter
   guint         block_size;
   guint         threads;
   gboolean      train_dictionary;
+  gboolean      keep_dictionary;      /* for tests: keep it even if it does not pay off */
   HexzSnapshot *parent;
   JsonObject   *metadata;
   char         *message;
@@ -1507,30 +1508,37 @@ apply_parent (HexzSnapshotWriter  *self,
 static gboolean finish_training (HexzSnapshotWriter  *self,
                                  GError             **error);
 
-/* Compresses the non-zero blocks of @samples with LZ4 with and without
- * the dictionary and returns whether the dictionary saves at least 0.5 %.
- * It does not always save, because LZ4 with a prefix uses another hash
- * table than without one. On a tar of /usr/bin in 64 KiB blocks, any
- * 64 KiB prefix, even random bytes, made the output 1.5 % larger. Text
- * came out 5 % smaller.
+/* Compresses the non-zero blocks of @samples with and without the
+ * dictionary and returns whether the dictionary pays off. It must save at
+ * least 0.5 %: LZ4 with a prefix uses another hash table than without
+ * one, and on a tar of /usr/bin in 64 KiB blocks any 64 KiB prefix, even
+ * random bytes, made the output 1.5 % larger, while text came out 5 %
+ * smaller. When @samples is all the data the stream had so far and no
+ * more is known to follow (@more_follows), the saving must also exceed
+ * the dictionary's own size in the file, so that a small or mostly empty
+ * stream gets no dictionary.
  *
  * Only even-numbered blocks count, and of them only those without one of
- * the @n_pieces pieces the dictionary was made of, which would find that
- * piece in it. hexz_sample_lz4_dictionary() takes the pieces from odd
- * blocks where it can. A stream too short to leave any block keeps the
- * dictionary. Costs about one LZ4 pass over @samples. */
+ * the @n_pieces pieces an LZ4 dictionary was made of, which would find
+ * that piece in it. hexz_sample_lz4_dictionary() takes the pieces from odd
+ * blocks where it can. A zstd dictionary is trained on every block, so
+ * the comparison favours it. Costs about one pass of the codec over half
+ * of @samples. */
 static gboolean
-lz4_dictionary_pays_off (HexzSnapshotWriter *self,
-                         const guint8       *samples,
-                         gsize               length,
-                         const gsize        *piece_offsets,
-                         guint               n_pieces)
+dictionary_pays_off (HexzSnapshotWriter *self,
+                     const guint8       *samples,
+                     gsize               length,
+                     const gsize        *piece_offsets,
+                     guint               n_pieces,
+                     gboolean            more_follows)
 {
   gsize capacity = hexz_compress_bound (self->block_size);
   g_autofree guint8 *output = g_malloc (capacity);
   gsize step = 2 * (gsize) self->block_size;
+  gsize dictionary_size = g_bytes_get_size (self->dictionary);
   guint64 with = 0;
   guint64 without = 0;
+  guint64 saved;
 
   for (gsize offset = 0; offset < length; offset += step)
     {
@@ -1545,17 +1553,25 @@ lz4_dictionary_pays_off (HexzSnapshotWriter *self,
       if (has_piece || hexz_is_all_zero (samples + offset, n))
         continue;
 
-      stored = hexz_compress_block (HEXZ_CODEC_LZ4, self->level, NULL, samples + offset, n,
+      stored = hexz_compress_block (self->codec, self->level, NULL, samples + offset, n,
                                     output, capacity, &codec);
       without += stored > 0 ? stored : n;
-      stored = hexz_compress_block (HEXZ_CODEC_LZ4, self->level, self->compress_dictionary,
+      stored = hexz_compress_block (self->codec, self->level, self->compress_dictionary,
                                     samples + offset, n, output, capacity, &codec);
       with += stored > 0 ? stored : n;
     }
 
+  /* Every second block was compared, so the whole buffer saves about
+   * twice as much. */
+  saved = with < without ? 2 * (without - with) : 0;
+
   g_debug ("Every second block of the first %" G_GSIZE_FORMAT " bytes: %"
-           G_GUINT64_FORMAT " bytes compressed with the LZ4 dictionary, %"
-           G_GUINT64_FORMAT " without", length, with, without);
+           G_GUINT64_FORMAT " bytes compressed with the %" G_GSIZE_FORMAT
+           "-byte dictionary, %" G_GUINT64_FORMAT " without%s", length, with,
+           dictionary_size, without, more_follows ? ", more data follows" : "");
+
+  if (!more_follows)
+    return saved > dictionary_size;
 
   /* With no block left to compare, each block contains a piece of the
    * dictionary and gains from it. */
@@ -1624,8 +1640,9 @@ finish_training (HexzSnapshotWriter  *self,
         g_clear_pointer (&self->dictionary, g_bytes_unref);
     }
 
-  if (self->codec == HEXZ_CODEC_LZ4 && self->dictionary != NULL &&
-      !lz4_dictionary_pays_off (self, samples, length, piece_offsets, n_pieces))
+  if (self->dictionary != NULL && !self->keep_dictionary &&
+      !dictionary_pays_off (self, samples, length, piece_offsets, n_pieces,
+                            length == TRAIN_SIZE))
     {
       g_clear_pointer (&self->compress_dictionary, hexz_compress_dictionary_free);
       g_clear_pointer (&self->dictionary, g_bytes_unref);
@@ -1928,11 +1945,13 @@ hexz_snapshot_writer_get_train_dictionary (HexzSnapshotWriter *self)
  * With %HEXZ_CODEC_ZSTD the writer trains a zstd dictionary on the
  * buffered 8 MiB. With %HEXZ_CODEC_LZ4 the dictionary is 64 KiB sampled
  * from them in 4 KiB pieces (zero pieces left out), which LZ4 uses as
- * history. The writer keeps it only if it makes the buffered start
+ * history; the file then needs format version 1.1 to read. Either way
+ * the writer keeps the dictionary only if it makes the buffered start
  * compress at least 0.5 % smaller, because on some data, such as
- * executables, a dictionary makes LZ4's output larger. The file then
- * needs format version 1.1 to read. With %HEXZ_CODEC_RAW the setting has
- * no effect.
+ * executables, a dictionary makes the output larger. When the stream
+ * ends within those 8 MiB, the saving must also exceed the dictionary's
+ * own size, so that small files get none. With %HEXZ_CODEC_RAW the
+ * setting has no effect.
  *
  * Training buffers the first 8 MiB before compression starts. It is off
  * by default. If training fails (too little or too uniform data), blocks
@@ -2980,6 +2999,18 @@ hexz_snapshot_writer_set_weak_hash_for_testing (HexzSnapshotWriter *self,
   g_return_if_fail (!self->started);
 
   self->weak_hash = weak;
+}
+
+/* Keeps a trained dictionary even where it does not pay off, so that tests
+ * can make small files that use the dictionary codecs. */
+void
+hexz_snapshot_writer_set_keep_dictionary_for_testing (HexzSnapshotWriter *self,
+                                                      gboolean            keep)
+{
+  g_return_if_fail (HEXZ_IS_SNAPSHOT_WRITER (self));
+  g_return_if_fail (!self->started);
+
+  self->keep_dictionary = keep;
 }
 
 /* GObject */

@@ -10,6 +10,7 @@
 #include <glib/gstdio.h>
 
 #include "hexz.h"
+#include "hexz-snapshot-private.h"
 
 /* Fills @buffer with bytes from a generator seeded with @seed, so that
  * tests are repeatable. */
@@ -112,7 +113,12 @@ test_file_size (const char *path)
   return st.st_size;
 }
 
-/* Writes a snapshot of @disk and, if not NULL, @memory. */
+/* A @dictionary argument of test_write_snapshot() that keeps the trained
+ * dictionary even where the writer would drop it, as small files need. */
+#define TEST_KEEP_DICTIONARY 2
+
+/* Writes a snapshot of @disk and, if not NULL, @memory. @dictionary is
+ * FALSE, TRUE to train one, or TEST_KEEP_DICTIONARY. */
 static inline void
 test_write_snapshot (const char   *path,
                      HexzCodec     codec,
@@ -129,7 +135,9 @@ test_write_snapshot (const char   *path,
   hexz_snapshot_writer_set_codec (writer, codec);
   hexz_snapshot_writer_set_block_size (writer, block_size);
   hexz_snapshot_writer_set_threads (writer, 2);
-  hexz_snapshot_writer_set_train_dictionary (writer, dictionary);
+  hexz_snapshot_writer_set_train_dictionary (writer, dictionary != FALSE);
+  hexz_snapshot_writer_set_keep_dictionary_for_testing (writer,
+                                                        dictionary == TEST_KEEP_DICTIONARY);
 
   if (disk != NULL)
     {

@@ -559,7 +559,7 @@ test_flip_dictionary (Fixture       *fixture,
 {
   HexzHeader header;
 
-  write_sample (fixture->path, HEXZ_CODEC_ZSTD, TRUE);
+  write_sample (fixture->path, HEXZ_CODEC_ZSTD, TEST_KEEP_DICTIONARY);
   header = read_header (fixture->path);
   g_assert_cmpuint (header.dictionary.length, >, 0);
   flip_byte (fixture->path, header.dictionary.offset + header.dictionary.length / 3);
@@ -891,7 +891,7 @@ test_flip_dictionary_lz4 (Fixture       *fixture,
 {
   HexzHeader header;
 
-  write_sample (fixture->path, HEXZ_CODEC_LZ4, TRUE);
+  write_sample (fixture->path, HEXZ_CODEC_LZ4, TEST_KEEP_DICTIONARY);
   header = read_header (fixture->path);
   g_assert_cmpuint (header.minor, ==, 1);
   g_assert_cmpuint (header.dictionary.length, >, 0);
@@ -908,7 +908,7 @@ test_lz4_dictionary_missing (Fixture       *fixture,
 {
   g_autoptr(Image) image = NULL;
 
-  write_sample (fixture->path, HEXZ_CODEC_LZ4, TRUE);
+  write_sample (fixture->path, HEXZ_CODEC_LZ4, TEST_KEEP_DICTIONARY);
   image = image_load (fixture->path);
   g_assert_cmpuint (read_entry (fixture->path, HEXZ_STREAM_DISK, 2).codec, ==,
                     HEXZ_STORED_LZ4_DICT);
@@ -928,7 +928,7 @@ test_lz4_dictionary_replaced (Fixture       *fixture,
   g_autoptr(Image) image = NULL;
   guint8 other[4096];
 
-  write_sample (fixture->path, HEXZ_CODEC_LZ4, TRUE);
+  write_sample (fixture->path, HEXZ_CODEC_LZ4, TEST_KEEP_DICTIONARY);
   image = image_load (fixture->path);
   test_fill_text (other, sizeof other, 99);
   image->dictionary = g_bytes_new (other, sizeof other);
@@ -944,7 +944,7 @@ test_lz4_dictionary_old_version (Fixture       *fixture,
 {
   g_autoptr(Image) image = NULL;
 
-  write_sample (fixture->path, HEXZ_CODEC_LZ4, TRUE);
+  write_sample (fixture->path, HEXZ_CODEC_LZ4, TEST_KEEP_DICTIONARY);
   image = image_load (fixture->path);
   image->header.minor = 0;
   image_save (image, fixture->path);

@@ -241,7 +241,7 @@ write_snapshot_seeds (void)
   test_write_snapshot (child_path, HEXZ_CODEC_RAW, 4096, FALSE, disk, 10000, memory, 0);
   write_snapshot_seed ("raw-short-block-empty-memory", 1, child_path, NULL);
 
-  test_write_snapshot (child_path, HEXZ_CODEC_ZSTD, 4096, TRUE, disk, size, memory, size / 2);
+  test_write_snapshot (child_path, HEXZ_CODEC_ZSTD, 4096, TEST_KEEP_DICTIONARY, disk, size, memory, size / 2);
   write_snapshot_seed ("zstd-dictionary", 1, child_path, NULL);
   rewrite_pages_raw (child_path);
   write_snapshot_seed ("zstd-dictionary-raw-pages", 1, child_path, NULL);
@@ -251,7 +251,7 @@ write_snapshot_seeds (void)
   write_snapshot_seed ("lz4-raw-pages", 1, child_path, NULL);
 
   /* LZ4 blocks with the file's dictionary (codec 4, format 1.1). */
-  test_write_snapshot (child_path, HEXZ_CODEC_LZ4, 4096, TRUE, disk, size, memory, size / 2);
+  test_write_snapshot (child_path, HEXZ_CODEC_LZ4, 4096, TEST_KEEP_DICTIONARY, disk, size, memory, size / 2);
   assert_dictionary_used (child_path);
   write_snapshot_seed ("lz4-dictionary", 1, child_path, NULL);
   rewrite_pages_raw (child_path);

@@ -163,7 +163,9 @@ def test_capture_cancel_mid_dump(machine, private_dir):
     first = machine.guest_status()
     wait_until(lambda: machine.guest_status()["counter"] > first["counter"])
     assert machine.qmp("query-migrate-parameters") == parameters
-    assert machine.qmp("query-migrate").get("status") == "cancelled"
+    # The cleanup closes the pipe and sends migrate_cancel: whichever QEMU
+    # meets first ends the migration as "failed" or as "cancelled".
+    assert machine.qmp("query-migrate").get("status") in ("cancelled", "failed")
 
 
 def test_capture_rejects_missing_base(machine, private_dir):

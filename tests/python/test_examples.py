@@ -101,7 +101,9 @@ def test_snapshot_example_ctrl_c(machine, private_dir):
     assert "Snapshot failed: The snapshot was cancelled" in stderr
     assert list(output_dir.iterdir()) == []
     assert machine.is_running()
-    assert machine.qmp("query-migrate").get("status") == "cancelled"
+    # The cleanup closes the pipe and sends migrate_cancel: whichever QEMU
+    # meets first ends the migration as "failed" or as "cancelled".
+    assert machine.qmp("query-migrate").get("status") in ("cancelled", "failed")
 
 
 def gtk_available():
