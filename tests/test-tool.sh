@@ -172,6 +172,10 @@ assert b[\"lz4\"] >= 1, b
 assert b[\"raw\"] >= 1, b' '$dir/blocks.json'"
 check "info --blocks prints the counts" \
   bash -c "'$HEXZ_SNAP' info --blocks '$dir/disk.hxz' | grep -q 'blocks: .* zero, .* shared\$'"
+check "info --blocks counts one block in the singular" \
+  bash -c "head -c 1000 '$dir/disk.img' >'$dir/one-block.img' &&
+           '$HEXZ_SNAP' pack '$dir/one-block.img' '$dir/one-block.hxz' >/dev/null &&
+           '$HEXZ_SNAP' info --blocks '$dir/one-block.hxz' | grep -q '^  1 block: .* zero, .* shared\$'"
 check "verify has no --blocks" run 2 verify --blocks "$dir/disk.hxz"
 check "extract --disk exits 0" run 0 extract "$dir/disk.hxz" --disk "$dir/disk.out"
 check "extracted disk equals the image" cmp "$dir/disk.img" "$dir/disk.out"
