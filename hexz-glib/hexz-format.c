@@ -226,6 +226,27 @@ hexz_header_decode (const guint8  *buffer,
   header->minor = hexz_get_u16 (buffer + HEADER_MINOR);
   if (header->major != HEXZ_FORMAT_MAJOR)
     {
+      guint32 size = hexz_get_u32 (buffer + HEADER_SIZE_FIELD);
+
+      /* One damaged byte in the version must not read as a newer format:
+       * only a header that passes its checksum, as version 1 places it,
+       * is taken for a newer version. */
+      if (size < HEXZ_HEADER_SIZE || size > HEXZ_MAX_HEADER_SIZE ||
+          size % 8 != 0 || size > length ||
+          hexz_checksum (buffer, size - 8) != hexz_get_u64 (buffer + size - 8))
+        {
+          g_autofree char *detail =
+            g_strdup_printf (/* Translators: the two numbers form a
+                              * version such as 2.0. */
+                             _("its header reads format version %u.%u but "
+                               "fails its checksum, so the header is "
+                               "damaged or was written by a newer version "
+                               "of hexz"),
+                             header->major, header->minor);
+
+          return header_corrupt (error, name, detail);
+        }
+
       g_set_error (error, HEXZ_SNAPSHOT_ERROR,
                    HEXZ_SNAPSHOT_ERROR_UNSUPPORTED_VERSION,
                    /* Translators: the first %s is a file name, then come

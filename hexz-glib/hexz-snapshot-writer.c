@@ -17,8 +17,11 @@
  * [method@Hexz.SnapshotWriter.abort] or dropping the last reference before
  * closing removes the temporary file, and the writer then fails every
  * further call with the first error. A writer that was killed leaves its
- * temporary file behind; the next writer of the same output removes it
- * once no process holds it open with a lock and it is a few seconds old.
+ * temporary file behind. The next writer into the same folder, whatever
+ * its output's name, removes it once no process holds it locked and it
+ * has not changed for a few seconds. That writer removes only files named
+ * like its own temporary files that start with zeros or the snapshot
+ * magic.
  *
  * ```c
  * g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path ("vm.hxz");
@@ -693,23 +696,48 @@ output_read_back (HexzSnapshotWriter  *self,
  * it is left alone. */
 #define STALE_ENTRY_AGE_SECONDS 5
 
-/* Finds the entries of @folder that processes killed in the middle of
- * their work left behind: named @prefix, six characters and @suffix,
- * regular files (or folders when @directories is %TRUE). A live process
- * keeps an exclusive flock() on its entry, and the kernel drops the lock
- * when the process dies. So an entry whose lock can be taken, that belongs
- * to this user and has not changed for a few seconds is stale, and
- * @remove is called for it. Errors only leave the entry where it is. */
-void
-hexz_remove_stale_entries (const char         *folder,
+/* Whether @name is @prefix, six characters and @suffix; when @any_name
+ * is %TRUE, any name of at least one character and a dot may come after
+ * @prefix, and the six characters must be letters or digits. */
+static gboolean
+stale_entry_name_matches (const char *name,
+                          const char *prefix,
+                          const char *suffix,
+                          gboolean    any_name)
+{
+  gsize length = strlen (name);
+  gsize fixed = strlen (prefix) + strlen ("XXXXXX") + strlen (suffix);
+
+  if (!g_str_has_prefix (name, prefix) || !g_str_has_suffix (name, suffix))
+    return FALSE;
+  if (!any_name)
+    return length == fixed;
+
+  if (length < fixed + 2 ||
+      name[length - strlen (suffix) - strlen ("XXXXXX") - 1] != '.')
+    return FALSE;
+
+  /* g_mkstemp() fills in letters and digits. */
+  for (gsize i = length - strlen (suffix) - strlen ("XXXXXX");
+       i < length - strlen (suffix); i++)
+    {
+      if (!g_ascii_isalnum (name[i]))
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+static void
+remove_stale_entries_full (const char         *folder,
                            const char         *prefix,
                            const char         *suffix,
+                           gboolean            any_name,
                            gboolean            directories,
                            HexzStaleEntryFunc  remove,
                            gpointer            user_data)
 {
   g_autoptr(GDir) dir = g_dir_open (folder, 0, NULL);
-  gsize expected_length = strlen (prefix) + strlen ("XXXXXX") + strlen (suffix);
   gint64 now = g_get_real_time () / G_USEC_PER_SEC;
   const char *name;
 
@@ -722,8 +750,7 @@ hexz_remove_stale_entries (const char         *folder,
       struct stat st, current;
       int fd;
 
-      if (strlen (name) != expected_length || !g_str_has_prefix (name, prefix) ||
-          !g_str_has_suffix (name, suffix))
+      if (!stale_entry_name_matches (name, prefix, suffix, any_name))
         continue;
 
       path = g_build_filename (folder, name, NULL);
@@ -745,26 +772,57 @@ hexz_remove_stale_entries (const char         *folder,
     }
 }
 
+/* Finds the entries of @folder that processes killed in the middle of
+ * their work left behind: named @prefix, six characters and @suffix,
+ * regular files (or folders when @directories is %TRUE). A live process
+ * keeps an exclusive flock() on its entry, and the kernel drops the lock
+ * when the process dies. So an entry whose lock can be taken, that belongs
+ * to this user and has not changed for a few seconds is stale, and
+ * @remove is called for it. Errors only leave the entry where it is. */
+void
+hexz_remove_stale_entries (const char         *folder,
+                           const char         *prefix,
+                           const char         *suffix,
+                           gboolean            directories,
+                           HexzStaleEntryFunc  remove,
+                           gpointer            user_data)
+{
+  remove_stale_entries_full (folder, prefix, suffix, FALSE, directories, remove,
+                             user_data);
+}
+
 static void
 remove_stale_temp_file (int         fd,
                         const char *path,
                         gpointer    user_data)
 {
+  guint8 start[HEXZ_FORMAT_MAGIC_SIZE] = { 0 };
+  static const guint8 zeros[HEXZ_FORMAT_MAGIC_SIZE] = { 0 };
+  gssize n = pread (fd, start, sizeof start, 0);
+
+  /* A writer leaves the header a hole until it closes the file, then
+   * writes the magic there: any other start is another program's file. */
+  if (n < 0 || (memcmp (start, zeros, sizeof start) != 0 &&
+                memcmp (start, HEXZ_FORMAT_MAGIC, sizeof start) != 0))
+    {
+      g_debug ("Leaving %s: it looks like a temporary file, but not a snapshot's", path);
+      return;
+    }
+
   if (g_unlink (path) == 0)
     g_debug ("Removed the temporary file %s that a killed writer left", path);
   else
     g_debug ("Could not remove the stale temporary file %s: %s", path, g_strerror (errno));
 }
 
-/* Removes the temporary files (`.NAME.XXXXXX.tmp`) that writers of the
- * same output left behind when they were killed. */
+/* Removes the temporary files (`.NAME.XXXXXX.tmp`) that killed writers
+ * left in @folder_path, whatever output NAME they were writing: a killed
+ * run is often followed by one that writes under another name. */
 static void
-remove_stale_temp_files (const char *folder_path,
-                         const char *basename)
+remove_stale_temp_files (const char *folder_path)
 {
-  g_autofree char *prefix = g_strdup_printf (".%s.", basename);
-
-  hexz_remove_stale_entries (folder_path, prefix, ".tmp", FALSE, remove_stale_temp_file, NULL);
+  remove_stale_entries_full (folder_path, ".", ".tmp", TRUE, FALSE,
+                             remove_stale_temp_file, NULL);
 }
 
 static gboolean
@@ -861,7 +919,7 @@ writer_start (HexzSnapshotWriter  *self,
       return FALSE;
   }
 
-  remove_stale_temp_files (folder_path, basename);
+  remove_stale_temp_files (folder_path);
 
   template = g_strdup_printf ("%s/.%s.XXXXXX.tmp", folder_path, basename);
   self->fd = g_mkstemp_full (template, O_RDWR | O_CLOEXEC, 0600);

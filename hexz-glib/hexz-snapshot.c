@@ -2331,30 +2331,16 @@ fail:
   return FALSE;
 }
 
+/* Checks every index page and stored block of one file of the chain.
+ * Its errors name @fresh. */
 static gboolean
-verify_snapshot (HexzSnapshot  *self,
-                 VerifyState   *state,
-                 GCancellable  *cancellable,
-                 GError       **error)
+verify_file (HexzSnapshot  *fresh,
+             VerifyState   *state,
+             GCancellable  *cancellable,
+             GError       **error)
 {
-  g_autoptr(HexzSnapshot) fresh = NULL;
   g_autoptr(GArray) extents = g_array_new (FALSE, FALSE, sizeof (Extent));
   guint order[HEXZ_N_STREAMS] = { HEXZ_STREAM_DISK, HEXZ_STREAM_MEMORY };
-
-  /* Open the file again: this rereads and rechecks the header, layout,
-   * directories, dictionary, metadata and the parents' seals, and starts
-   * with empty caches. */
-  fresh = hexz_snapshot_open (self->file, cancellable, error);
-  if (fresh == NULL)
-    return FALSE;
-
-  if (fresh->header.checksum != self->header.checksum)
-    return set_corrupt (self, error,
-                        _("the file changed since it was opened"));
-
-  for (guint s = 0; s < HEXZ_N_STREAMS; s++)
-    state->total += fresh->streams[s].desc.logical_size;
-  verify_progress (state, TRUE);
 
   /* Streams in the order they stored their blocks; a stream that stored
    * none comes last, as it can only share blocks stored before. */
@@ -2379,6 +2365,42 @@ verify_snapshot (HexzSnapshot  *self,
         return FALSE;
     }
 
+  return TRUE;
+}
+
+static gboolean
+verify_snapshot (HexzSnapshot  *self,
+                 VerifyState   *state,
+                 GCancellable  *cancellable,
+                 GError       **error)
+{
+  g_autoptr(HexzSnapshot) fresh = NULL;
+
+  /* Open the file again: this rereads and rechecks the header, layout,
+   * directories, dictionary, metadata and the parents' seals, and starts
+   * with empty caches. The parents are opened again with it. */
+  fresh = hexz_snapshot_open (self->file, cancellable, error);
+  if (fresh == NULL)
+    return FALSE;
+
+  if (fresh->header.checksum != self->header.checksum)
+    return set_corrupt (self, error,
+                        _("the file changed since it was opened"));
+
+  /* A thin snapshot reads through its parents, so every file of the
+   * chain is checked, and the progress covers them all. */
+  for (HexzSnapshot *file = fresh; file != NULL; file = file->parent)
+    for (guint s = 0; s < HEXZ_N_STREAMS; s++)
+      state->total += file->streams[s].desc.logical_size;
+  verify_progress (state, TRUE);
+
+  for (HexzSnapshot *file = fresh; file != NULL; file = file->parent)
+    {
+      g_debug ("Verifying %s", file->name);
+      if (!verify_file (file, state, cancellable, error))
+        return FALSE;
+    }
+
   verify_progress (state, TRUE);
 
   return TRUE;
@@ -2390,11 +2412,14 @@ verify_snapshot (HexzSnapshot  *self,
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError
  *
- * Checks the whole file. It reopens the file, which checks the header,
- * layout, directories, metadata, dictionary and the seals of the parents.
- * Then it reads every index page and every stored block, checks the
- * checksums of the stored bytes, and checks that the stored blocks fill
- * the data area exactly. Emits
+ * Checks the whole file and, for a thin snapshot, each of its parents.
+ * It reopens the file and its parents, which checks their headers,
+ * layouts, directories, metadata, dictionaries and seals. Then it reads
+ * every index page and every stored block of each file in the chain,
+ * checks the checksums of the stored bytes, and checks that the stored
+ * blocks fill each data area exactly. A damaged file gives a
+ * %HEXZ_SNAPSHOT_ERROR_CORRUPT error that names that file, the stream,
+ * the block and the offset. Emits
  * [signal@Hexz.Snapshot::progress] on the calling thread as it goes.
  *
  * Returns: %TRUE if the file is intact
@@ -2448,7 +2473,7 @@ verify_state_free (gpointer data)
  * @callback: (scope async): the function to call when done
  * @user_data: data for @callback
  *
- * Checks the whole file in a worker thread, like
+ * Checks the whole file and its parents in a worker thread, like
  * [method@Hexz.Snapshot.verify]. [signal@Hexz.Snapshot::progress] is
  * emitted in the thread-default main context of the caller.
  *
@@ -2743,7 +2768,8 @@ hexz_snapshot_class_init (HexzSnapshotClass *klass)
    * HexzSnapshot::progress:
    * @self: the snapshot
    * @done: logical bytes checked so far
-   * @total: logical bytes to check: the sizes of both streams
+   * @total: logical bytes to check: the sizes of both streams of the
+   *   file and of each of its parents
    *
    * Emitted while [method@Hexz.Snapshot.verify] runs, at most every
    * 64 MiB or 100 ms, and once at the start and at the end. The

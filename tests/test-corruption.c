@@ -484,8 +484,30 @@ test_future_version (Fixture       *fixture,
   write_sample (fixture->path, HEXZ_CODEC_LZ4, FALSE);
   bytes = load_file (fixture->path);
   hexz_put_u16 (bytes->data + 8, 2);
+  /* Sealed again, as a newer writer would. */
+  hexz_put_u64 (bytes->data + HEXZ_HEADER_SIZE - 8,
+                hexz_checksum (bytes->data, HEXZ_HEADER_SIZE - 8));
   save_file (fixture->path, bytes);
   assert_open_fails (fixture->path, HEXZ_SNAPSHOT_ERROR_UNSUPPORTED_VERSION);
+}
+
+/* A damaged byte of the major version fails the header checksum: it is
+ * corruption, not a newer format. */
+static void
+test_flip_version (Fixture       *fixture,
+                   gconstpointer  data)
+{
+  guint offset = GPOINTER_TO_UINT (data);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+
+  write_sample (fixture->path, HEXZ_CODEC_LZ4, FALSE);
+  flip_byte (fixture->path, offset);
+  snapshot = hexz_snapshot_open_path (fixture->path, NULL, &error);
+  g_assert_null (snapshot);
+  assert_snapshot_error (error, HEXZ_SNAPSHOT_ERROR_CORRUPT, "damaged.hxz");
+  g_assert_nonnull (strstr (error->message, "fails its checksum"));
+  g_assert_null (strstr (error->message, "Use a newer version"));
 }
 
 static void
@@ -641,6 +663,95 @@ test_flip_in_parent (Fixture       *fixture,
   snapshot = hexz_snapshot_open_path (fixture->path, NULL, &error);
   g_assert_null (snapshot);
   assert_snapshot_error (error, HEXZ_SNAPSHOT_ERROR_CORRUPT, "parent.hxz");
+}
+
+/* Writes a thin snapshot at @path over @parent_path that changes the
+ * first of three blocks and takes the others from its parent. */
+static void
+write_thin_over (const char *parent_path,
+                 const char *path,
+                 guint       seed)
+{
+  guint8 disk[4096];
+  g_autoptr(HexzSnapshot) parent = NULL;
+  g_autoptr(HexzSnapshotWriter) writer = NULL;
+  g_autoptr(GError) error = NULL;
+
+  parent = hexz_snapshot_open_path (parent_path, NULL, &error);
+  g_assert_no_error (error);
+
+  writer = hexz_snapshot_writer_new_for_path (path);
+  hexz_snapshot_writer_set_parent (writer, parent);
+  hexz_snapshot_writer_set_block_size (writer, 4096);
+  test_fill_text (disk, sizeof disk, seed);
+  g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK, 0, &error));
+  g_assert_true (hexz_snapshot_writer_write (writer, disk, sizeof disk, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_write_parent (writer, 2 * 4096, NULL, &error));
+  g_assert_true (hexz_snapshot_writer_close (writer, NULL, &error));
+  g_assert_no_error (error);
+}
+
+static void
+on_chain_progress (HexzSnapshot *snapshot,
+                   guint64       done,
+                   guint64       total,
+                   gpointer      user_data)
+{
+  guint64 *last = user_data;
+
+  g_assert_cmpuint (done, <=, total);
+  last[0] = done;
+  last[1] = total;
+}
+
+/* A chain of @data files whose base has a damaged stored block: opening
+ * and reading the child's own blocks work, but verifying the child checks
+ * the whole chain and names the base. */
+static void
+test_flip_in_chain (Fixture       *fixture,
+                    gconstpointer  data)
+{
+  guint depth = GPOINTER_TO_UINT (data);
+  g_autofree char *base_path = g_build_filename (fixture->dir, "base.hxz", NULL);
+  g_autofree char *middle_path = g_build_filename (fixture->dir, "middle.hxz", NULL);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  guint8 disk[3 * 4096];
+  guint64 progress[2] = { 0, 0 };
+  HexzBlockEntry entry;
+
+  test_fill_text (disk, sizeof disk, 5);
+  test_write_snapshot (base_path, HEXZ_CODEC_LZ4, 4096, FALSE, disk,
+                       sizeof disk, NULL, 0);
+  if (depth == 3)
+    {
+      write_thin_over (base_path, middle_path, 6);
+      write_thin_over (middle_path, fixture->path, 7);
+    }
+  else
+    write_thin_over (base_path, fixture->path, 7);
+
+  /* The intact chain verifies, and the progress covers every file. */
+  snapshot = hexz_snapshot_open_path (fixture->path, NULL, &error);
+  g_assert_no_error (error);
+  g_signal_connect (snapshot, "progress", G_CALLBACK (on_chain_progress), progress);
+  g_assert_true (hexz_snapshot_verify (snapshot, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (progress[1], ==, depth * sizeof disk);
+  g_assert_cmpuint (progress[0], ==, progress[1]);
+  g_clear_object (&snapshot);
+
+  /* Block 2 of the base is the one the chain reads through. */
+  entry = read_entry (base_path, HEXZ_STREAM_DISK, 2);
+  g_assert_cmpuint (entry.kind, ==, HEXZ_BLOCK_DATA);
+  flip_byte (base_path, entry.stored_offset + entry.stored_length / 2);
+
+  snapshot = hexz_snapshot_open_path (fixture->path, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_false (hexz_snapshot_verify (snapshot, NULL, &error));
+  assert_snapshot_error (error, HEXZ_SNAPSHOT_ERROR_CORRUPT, "base.hxz");
+  g_assert_nonnull (strstr (error->message, "disk block 2"));
+  g_assert_null (strstr (error->message, "damaged.hxz"));
 }
 
 /* A parent path naming a FIFO fails at once instead of waiting for a
@@ -1274,6 +1385,8 @@ main (int   argc,
   ADD ("/corruption/flip/header-reserved", test_flip_header_reserved, NULL);
   ADD ("/corruption/flip/magic", test_flip_magic, NULL);
   ADD ("/corruption/future-version", test_future_version, NULL);
+  ADD ("/corruption/flip/version/major-low", test_flip_version, GUINT_TO_POINTER (8));
+  ADD ("/corruption/flip/version/major-high", test_flip_version, GUINT_TO_POINTER (9));
   ADD ("/corruption/flip/index-page", test_flip_index_page, NULL);
   ADD ("/corruption/flip/directory", test_flip_directory, NULL);
   ADD ("/corruption/flip/block/raw", test_flip_block, GINT_TO_POINTER (HEXZ_CODEC_RAW));
@@ -1292,6 +1405,8 @@ main (int   argc,
   ADD ("/corruption/flip/metadata", test_flip_metadata, NULL);
   ADD ("/corruption/flip/parent-section", test_flip_parent_section, NULL);
   ADD ("/corruption/flip/in-parent", test_flip_in_parent, NULL);
+  ADD ("/corruption/verify-chain/depth-2", test_flip_in_chain, GUINT_TO_POINTER (2));
+  ADD ("/corruption/verify-chain/depth-3", test_flip_in_chain, GUINT_TO_POINTER (3));
   ADD ("/corruption/parent-is-fifo", test_parent_is_fifo, NULL);
   ADD ("/corruption/truncate/one-byte", test_truncate_one, NULL);
   ADD ("/corruption/truncate/hundred-bytes", test_truncate_hundred, NULL);

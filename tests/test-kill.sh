@@ -16,7 +16,8 @@
 #   when there was none); a kill while finalizing may also leave the new,
 #   complete snapshot;
 # - the only other file is one recognisable temporary file
-#   (.NAME.XXXXXX.tmp), and the next run removes it;
+#   (.NAME.XXXXXX.tmp), and the next run removes it, also one that writes
+#   another output into the folder;
 # - the inputs (image, base snapshot, overlay and .meta) are unchanged.
 #
 # The next run starts after the leftover temporary file was made to look
@@ -333,6 +334,18 @@ kill_series "commit" committed.hxz "$dir/expected.raw" \
   "$dir/base.hxz" "$dir/disk.overlay" "$dir/disk.meta" "$dir/image.raw" "$dir/expected.raw" -- \
   "$HEXZ_SNAP" commit --base "$dir/base.hxz" --overlay "$dir/disk.overlay" \
     --output "$dir/committed.hxz" --compression zstd --level 9 --threads 1
+
+# A killed pack's temporary file is removed by the next writer into the
+# same folder even when that one writes another output.
+kill_at "$dir" first.hxz 1 "$dir/command.log" \
+  "$HEXZ_SNAP" pack --compression zstd --level 9 --threads 1 "$dir/image.raw" "$dir/first.hxz"
+leftover=$(temp_files first.hxz)
+check "another output: the killed pack left its temporary file" test -n "$leftover"
+age_temp_files first.hxz
+"$HEXZ_SNAP" pack --compression lz4 "$dir/image.raw" "$dir/second.hxz" > "$dir/command.log" 2>&1
+check "another output: the pack of another output succeeds" test $? -eq 0
+check "another output: it removed the killed pack's temporary file" test -z "$(temp_files first.hxz)"
+rm -f "$dir/second.hxz"
 
 # hexz-snap snap of a running test guest, in each mode, killed at the
 # start of capture phases (the debug log shows "Capture: phase NAME") and

@@ -1640,19 +1640,22 @@ make_temp_file (Fixture    *fixture,
                 const char *name,
                 gint64      age_seconds)
 {
+  /* A killed writer leaves the header a hole. */
+  static const char partial[16] = { [8] = 'p', 'a', 'r', 't', 'i', 'a', 'l' };
   char *path = g_build_filename (fixture->dir, name, NULL);
   struct utimbuf times;
 
-  g_assert_true (g_file_set_contents (path, "partial", -1, NULL));
+  g_assert_true (g_file_set_contents (path, partial, sizeof partial, NULL));
   times.actime = times.modtime = time (NULL) - age_seconds;
   g_assert_cmpint (g_utime (path, &times), ==, 0);
 
   return path;
 }
 
-/* A writer removes the temporary files of killed writers of the same
- * output: unlocked and unchanged for a few seconds. It leaves files that
- * another writer holds locked, new files, and other outputs' files. */
+/* A writer removes the temporary files that killed writers of any output
+ * left in its folder: unlocked and unchanged for a few seconds. It leaves
+ * files that another writer holds locked, new files, and files of other
+ * programs named alike. */
 static void
 test_writer_stale_temp_files (Fixture       *fixture,
                               gconstpointer  data)
@@ -1667,7 +1670,10 @@ test_writer_stale_temp_files (Fixture       *fixture,
   g_autofree char *locked = make_temp_file (fixture, locked_name, 60);
   g_autofree char *odd = make_temp_file (fixture, odd_name, 60);
   g_autofree char *other = make_temp_file (fixture, ".other.hxz.JkL012.tmp", 60);
+  g_autofree char *empty = make_temp_file (fixture, ".empty.hxz.MnO345.tmp", 60);
+  g_autofree char *foreign = g_build_filename (fixture->dir, ".notes.txt.PqR678.tmp", NULL);
   guint8 disk[4096] = { 1 };
+  struct utimbuf times;
   int lock_fd;
 
   /* flock() locks conflict between open file descriptions even inside one
@@ -1676,13 +1682,24 @@ test_writer_stale_temp_files (Fixture       *fixture,
   g_assert_cmpint (lock_fd, >=, 0);
   g_assert_cmpint (flock (lock_fd, LOCK_EX | LOCK_NB), ==, 0);
 
+  /* Killed before it wrote anything. */
+  g_assert_true (g_file_set_contents (empty, "", 0, NULL));
+  times.actime = times.modtime = time (NULL) - 60;
+  g_assert_cmpint (g_utime (empty, &times), ==, 0);
+
+  /* Another program's file: not a snapshot's start. */
+  g_assert_true (g_file_set_contents (foreign, "some notes", -1, NULL));
+  g_assert_cmpint (g_utime (foreign, &times), ==, 0);
+
   test_write_snapshot (fixture->path, HEXZ_CODEC_LZ4, 4096, FALSE, disk, sizeof disk, NULL, 0);
 
   g_assert_false (g_file_test (stale, G_FILE_TEST_EXISTS));
   g_assert_true (g_file_test (fresh, G_FILE_TEST_EXISTS));
   g_assert_true (g_file_test (locked, G_FILE_TEST_EXISTS));
   g_assert_true (g_file_test (odd, G_FILE_TEST_EXISTS));
-  g_assert_true (g_file_test (other, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (other, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (empty, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (foreign, G_FILE_TEST_EXISTS));
   g_assert_true (g_file_test (fixture->path, G_FILE_TEST_IS_REGULAR));
 
   close (lock_fd);

@@ -172,6 +172,10 @@ assert b[\"lz4\"] >= 1, b
 assert b[\"raw\"] >= 1, b' '$dir/blocks.json'"
 check "info --blocks prints the counts" \
   bash -c "'$HEXZ_SNAP' info --blocks '$dir/disk.hxz' | grep -q 'blocks: .* zero, .* shared\$'"
+check "info --blocks counts one block in the singular" \
+  bash -c "head -c 1000 '$dir/disk.img' >'$dir/one-block.img' &&
+           '$HEXZ_SNAP' pack '$dir/one-block.img' '$dir/one-block.hxz' >/dev/null &&
+           '$HEXZ_SNAP' info --blocks '$dir/one-block.hxz' | grep -q '^  1 block: .* zero, .* shared\$'"
 check "verify has no --blocks" run 2 verify --blocks "$dir/disk.hxz"
 check "extract --disk exits 0" run 0 extract "$dir/disk.hxz" --disk "$dir/disk.out"
 check "extracted disk equals the image" cmp "$dir/disk.img" "$dir/disk.out"
@@ -381,6 +385,30 @@ check "verify --json reports a truncated file as invalid" \
   bash -c "head -c 1000 '$dir/full.hxz' >'$dir/short.hxz';
            ! '$HEXZ_SNAP' verify --json '$dir/short.hxz' >'$dir/short.json' 2>/dev/null &&
            [ \"\$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"valid\"])' '$dir/short.json')\" = False ]"
+
+# verify checks a thin snapshot's parents: a chain of two and of three
+# files over a base with one damaged byte in its blocks.
+mkdir "$dir/chain"
+"$HEXZ_SNAP" pack "$dir/disk.img" "$dir/chain/base.hxz" >/dev/null &&
+  "$HEXZ_SNAP" commit --base "$dir/chain/base.hxz" --output "$dir/chain/thin.hxz" --thin >/dev/null &&
+  "$HEXZ_SNAP" commit --base "$dir/chain/thin.hxz" --output "$dir/chain/thin2.hxz" --thin >/dev/null
+check "verify of an intact chain of three exits 0" run 0 verify "$dir/chain/thin2.hxz"
+"$PYTHON" - "$dir/chain/base.hxz" <<'EOF'
+import os, sys
+middle = os.path.getsize(sys.argv[1]) // 2
+with open(sys.argv[1], "r+b") as f:
+    f.seek(middle)
+    byte = f.read(1)
+    f.seek(middle)
+    f.write(bytes([byte[0] ^ 0x40]))
+EOF
+check "verify of a thin snapshot over a damaged base exits 1" run 1 verify "$dir/chain/thin.hxz"
+check "its error is one line naming the base" one_error_line "$dir/chain/base.hxz"
+check "verify of a chain of three over a damaged base exits 1" run 1 verify "$dir/chain/thin2.hxz"
+check "its error is one line naming the base" one_error_line "$dir/chain/base.hxz"
+check "verify --json reports the chain as invalid" \
+  bash -c "! '$HEXZ_SNAP' verify --json '$dir/chain/thin2.hxz' >'$dir/chain.json' 2>/dev/null &&
+           [ \"\$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"valid\"])' '$dir/chain.json')\" = False ]"
 
 # Interrupting: SIGINT during a slow pack leaves no output and no
 # temporary file behind.

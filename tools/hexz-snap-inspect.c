@@ -77,8 +77,10 @@ print_size_line (const char *label,
   if (size < 1024)
     g_print ("%-14s %s\n", label, text);
   else
-    /* Translators: a size, as “1.0 GiB (1073741824 bytes)”. */
-    g_print ("%-14s %s (%" G_GUINT64_FORMAT " %s)\n", label, text, size, _("bytes"));
+    /* Translators: a size, as “1.0 GiB (1073741824 bytes)”; the plural
+     * form follows that number of bytes. */
+    g_print ("%-14s %s (%" G_GUINT64_FORMAT " %s)\n", label, text, size,
+             ngettext ("byte", "bytes", size));
 }
 
 static void
@@ -87,14 +89,20 @@ print_block_stats (const HexzBlockStats *stats,
 {
   g_autofree char *stored = g_format_size_full (stats->stored_bytes, G_FORMAT_SIZE_IEC_UNITS);
 
-  /* Translators: counts of blocks, by how they are stored. */
-  g_print (_("  %" PRIu64 " blocks: %" PRIu64 " zero, %" PRIu64 " from the parent, %" PRIu64
-             " LZ4, %" PRIu64 " zstd, %" PRIu64 " raw, %" PRIu64 " shared\n"),
+  /* Translators: counts of blocks, by how they are stored; the plural form
+   * follows the first count, the number of blocks in all. */
+  g_print (ngettext ("  %" PRIu64 " block: %" PRIu64 " zero, %" PRIu64 " from the parent, %"
+                     PRIu64 " LZ4, %" PRIu64 " zstd, %" PRIu64 " raw, %" PRIu64 " shared\n",
+                     "  %" PRIu64 " blocks: %" PRIu64 " zero, %" PRIu64 " from the parent, %"
+                     PRIu64 " LZ4, %" PRIu64 " zstd, %" PRIu64 " raw, %" PRIu64 " shared\n",
+                     stats->blocks),
            stats->blocks, stats->zero_blocks, stats->parent_blocks, stats->lz4_blocks,
            stats->zstd_blocks, stats->raw_blocks, stats->shared_blocks);
   if (stats->dictionary_blocks > 0)
     /* Translators: a count of blocks. */
-    g_print (_("  %" PRIu64 " blocks use the file’s dictionary\n"),
+    g_print (ngettext ("  %" PRIu64 " block uses the file’s dictionary\n",
+                       "  %" PRIu64 " blocks use the file’s dictionary\n",
+                       stats->dictionary_blocks),
              stats->dictionary_blocks);
   /* Translators: a size, then a percentage. */
   g_print (_("  %s stored, %.1f %% of the stream\n"), stored,
