@@ -53,6 +53,9 @@ snap_report (SnapCommand *snap)
   gint64 downtime_ms = hexz_capture_get_downtime (capture);
   const char *mode = hexz_capture_mode_to_string (hexz_capture_get_chosen_mode (capture));
 
+  /* The finalize phase's progress line is still on the terminal. */
+  hexz_tool_progress_end (snap->tool);
+
   if (snap->json)
     {
       g_autoptr(JsonBuilder) builder = json_builder_new ();

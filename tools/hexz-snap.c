@@ -946,6 +946,40 @@ on_terminate_signal (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* Prints the library's notices (messages and warnings of the Hexz domain,
+ * such as an earlier snapshot's machine being resumed) as the tool's own
+ * lines, on a line of their own below any progress line. Everything else,
+ * debug output included, goes to GLib's default writer. */
+static GLogWriterOutput
+write_log (GLogLevelFlags   log_level,
+           const GLogField *fields,
+           gsize            n_fields,
+           gpointer         user_data)
+{
+  const char *domain = NULL;
+  const char *message = NULL;
+
+  if ((log_level & (G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_WARNING)) == 0)
+    return g_log_writer_default (log_level, fields, n_fields, user_data);
+
+  for (gsize i = 0; i < n_fields; i++)
+    {
+      if (g_str_equal (fields[i].key, "GLIB_DOMAIN"))
+        domain = fields[i].value;
+      else if (g_str_equal (fields[i].key, "MESSAGE"))
+        message = fields[i].value;
+    }
+
+  if (g_strcmp0 (domain, G_LOG_DOMAIN) != 0 || message == NULL)
+    return g_log_writer_default (log_level, fields, n_fields, user_data);
+
+  if (isatty (STDERR_FILENO))
+    fputs ("\r\033[K", stderr);
+  g_printerr ("hexz-snap: %s\n", message);
+
+  return G_LOG_WRITER_HANDLED;
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -956,6 +990,7 @@ main (int   argc,
   guint sigterm_id;
   gboolean started;
 
+  g_log_set_writer_func (write_log, NULL, NULL);
   setlocale (LC_ALL, "");
   bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
