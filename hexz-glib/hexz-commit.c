@@ -685,8 +685,8 @@ commit_run_check_output (CommitRun  *run,
   const char *inputs[] = { run->overlay_path, run->meta_path, memory_path };
   g_autofree char *name = NULL;
 
-  /* The nbdkit plugin holds a write lock on the overlay it serves; pages
-   * the machine writes while the merge reads would tear the disk. */
+  /* The nbdkit plugin holds a write lock on the overlay it serves. Pages
+   * that the machine writes while the merge reads would tear the disk. */
   if (run->overlay_path != NULL && hexz_path_is_locked (run->overlay_path))
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY,

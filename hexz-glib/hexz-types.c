@@ -120,10 +120,10 @@ hexz_codec_from_string (const char *name,
 }
 
 /* Returns whether another open file description holds a lock on any part
- * of the file at @path: the nbdkit plugin holds a read lock on every
+ * of the file at @path. The nbdkit plugin holds a read lock on every
  * snapshot it serves and a write lock on its overlay. F_OFD_GETLK also
- * sees classic POSIX locks, such as those of other programs. A file that
- * cannot be opened or tested counts as not locked. */
+ * reports classic POSIX locks of other programs. A file that cannot be
+ * opened or tested counts as not locked. */
 gboolean
 hexz_path_is_locked (const char *path)
 {
@@ -156,10 +156,10 @@ hexz_path_is_locked (const char *path)
  * file over the path replaces whatever it names. So the path must not be
  * an existing device, folder, link or other non-regular file. Nor may it
  * be one of the @n_inputs files in @inputs, which the operation reads.
- * Entries that are %NULL are skipped. Nor may a server hold a lock on it:
- * a running machine reads the snapshot, and its overlay and thin children
- * depend on that very file. Writers call this again right before the
- * rename, since a machine may have started in between. */
+ * Entries that are %NULL are skipped. Nor may a server hold a lock on it,
+ * because the overlay and thin children of a running machine depend on
+ * that very file. Writers call this again right before the rename, since
+ * a machine may have started in between. */
 gboolean
 hexz_check_output_path (const char          *output,
                         const char * const  *inputs,

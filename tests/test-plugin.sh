@@ -629,10 +629,9 @@ else
   not_ok "crash server starts"
 fi
 
-# A served chain is never replaced, and a served overlay is never
-# committed: the server holds shared locks on every snapshot of the chain
-# and a write lock on its overlay. This runs last because it replaces the
-# snapshot once the server is gone.
+# While nbdkit serves a thin snapshot over the base, pack and commit must
+# not replace either file nor commit the served overlay. This runs last
+# because it replaces the snapshot once the server is gone.
 lock_overlay="$tmp/lock.overlay"
 lock_thin="$tmp/lock-thin.hxz"
 lock_child_overlay="$tmp/lock-child.overlay"
@@ -651,8 +650,8 @@ else
   not_ok "serve a thin snapshot over the base"
 fi
 
-# refused NAME EXPECTED COMMAND...: one TAP line; the command must exit 1,
-# name EXPECTED in its message and leave the served files unchanged.
+# refused NAME EXPECTED COMMAND...: prints one TAP line. The command must
+# exit 1, print EXPECTED and leave the served files and no temporary file.
 refused () {
   local name=$1 expected=$2
   shift 2
