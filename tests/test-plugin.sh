@@ -651,7 +651,8 @@ else
 fi
 
 # refused NAME EXPECTED COMMAND...: prints one TAP line. The command must
-# exit 1, print EXPECTED and leave the served files and no temporary file.
+# exit 1, print EXPECTED, leave the served files unchanged and leave no
+# temporary file behind.
 refused () {
   local name=$1 expected=$2
   shift 2
