@@ -687,6 +687,19 @@ commit_run_check_output (CommitRun  *run,
   g_autofree char *memory_path = run->memory_file ? g_file_get_path (run->memory_file) : NULL;
   const char *inputs[] = { run->overlay_path, run->meta_path, memory_path };
 
+  /* The nbdkit plugin holds a write lock on the overlay it serves. Pages
+   * that the machine writes while the merge reads would tear the disk. */
+  if (run->overlay_path != NULL && hexz_path_is_locked (run->overlay_path))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY,
+                   /* Translators: %s is a file name. “hexz-snap snap” is a
+                    * command line and is not translated. */
+                   _("Overlay “%s” is in use by a running machine: shut it down (or take a "
+                     "live snapshot with hexz-snap snap) before committing it"),
+                   run->overlay_path);
+      return FALSE;
+    }
+
   if (output_path != NULL &&
       !hexz_check_output_path (output_path, inputs, G_N_ELEMENTS (inputs), error))
     return FALSE;

@@ -40,6 +40,8 @@ gboolean      hexz_snapshot_get_block_entry   (HexzSnapshot   *self,
                                                guint64         index,
                                                HexzBlockEntry *entry,
                                                GError        **error);
+gboolean      hexz_snapshot_lock_shared       (HexzSnapshot   *self,
+                                               GError        **error);
 
 void          hexz_snapshot_writer_set_weak_hash_for_testing
                                               (HexzSnapshotWriter *self,

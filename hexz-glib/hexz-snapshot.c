@@ -2794,3 +2794,46 @@ hexz_snapshot_init (HexzSnapshot *self)
   self->fd = -1;
   g_mutex_init (&self->lock);
 }
+
+/* Takes a shared lock on the files of @self and of all its parents, for a
+ * server that serves them to a running machine. The locks are open file
+ * description locks on the descriptors the snapshots keep open, so they
+ * last as long as the snapshots and survive a fork(). A writer about to
+ * replace a locked file refuses (see hexz_check_output_path()). File
+ * systems without such locks are served without them. */
+gboolean
+hexz_snapshot_lock_shared (HexzSnapshot  *self,
+                           GError       **error)
+{
+  g_return_val_if_fail (HEXZ_IS_SNAPSHOT (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  for (HexzSnapshot *snapshot = self; snapshot != NULL; snapshot = snapshot->parent)
+    {
+      struct flock lock = {
+        .l_type = F_RDLCK,
+        .l_whence = SEEK_SET,
+        .l_start = 0,
+        .l_len = 0,
+      };
+      int saved_errno;
+
+      if (fcntl (snapshot->fd, F_OFD_SETLK, &lock) == 0)
+        continue;
+
+      saved_errno = errno;
+      if (saved_errno == EAGAIN || saved_errno == EACCES)
+        {
+          g_set_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_BUSY,
+                       /* Translators: %s is a file name. */
+                       _("Snapshot “%s” is locked by a process that is changing it: "
+                         "wait for that process to finish, then try again"),
+                       snapshot->name);
+          return FALSE;
+        }
+
+      g_debug ("Could not lock snapshot %s: %s", snapshot->name, g_strerror (saved_errno));
+    }
+
+  return TRUE;
+}

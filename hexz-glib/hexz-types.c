@@ -5,8 +5,11 @@
 
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <locale.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 
@@ -116,11 +119,47 @@ hexz_codec_from_string (const char *name,
   return TRUE;
 }
 
+/* Returns whether another open file description holds a lock on any part
+ * of the file at @path. The nbdkit plugin holds a read lock on every
+ * snapshot it serves and a write lock on its overlay. F_OFD_GETLK also
+ * reports classic POSIX locks of other programs. A file that cannot be
+ * opened or tested counts as not locked. */
+gboolean
+hexz_path_is_locked (const char *path)
+{
+  struct flock lock = {
+    .l_type = F_WRLCK,
+    .l_whence = SEEK_SET,
+    .l_start = 0,
+    .l_len = 0,
+  };
+  gboolean locked;
+  int fd;
+
+  fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0)
+    return FALSE;
+
+  if (fcntl (fd, F_OFD_GETLK, &lock) == 0)
+    locked = lock.l_type != F_UNLCK;
+  else
+    {
+      g_debug ("Could not test the locks on %s: %s", path, g_strerror (errno));
+      locked = FALSE;
+    }
+
+  close (fd);
+  return locked;
+}
+
 /* Checks that a snapshot may be written to @output. Renaming a temporary
  * file over the path replaces whatever it names. So the path must not be
  * an existing device, folder, link or other non-regular file. Nor may it
  * be one of the @n_inputs files in @inputs, which the operation reads.
- * Entries that are %NULL are skipped. */
+ * Entries that are %NULL are skipped. Nor may a server hold a lock on it,
+ * because the overlay and thin children of a running machine depend on
+ * that very file. Writers call this again right before the rename, since
+ * a machine may have started in between. */
 gboolean
 hexz_check_output_path (const char          *output,
                         const char * const  *inputs,
@@ -138,6 +177,18 @@ hexz_check_output_path (const char          *output,
                    /* Translators: %s is a file name. */
                    _("Cannot write snapshot “%s”: the path exists and is not a regular file, "
                      "so writing would replace it; choose another file name"),
+                   output);
+      return FALSE;
+    }
+
+  if (hexz_path_is_locked (output))
+    {
+      g_set_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_BUSY,
+                   /* Translators: %s is a file name. An NBD server is the
+                    * program (nbdkit) that serves a disk to a virtual
+                    * machine. */
+                   _("Snapshot “%s” is in use by a running machine (an NBD server serves "
+                     "it): stop the machine or write to another file"),
                    output);
       return FALSE;
     }

@@ -77,6 +77,8 @@ typedef enum {
  * @HEXZ_SNAPSHOT_ERROR_TOO_LARGE: a size in the file exceeds what this
  *   library accepts
  * @HEXZ_SNAPSHOT_ERROR_NO_STREAM: the requested stream is empty or absent
+ * @HEXZ_SNAPSHOT_ERROR_BUSY: the file to replace is in use, such as a
+ *   snapshot that an NBD server serves to a running machine
  *
  * Error codes of the %HEXZ_SNAPSHOT_ERROR domain.
  *
@@ -93,6 +95,7 @@ typedef enum {
   HEXZ_SNAPSHOT_ERROR_PARENT_MISMATCH,
   HEXZ_SNAPSHOT_ERROR_TOO_LARGE,
   HEXZ_SNAPSHOT_ERROR_NO_STREAM,
+  HEXZ_SNAPSHOT_ERROR_BUSY,
 } HexzSnapshotError;
 
 HEXZ_AVAILABLE_IN_1_0

@@ -9,6 +9,8 @@
 
 G_BEGIN_DECLS
 
+gboolean hexz_path_is_locked (const char *path);
+
 gboolean hexz_check_output_path (const char          *output,
                                  const char * const  *inputs,
                                  guint                n_inputs,

@@ -5,7 +5,9 @@
 
 #include "config.h"
 
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 
@@ -351,6 +353,36 @@ test_commit_no_overlay (Fixture       *fixture,
   output = hexz_snapshot_open_path (fixture->output_path, NULL, &error);
   g_assert_no_error (error);
   assert_stream_equals (output, HEXZ_STREAM_DISK, fixture->base_disk, BASE_SIZE);
+}
+
+/* An overlay that a server holds a write lock on, as the nbdkit plugin
+ * does while a machine runs, is rejected before anything is written. */
+static void
+test_commit_overlay_in_use (Fixture       *fixture,
+                            gconstpointer  user_data)
+{
+  g_autoptr(HexzCommit) commit = new_commit (fixture);
+  g_autoptr(GError) error = NULL;
+  struct flock lock = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+  int lock_fd = open (fixture->overlay_path, O_RDWR | O_CLOEXEC);
+
+  g_assert_cmpint (lock_fd, >=, 0);
+  g_assert_cmpint (fcntl (lock_fd, F_OFD_SETLK, &lock), ==, 0);
+
+  g_assert_false (hexz_commit_run (commit, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_BUSY);
+  g_assert_nonnull (strstr (error->message, "vm.overlay"));
+  g_clear_error (&error);
+  g_assert_false (g_file_test (fixture->output_path, G_FILE_TEST_EXISTS));
+
+  close (lock_fd);
+  {
+    g_autoptr(HexzCommit) unlocked = new_commit (fixture);
+
+    g_assert_true (hexz_commit_run (unlocked, NULL, &error));
+    g_assert_no_error (error);
+    g_assert_true (g_file_test (fixture->output_path, G_FILE_TEST_IS_REGULAR));
+  }
 }
 
 static void
@@ -808,6 +840,7 @@ main (int   argc,
   ADD ("/commit/memory/stream", NULL, test_commit_memory_stream);
   ADD ("/commit/memory/stream-short", NULL, test_commit_memory_stream_short);
   ADD ("/commit/overlay/too-large", NULL, test_commit_overlay_too_large);
+  ADD ("/commit/overlay/in-use", NULL, test_commit_overlay_in_use);
   ADD ("/commit/output/over-base", NULL, test_commit_over_base);
   ADD ("/commit/cancel/before", NULL, test_commit_cancel_before);
   ADD ("/commit/cancel/during", NULL, test_commit_cancel_during);

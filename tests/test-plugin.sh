@@ -5,9 +5,10 @@
 #
 # Serves a packed snapshot through nbdkit on a unix socket in a private
 # temporary directory, writes to it with qemu-io, and checks the export, the
-# overlay's .meta page list, the overlay lock, a commit of the overlay and
-# the state left by SIGKILL while writes are in flight. Every nbdkit started
-# here is stopped by its own pid.
+# overlay's .meta page list, the overlay lock, a commit of the overlay,
+# the state left by SIGKILL while writes are in flight, and that no command
+# replaces a served snapshot or commits a served overlay. Every nbdkit
+# started here is stopped by its own pid.
 
 set -u
 
@@ -626,6 +627,85 @@ EOF
   fi
 else
   not_ok "crash server starts"
+fi
+
+# While nbdkit serves a thin snapshot over the base, pack and commit must
+# not replace either file nor commit the served overlay. This runs last
+# because it replaces the snapshot once the server is gone.
+lock_overlay="$tmp/lock.overlay"
+lock_thin="$tmp/lock-thin.hxz"
+lock_child_overlay="$tmp/lock-child.overlay"
+lock_ready=false
+if start_server snapshot="$snapshot" overlay="$lock_overlay" create=true &&
+   qemu_io "$export_uri" raw "write -P 0x71 0 8192" &&
+   stop_server &&
+   "$HEXZ_SNAP" commit --thin --base "$snapshot" --overlay "$lock_overlay" \
+     --output "$lock_thin" >/dev/null &&
+   start_server snapshot="$lock_thin" overlay="$lock_child_overlay" create=true &&
+   qemu_io "$export_uri" raw "write -P 0x72 65536 4096"; then
+  lock_ready=true
+  ok "serve a thin snapshot over the base"
+else
+  stop_server
+  not_ok "serve a thin snapshot over the base"
+fi
+
+# refused NAME EXPECTED COMMAND...: prints one TAP line. The command must
+# exit 1, print EXPECTED, leave the served files unchanged and leave no
+# temporary file behind.
+refused () {
+  local name=$1 expected=$2
+  shift 2
+  local before after output status
+  before=$(sha256sum "$snapshot" "$lock_thin" "$lock_child_overlay")
+  output=$("$@" 2>&1)
+  status=$?
+  after=$(sha256sum "$snapshot" "$lock_thin" "$lock_child_overlay")
+  if [ "$status" -eq 1 ] && [[ "$output" == *"$expected"* ]] && [ "$before" = "$after" ] &&
+     [ -z "$(find "$tmp" -name '.*.tmp')" ]; then
+    ok "$name"
+  else
+    not_ok "$name"
+    echo "# exit status $status"
+  fi
+  [ -n "$output" ] && printf '%s\n' "$output" | sed 's/^/# /'
+  return 0
+}
+
+busy_message="is in use by a running machine"
+if $lock_ready; then
+  refused "pack refuses the served base" "$busy_message" \
+    "$HEXZ_SNAP" pack "$tmp/disk.raw" "$snapshot"
+  refused "commit refuses the served base" "$busy_message" \
+    "$HEXZ_SNAP" commit --base "$snapshot" --overlay "$lock_overlay" --output "$snapshot"
+  refused "commit refuses the served thin snapshot" "$busy_message" \
+    "$HEXZ_SNAP" commit --base "$snapshot" --overlay "$lock_overlay" --output "$lock_thin"
+  refused "commit refuses the overlay being written" "shut it down" \
+    "$HEXZ_SNAP" commit --base "$lock_thin" --overlay "$lock_child_overlay" \
+    --output "$tmp/lock-child.hxz"
+  check "no snapshot was written from the overlay being written" \
+    test ! -e "$tmp/lock-child.hxz"
+  stop_server
+  check "commit of the overlay succeeds once the server stopped" \
+    "$HEXZ_SNAP" commit --base "$lock_thin" --overlay "$lock_child_overlay" \
+    --output "$tmp/lock-child.hxz"
+  check "commit onto the thin snapshot succeeds once the server stopped" \
+    "$HEXZ_SNAP" commit --base "$snapshot" --overlay "$lock_overlay" --output "$lock_thin"
+  check "commit onto the base succeeds once the server stopped" \
+    "$HEXZ_SNAP" commit --base "$snapshot" --overlay "$lock_overlay" --output "$snapshot"
+  check "pack onto the base succeeds once the server stopped" \
+    "$HEXZ_SNAP" pack "$tmp/disk.raw" "$snapshot"
+else
+  for name in "pack refuses the served base" "commit refuses the served base" \
+              "commit refuses the served thin snapshot" \
+              "commit refuses the overlay being written" \
+              "no snapshot was written from the overlay being written" \
+              "commit of the overlay succeeds once the server stopped" \
+              "commit onto the thin snapshot succeeds once the server stopped" \
+              "commit onto the base succeeds once the server stopped" \
+              "pack onto the base succeeds once the server stopped"; do
+    not_ok "$name"
+  done
 fi
 
 echo "1..$test_number"

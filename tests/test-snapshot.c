@@ -1463,6 +1463,131 @@ test_writer_abort (Fixture       *fixture,
   g_assert_cmpstr (content, ==, "old");
 }
 
+/* Takes an open file description read lock on @path, as a server would,
+ * and returns the descriptor that holds it. */
+static int
+lock_shared (const char *path)
+{
+  struct flock lock = { .l_type = F_RDLCK, .l_whence = SEEK_SET };
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (fcntl (fd, F_OFD_SETLK, &lock), ==, 0);
+
+  return fd;
+}
+
+static void
+assert_file_equals (const char *path,
+                    GBytes     *expected)
+{
+  g_autofree char *content = NULL;
+  gsize length;
+
+  g_assert_true (g_file_get_contents (path, &content, &length, NULL));
+  g_assert_cmpmem (content, length, g_bytes_get_data (expected, NULL), g_bytes_get_size (expected));
+}
+
+static void
+test_writer_busy_output (Fixture       *fixture,
+                         gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) original = NULL;
+  g_autofree char *content = NULL;
+  gsize length;
+  guint8 block[70000];
+  int lock_fd;
+
+  test_fill_random (block, sizeof block, 131);
+  write_small_parent (fixture->path, 132);
+  g_assert_true (g_file_get_contents (fixture->path, &content, &length, NULL));
+  original = g_bytes_new_take (g_steal_pointer (&content), length);
+
+  /* Locked before the writer starts: nothing is written. */
+  lock_fd = lock_shared (fixture->path);
+  {
+    g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (fixture->path);
+
+    g_assert_false (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK, 0, &error));
+    g_assert_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_BUSY);
+    g_assert_nonnull (strstr (error->message, "test.hxz"));
+    g_clear_error (&error);
+    g_assert_cmpuint (test_count_files (fixture->dir), ==, 1);
+  }
+  close (lock_fd);
+  assert_file_equals (fixture->path, original);
+
+  /* Locked while the writer writes: the rename is refused and the
+   * temporary file removed. */
+  {
+    g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (fixture->path);
+
+    g_assert_true (hexz_snapshot_writer_begin_stream (writer, HEXZ_STREAM_DISK, 0, &error));
+    g_assert_true (hexz_snapshot_writer_write (writer, block, sizeof block, NULL, &error));
+    g_assert_no_error (error);
+    g_assert_cmpuint (test_count_files (fixture->dir), ==, 2);
+
+    lock_fd = lock_shared (fixture->path);
+    g_assert_false (hexz_snapshot_writer_close (writer, NULL, &error));
+    g_assert_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_BUSY);
+    g_clear_error (&error);
+    g_assert_cmpuint (test_count_files (fixture->dir), ==, 1);
+    close (lock_fd);
+  }
+  assert_file_equals (fixture->path, original);
+
+  /* Without the lock the file is replaced. */
+  test_write_snapshot (fixture->path, HEXZ_CODEC_LZ4, 4096, FALSE, block, sizeof block, NULL, 0);
+  {
+    g_autoptr(HexzSnapshot) snapshot = open_ok (fixture->path);
+
+    g_assert_cmpuint (hexz_snapshot_get_disk_size (snapshot), ==, sizeof block);
+  }
+}
+
+/* hexz_snapshot_lock_shared() locks the whole chain, so that neither the
+ * child nor its parent can be replaced while a server reads them. */
+static void
+test_thin_lock_shared (Fixture       *fixture,
+                       gconstpointer  data)
+{
+  g_autofree char *parent_path = g_build_filename (fixture->dir, "parent.hxz", NULL);
+  g_autoptr(HexzSnapshot) snapshot = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *paths[2];
+
+  write_small_parent (parent_path, 141);
+  write_small_child (fixture->path, parent_path);
+  paths[0] = fixture->path;
+  paths[1] = parent_path;
+
+  snapshot = open_ok (fixture->path);
+  g_assert_true (hexz_snapshot_lock_shared (snapshot, &error));
+  g_assert_no_error (error);
+
+  for (guint i = 0; i < G_N_ELEMENTS (paths); i++)
+    {
+      g_autoptr(HexzSnapshotWriter) writer = hexz_snapshot_writer_new_for_path (paths[i]);
+
+      g_assert_false (hexz_snapshot_writer_close (writer, NULL, &error));
+      g_assert_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_BUSY);
+      g_clear_error (&error);
+    }
+
+  /* A second server may serve the same files. */
+  {
+    g_autoptr(HexzSnapshot) second = open_ok (fixture->path);
+
+    g_assert_true (hexz_snapshot_lock_shared (second, &error));
+    g_assert_no_error (error);
+  }
+
+  /* Closing the snapshot releases the locks. */
+  g_clear_object (&snapshot);
+  write_small_parent (parent_path, 142);
+}
+
 static void
 test_writer_cancelled (Fixture       *fixture,
                        gconstpointer  data)
@@ -1976,6 +2101,8 @@ main (int   argc,
   ADD ("/snapshot/writer/splice-already-cancelled", test_writer_splice_already_cancelled);
   ADD ("/snapshot/writer/atomic-fsize", test_writer_atomic_fsize);
   ADD ("/snapshot/writer/stale-temp-files", test_writer_stale_temp_files);
+  ADD ("/snapshot/writer/busy-output", test_writer_busy_output);
+  ADD ("/snapshot/thin/lock-shared", test_thin_lock_shared);
 
   return g_test_run ();
 }

@@ -30,6 +30,7 @@
 #include "hexz-i18n-private.h"
 #include "hexz-overlay-private.h"
 #include "hexz-plugin-disk.h"
+#include "hexz-snapshot-private.h"
 
 #define PAGE_SIZE HEXZ_PLUGIN_PAGE_SIZE
 
@@ -631,6 +632,12 @@ open_snapshot (HexzPluginDisk  *disk,
 
   snapshot = hexz_snapshot_open_path (disk->snapshot_path, NULL, error);
   if (snapshot == NULL)
+    return FALSE;
+
+  /* Shared locks on the whole chain tell writers (pack, commit, snap
+   * --output) that a running machine reads these files, so they refuse
+   * to replace them. */
+  if (!hexz_snapshot_lock_shared (snapshot, error))
     return FALSE;
 
   size = hexz_snapshot_get_disk_size (snapshot);
