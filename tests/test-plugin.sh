@@ -691,7 +691,8 @@ if $lock_ready; then
     --output "$tmp/lock-child.hxz"
   check "commit onto the thin snapshot succeeds once the server stopped" \
     "$HEXZ_SNAP" commit --base "$snapshot" --overlay "$lock_overlay" --output "$lock_thin"
-  check "commit onto the base succeeds once the server stopped" \
+  refused "commit onto its own base is still refused once the server stopped" \
+    "reads it as its base" \
     "$HEXZ_SNAP" commit --base "$snapshot" --overlay "$lock_overlay" --output "$snapshot"
   check "pack onto the base succeeds once the server stopped" \
     "$HEXZ_SNAP" pack "$tmp/disk.raw" "$snapshot"
@@ -702,7 +703,7 @@ else
               "no snapshot was written from the overlay being written" \
               "commit of the overlay succeeds once the server stopped" \
               "commit onto the thin snapshot succeeds once the server stopped" \
-              "commit onto the base succeeds once the server stopped" \
+              "commit onto its own base is still refused once the server stopped" \
               "pack onto the base succeeds once the server stopped"; do
     not_ok "$name"
   done
