@@ -3071,12 +3071,9 @@ capture_on_connected (GObject      *source,
 
   if (!hexz_qmp_client_connect_finish (state->client, result, &error))
     {
+      /* The client's error names the socket already. */
       if (!state->failing)
-        capture_fail (state,
-                      g_error_new (error->domain, error->code,
-                                   /* Translators: %s is a socket path, then an error message. */
-                                   _("Cannot connect to the QMP socket “%s”: %s"),
-                                   state->self->socket_path, error->message));
+        capture_fail (state, g_steal_pointer (&error));
       return;
     }
 

@@ -2081,7 +2081,9 @@ on_socket_connected (GObject      *source,
                                                   /* Translators: the first placeholder is the
                                                    * QMP socket or address, the second the
                                                    * system's error message. */
-                                                  _("Failed to connect to QMP server %s: %s"),
+                                                  _("Cannot connect to the QMP monitor at %s: "
+                                                    "%s. Check that QEMU runs and was started "
+                                                    "with -qmp on that socket."),
                                                   self->peer_name, error->message));
       return;
     }

@@ -532,7 +532,10 @@ hexz_restore_memory_async (HexzQmpClient       *client,
 
       restore_complete (state, g_error_new (HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_NO_STREAM,
                                             /* Translators: %s is a file name. */
-                                            _("The snapshot “%s” has no memory stream"), name));
+                                            _("The snapshot “%s” has no memory stream, so "
+                                              "there is no memory to restore: start a "
+                                              "machine from its disk instead (hexz-snap "
+                                              "boot)"), name));
       return;
     }
 

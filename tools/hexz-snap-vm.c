@@ -511,13 +511,8 @@ vm_on_connected (GObject      *source,
 
   if (!hexz_qmp_client_connect_finish (command->client, result, &error))
     {
-      g_autoptr(GError) wrapped = NULL;
-
-      wrapped = g_error_new (error->domain, error->code,
-                             /* Translators: %s is a socket path, then an error message. */
-                             _("Cannot connect to the QMP socket “%s”: %s"),
-                             command->socket_path, error->message);
-      vm_command_finish (command, wrapped, "", HEXZ_RUN_STATE_UNKNOWN);
+      /* The client's error names the socket already. */
+      vm_command_finish (command, error, "", HEXZ_RUN_STATE_UNKNOWN);
       return;
     }
 
