@@ -145,6 +145,15 @@ echo "keep me" >"$dir/keep.img"
 check "extract onto an existing file exits 1" run 1 extract --disk "$dir/keep.img" "$dir/keep.txt"
 check "extract --force replaces it" \
   bash -c "'$HEXZ_SNAP' extract --force --disk '$dir/keep.img' '$dir/keep.txt' && cmp '$dir/disk.img' '$dir/keep.img'"
+# Zero pages inside data chunks stay holes in the extracted image.
+truncate -s 8M "$dir/sparse.img"
+printf 'one sector of text' | dd of="$dir/sparse.img" bs=512 seek=100 conv=notrunc 2>/dev/null
+check "pack of a nearly empty image exits 0" run 0 pack "$dir/sparse.img" "$dir/sparse.hxz"
+check "extract of a nearly empty image exits 0" \
+  run 0 extract --disk "$dir/sparse.out" "$dir/sparse.hxz"
+check "the nearly empty image extracts byte for byte" cmp "$dir/sparse.img" "$dir/sparse.out"
+check "the extracted image keeps its zero pages as holes" \
+  test "$(du -k "$dir/sparse.out" | cut -f1)" -le 64
 check "extract of an absent memory stream exits 1" \
   run 1 extract --disk "$dir/none.img" --memory "$dir/none.mem" "$dir/keep.txt"
 check "and writes no disk file either" test ! -e "$dir/none.img"

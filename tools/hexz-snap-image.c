@@ -392,6 +392,47 @@ write_all_at (int            fd,
   return TRUE;
 }
 
+static gboolean
+page_is_zero (const guint8 *data,
+              gsize         count)
+{
+  return data[0] == 0 && memcmp (data, data + 1, count - 1) == 0;
+}
+
+/* Writes the 4 KiB pages of @data that hold a nonzero byte. The file is
+ * new, so the pages left out stay holes, which read as zeros and take no
+ * space. */
+static gboolean
+write_nonzero_at (int            fd,
+                  const guint8  *data,
+                  gsize          count,
+                  guint64        offset,
+                  const char    *path,
+                  GError       **error)
+{
+  const gsize page = 4096;
+  gsize start = 0;
+
+  while (start < count)
+    {
+      gsize end;
+
+      while (start < count && page_is_zero (data + start, MIN (page, count - start)))
+        start += MIN (page, count - start);
+
+      end = start;
+      while (end < count && !page_is_zero (data + end, MIN (page, count - end)))
+        end += MIN (page, count - end);
+
+      if (end > start && !write_all_at (fd, data + start, end - start, offset + start, path, error))
+        return FALSE;
+
+      start = end;
+    }
+
+  return TRUE;
+}
+
 /* One stream being extracted: the threads take the next chunk under the
  * lock, read it, and write it at its offset. */
 typedef struct {
@@ -467,7 +508,7 @@ extract_run_thread (gpointer data)
           error == NULL &&
           hexz_snapshot_read (run->snapshot, run->stream, offset, buffer, count,
                               run->cancellable, &error))
-        write_all_at (run->fd, buffer, count, offset, run->path, &error);
+        write_nonzero_at (run->fd, buffer, count, offset, run->path, &error);
 
       extract_run_done (run, count, error);
     }
