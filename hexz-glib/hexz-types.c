@@ -187,8 +187,8 @@ hexz_check_output_path (const char          *output,
                    /* Translators: %s is a file name. An NBD server is the
                     * program (nbdkit) that serves a disk to a virtual
                     * machine. */
-                   _("Snapshot “%s” is in use by a running machine (an NBD server serves "
-                     "it): stop the machine or write to another file"),
+                   _("“%s” is in use by a running machine (an NBD server or QEMU holds a "
+                     "lock on it): stop the machine or write to another file"),
                    output);
       return FALSE;
     }

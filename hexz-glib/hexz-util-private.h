@@ -7,8 +7,12 @@
 
 #include <glib.h>
 
+#include "hexz-version-macros.h"
+
 G_BEGIN_DECLS
 
+/* Exported for hexz-snap, which checks its outputs with it. */
+_HEXZ_EXTERN
 gboolean hexz_path_is_locked (const char *path);
 
 gboolean hexz_check_output_path (const char          *output,

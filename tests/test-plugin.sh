@@ -657,10 +657,10 @@ refused () {
   local name=$1 expected=$2
   shift 2
   local before after output status
-  before=$(sha256sum "$snapshot" "$lock_thin" "$lock_child_overlay")
+  before=$(sha256sum "$snapshot" "$lock_thin" "$lock_child_overlay" "${lock_child_overlay%.*}.meta")
   output=$("$@" 2>&1)
   status=$?
-  after=$(sha256sum "$snapshot" "$lock_thin" "$lock_child_overlay")
+  after=$(sha256sum "$snapshot" "$lock_thin" "$lock_child_overlay" "${lock_child_overlay%.*}.meta")
   if [ "$status" -eq 1 ] && [[ "$output" == *"$expected"* ]] && [ "$before" = "$after" ] &&
      [ -z "$(find "$tmp" -name '.*.tmp')" ]; then
     ok "$name"
@@ -685,6 +685,10 @@ if $lock_ready; then
     --output "$tmp/lock-child.hxz"
   check "no snapshot was written from the overlay being written" \
     test ! -e "$tmp/lock-child.hxz"
+  refused "extract --force refuses the overlay being written" "$busy_message" \
+    "$HEXZ_SNAP" extract --force --disk "$lock_child_overlay" "$lock_thin"
+  refused "pack --force refuses the page list being written" "$busy_message" \
+    "$HEXZ_SNAP" pack --force "$tmp/disk.raw" "${lock_child_overlay%.*}.meta"
   stop_server
   check "commit of the overlay succeeds once the server stopped" \
     "$HEXZ_SNAP" commit --base "$lock_thin" --overlay "$lock_child_overlay" \
@@ -701,6 +705,8 @@ else
               "commit refuses the served thin snapshot" \
               "commit refuses the overlay being written" \
               "no snapshot was written from the overlay being written" \
+              "extract --force refuses the overlay being written" \
+              "pack --force refuses the page list being written" \
               "commit of the overlay succeeds once the server stopped" \
               "commit onto the thin snapshot succeeds once the server stopped" \
               "commit onto its own base is still refused once the server stopped" \

@@ -330,6 +330,13 @@ for victim in vm.overlay vm.meta; do
 done
 check "the overlay and .meta are unchanged" sha256sum --quiet -c "$dir/inputs.sha256"
 
+# An overlay no machine holds gets a warning before snap connects.
+check "snap of an overlay nobody uses exits 1 without a monitor" \
+  run 1 snap --socket "$dir/none.sock" --overlay "$dir/vm.overlay" --base "$dir/disk.hxz" \
+    --output "$dir/never.hxz"
+check "snap warns that no machine uses the overlay" \
+  grep -q "is not in use by any running machine" "$dir/stderr"
+
 # Nor the base, thick or thin: thin snapshots made on it would break.
 sha256sum "$dir/disk.hxz" >"$dir/base.sha256"
 check "a thick commit onto its base exits 1" \

@@ -447,6 +447,23 @@ load_meta (HexzPluginDisk  *disk,
   return TRUE;
 }
 
+/* Locks the page list too, so that commands writing an output see it in
+ * use (hexz_path_is_locked()). The overlay's lock alone keeps other
+ * servers out, so a failure here is only logged. */
+static void
+lock_meta (HexzPluginDisk *disk)
+{
+  struct flock lock = {
+    .l_type = F_WRLCK,
+    .l_whence = SEEK_SET,
+    .l_start = 0,
+    .l_len = 0,
+  };
+
+  if (fcntl (disk->meta_fd, F_OFD_SETLK, &lock) != 0)
+    g_debug ("Could not lock page list %s: %s", disk->meta_path, g_strerror (errno));
+}
+
 static gboolean
 open_meta (HexzPluginDisk  *disk,
            gboolean         overlay_created,
@@ -471,6 +488,7 @@ open_meta (HexzPluginDisk  *disk,
           return FALSE;
         }
 
+      lock_meta (disk);
       return TRUE;
     }
 
@@ -496,6 +514,7 @@ open_meta (HexzPluginDisk  *disk,
                                  disk->meta_path);
 
   *meta_created = TRUE;
+  lock_meta (disk);
   g_debug ("Created empty page list %s", disk->meta_path);
   return TRUE;
 }

@@ -17,6 +17,7 @@
 #include <glib/gstdio.h>
 
 #include "hexz-snap.h"
+#include "hexz-util-private.h"
 
 /* How often the progress bar is redrawn, in milliseconds. */
 #define PROGRESS_REDRAW_MS 100
@@ -837,6 +838,13 @@ hexz_tool_check_output (HexzTool   *tool,
                  /* Translators: %s is a file name. */
                  _("Output “%s” exists and is not a regular file, which this command never "
                    "replaces: give another output file"),
+                 output);
+  else if (hexz_path_is_locked (output))
+    g_set_error (&error, G_IO_ERROR, G_IO_ERROR_BUSY,
+                 /* Translators: %s is a file name. */
+                 _("Output “%s” is in use by a running machine (an NBD server or QEMU holds "
+                   "a lock on it), so it is never replaced, even with --force: give another "
+                   "output file"),
                  output);
   else if (!force && !(snapshot_output && is_snapshot_file (output)))
     g_set_error (&error, G_IO_ERROR, G_IO_ERROR_EXISTS,
