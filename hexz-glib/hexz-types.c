@@ -121,7 +121,8 @@ hexz_codec_from_string (const char *name,
 
 /* Returns whether another open file description holds a lock on any part
  * of the file at @path. The nbdkit plugin holds a read lock on every
- * snapshot it serves and a write lock on its overlay. F_OFD_GETLK also
+ * snapshot it serves and write locks on its overlay and page list, and
+ * QEMU locks the image files it opens. F_OFD_GETLK also
  * reports classic POSIX locks of other programs. A file that cannot be
  * opened or tested counts as not locked. */
 gboolean
