@@ -1963,6 +1963,24 @@ capture_on_migrate (GObject      *source,
   capture_query_migration (state);
 }
 
+/* Converts QEMU's wall-clock timestamp of an event to the monotonic
+ * clock, so that the pause does not count the time the event waited in
+ * this process's main loop, which the memory stream keeps busy. The
+ * result is kept between @earliest and now, for a QEMU whose clock
+ * differs from ours. */
+static gint64
+capture_event_monotonic_time (gint64 timestamp_us,
+                              gint64 earliest)
+{
+  gint64 now = g_get_monotonic_time ();
+  gint64 age = g_get_real_time () - timestamp_us;
+
+  if (timestamp_us <= 0 || age < 0)
+    return now;
+
+  return MAX (now - age, earliest);
+}
+
 /* QEMU resumes the guest itself in background mode, and pauses it itself
  * in live mode: the RESUME and STOP events time the pause. */
 static void
@@ -1973,8 +1991,9 @@ capture_on_run_state_event (GObject      *source,
   g_autoptr(CaptureState) state = user_data;
   g_autoptr(JsonObject) data = NULL;
   g_autoptr(GError) error = NULL;
+  gint64 timestamp_us = 0;
 
-  data = hexz_qmp_client_wait_event_finish (state->client, result, NULL, &error);
+  data = hexz_qmp_client_wait_event_finish (state->client, result, &timestamp_us, &error);
   if (data == NULL || state->failing)
     return;
 
@@ -1982,12 +2001,12 @@ capture_on_run_state_event (GObject      *source,
     {
       g_debug ("Capture: QEMU resumed the machine");
       state->vm_resumed = TRUE;
-      state->pause_end = g_get_monotonic_time ();
+      state->pause_end = capture_event_monotonic_time (timestamp_us, state->pause_start);
     }
   else if (state->mode == HEXZ_CAPTURE_MODE_LIVE && state->pause_start == 0)
     {
       g_debug ("Capture: QEMU paused the machine");
-      state->pause_start = g_get_monotonic_time ();
+      state->pause_start = capture_event_monotonic_time (timestamp_us, 0);
     }
 }
 
