@@ -2948,30 +2948,49 @@ capture_on_previous_migration (GObject      *source,
   capture_execute (state, "query-migrate-capabilities", NULL, NULL, capture_on_capabilities);
 }
 
+/* Finishes the query-status that starts a snapshot or a recovery and
+ * records the run state in @state. Returns FALSE when the run failed or
+ * fails now, so that the caller stops. */
+static gboolean
+capture_finish_run_state (CaptureState *state,
+                          GAsyncResult *result,
+                          gboolean     *running)
+{
+  g_autoptr(GError) error = NULL;
+  HexzRunState run_state;
+
+  run_state = hexz_qmp_client_query_status_finish (state->client, result, running, &error);
+  if (state->failing)
+    return FALSE;
+
+  if (error != NULL)
+    {
+      capture_fail (state, capture_command_error ("query-status", g_steal_pointer (&error)));
+      return FALSE;
+    }
+
+  g_debug ("Capture: machine is %s before the %s", hexz_run_state_to_string (run_state),
+           state->recovering ? "recovery" : "snapshot");
+  state->initial_run_state = run_state;
+
+  return TRUE;
+}
+
 static void
 capture_on_run_state (GObject      *source,
                       GAsyncResult *result,
                       gpointer      user_data)
 {
   g_autoptr(CaptureState) state = user_data;
-  g_autoptr(GError) error = NULL;
   g_autoptr(GCancellable) cancellable = NULL;
   HexzRunState run_state;
   gboolean running = FALSE;
 
-  run_state = hexz_qmp_client_query_status_finish (state->client, result, &running, &error);
-  if (state->failing)
+  if (!capture_finish_run_state (state, result, &running))
     return;
 
-  if (error != NULL)
-    {
-      capture_fail (state, capture_command_error ("query-status", g_steal_pointer (&error)));
-      return;
-    }
-
-  g_debug ("Capture: machine is %s before the snapshot", hexz_run_state_to_string (run_state));
+  run_state = state->initial_run_state;
   state->was_running = running;
-  state->initial_run_state = run_state;
 
   if (run_state == HEXZ_RUN_STATE_INMIGRATE || run_state == HEXZ_RUN_STATE_FINISH_MIGRATE)
     {
@@ -3477,26 +3496,14 @@ recover_on_run_state (GObject      *source,
   g_autoptr(CaptureState) state = user_data;
   g_autoptr(GKeyFile) marker = g_key_file_new ();
   g_autoptr(GCancellable) cancellable = NULL;
-  g_autoptr(GError) error = NULL;
-  HexzRunState run_state;
   gboolean running = FALSE;
 
-  run_state = hexz_qmp_client_query_status_finish (state->client, result, &running, &error);
-  if (state->failing)
+  if (!capture_finish_run_state (state, result, &running))
     return;
-
-  if (error != NULL)
-    {
-      capture_fail (state, capture_command_error ("query-status", g_steal_pointer (&error)));
-      return;
-    }
-
-  g_debug ("Capture: machine is %s before the recovery", hexz_run_state_to_string (run_state));
-  state->initial_run_state = run_state;
 
   /* There cont would only make QEMU start the machine once an incoming
    * migration loads it. */
-  if (run_state == HEXZ_RUN_STATE_INMIGRATE)
+  if (state->initial_run_state == HEXZ_RUN_STATE_INMIGRATE)
     {
       capture_fail (state,
                     g_error_new_literal (HEXZ_CAPTURE_ERROR, HEXZ_CAPTURE_ERROR_INVALID_INPUT,

@@ -1568,9 +1568,9 @@ static gboolean finish_training (HexzSnapshotWriter  *self,
 
 /* Compresses the non-zero blocks of @samples with and without the
  * dictionary and returns whether the dictionary pays off. It must save at
- * least 0.5 %: LZ4 with a prefix uses another hash table than without
- * one, and on a tar of /usr/bin in 64 KiB blocks any 64 KiB prefix, even
- * random bytes, made the output 1.5 % larger, while text came out 5 %
+ * least 0.5 %, because LZ4 with a prefix uses another hash table than
+ * without one. On a tar of /usr/bin in 64 KiB blocks, any 64 KiB prefix,
+ * even random bytes, made the output 1.5 % larger; text came out 5 %
  * smaller. When @samples is all the data the stream had so far and no
  * more is known to follow (@more_follows), the saving must also exceed
  * the dictionary's own size in the file, so that a small or mostly empty
@@ -2003,7 +2003,7 @@ hexz_snapshot_writer_get_train_dictionary (HexzSnapshotWriter *self)
  * With %HEXZ_CODEC_ZSTD the writer trains a zstd dictionary on the
  * buffered 8 MiB. With %HEXZ_CODEC_LZ4 the dictionary is 64 KiB sampled
  * from them in 4 KiB pieces (zero pieces left out), which LZ4 uses as
- * history; the file then needs format version 1.1 to read. Either way
+ * history. Such a file needs format version 1.1 to read. Either way
  * the writer keeps the dictionary only if it makes the buffered start
  * compress at least 0.5 % smaller, because on some data, such as
  * executables, a dictionary makes the output larger. When the stream

@@ -2810,18 +2810,11 @@ hexz_snapshot_lock_shared (HexzSnapshot  *self,
 
   for (HexzSnapshot *snapshot = self; snapshot != NULL; snapshot = snapshot->parent)
     {
-      struct flock lock = {
-        .l_type = F_RDLCK,
-        .l_whence = SEEK_SET,
-        .l_start = 0,
-        .l_len = 0,
-      };
-      int saved_errno;
+      int saved_errno = hexz_lock_whole_file (snapshot->fd, F_RDLCK);
 
-      if (fcntl (snapshot->fd, F_OFD_SETLK, &lock) == 0)
+      if (saved_errno == 0)
         continue;
 
-      saved_errno = errno;
       if (saved_errno == EAGAIN || saved_errno == EACCES)
         {
           g_set_error (error, HEXZ_SNAPSHOT_ERROR, HEXZ_SNAPSHOT_ERROR_BUSY,

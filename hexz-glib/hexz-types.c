@@ -119,6 +119,25 @@ hexz_codec_from_string (const char *name,
   return TRUE;
 }
 
+/* Takes an open file description lock of @type (F_RDLCK or F_WRLCK) on
+ * the whole file open on @fd without waiting. Such a lock lasts until the
+ * last descriptor sharing the description closes, so it survives a fork.
+ * Returns 0, or the errno value: EAGAIN or EACCES when a conflicting lock
+ * is held. */
+int
+hexz_lock_whole_file (int   fd,
+                      short type)
+{
+  struct flock lock = {
+    .l_type = type,
+    .l_whence = SEEK_SET,
+    .l_start = 0,
+    .l_len = 0,
+  };
+
+  return fcntl (fd, F_OFD_SETLK, &lock) == 0 ? 0 : errno;
+}
+
 /* Returns whether another open file description holds a lock on any part
  * of the file at @path. The nbdkit plugin holds a read lock on every
  * snapshot it serves and write locks on its overlay and page list, and

@@ -11,6 +11,9 @@
 
 G_BEGIN_DECLS
 
+int hexz_lock_whole_file (int   fd,
+                          short type);
+
 /* Exported for hexz-snap, which checks its outputs with it. */
 _HEXZ_EXTERN
 gboolean hexz_path_is_locked (const char *path);

@@ -5,7 +5,7 @@
     hexz-check-manpage.py MAN_PAGE COMMAND HELP_OUTPUT
 
 The command's entry under COMMANDS must name every long option that
-`hexz-snap COMMAND --help` shows and no other. An entry that says it
+`hexz-snap COMMAND --help` shows and no other. An entry stating that it
 accepts "the compression options" also takes those listed under
 COMPRESSION OPTIONS. Exits with status 1 and one line per difference.
 """
@@ -50,14 +50,14 @@ def main():
         listed -= set(re.findall(r"--[a-z][a-z-]*", excepted.group(1)))
 
     with open(help_path, encoding="utf-8") as help_file:
-        shown = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z-]*)", help_file.read(), re.M))
-    shown.discard("--help")
+        help_options = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z-]*)", help_file.read(), re.M))
+    help_options.discard("--help")
 
-    for option in sorted(shown - listed):
+    for option in sorted(help_options - listed):
         print(f"{command} {option}: shown by --help, missing from the manual page")
-    for option in sorted(listed - shown):
+    for option in sorted(listed - help_options):
         print(f"{command} {option}: in the manual page, not shown by --help")
-    return 0 if shown == listed else 1
+    return 0 if help_options == listed else 1
 
 
 if __name__ == "__main__":

@@ -921,7 +921,8 @@ test_restore_rejected (Fixture       *fixture,
 }
 
 /* A QEMU that lacks a device of the saved machine rejects the stream: the
- * error names the snapshot and says to start QEMU like the saved machine. */
+ * error names the snapshot and tells the user to start QEMU like the saved
+ * machine. */
 static void
 test_restore_other_devices (Fixture       *fixture,
                             gconstpointer  data)
@@ -1075,8 +1076,8 @@ test_cli_snap_restore (Fixture       *fixture,
   fixture->restored = vm_start (fixture, disk_path, TRUE, FALSE);
   vm_disconnect (fixture->restored);
 
-  /* Nothing to resume yet: resume says to restore first, and sends no
-   * cont, which would make QEMU start the machine the paused restore
+  /* Nothing to resume yet: resume points to restore and sends no cont.
+   * A cont would make QEMU start the machine that the paused restore
    * below loads. */
   {
     const char *argv[] = { tool, "resume", "--socket", fixture->restored->qmp_path, NULL };

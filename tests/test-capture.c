@@ -1410,7 +1410,7 @@ test_postmigrate (Fixture       *fixture,
 }
 
 /* A machine in the middle of a migration is rejected before anything
- * is changed, with a message that says what to wait for. */
+ * is changed, with a message that names what to wait for. */
 static void
 test_migrating_machine (Fixture       *fixture,
                         gconstpointer  data)
@@ -1873,7 +1873,7 @@ test_live_timeout (Fixture       *fixture,
   g_assert_cmpstr (fixture->mock->run_state, ==, "running");
   g_assert_true (g_file_test (fixture->output_path, G_FILE_TEST_IS_REGULAR));
 
-  /* The limit holds while the guest runs and is lifted once it is paused. */
+  /* The limit applies while the guest runs and is lifted once it is paused. */
   if (bandwidth != 0)
     {
       g_assert_cmpint (fixture->mock->max_bandwidth_at_migrate, ==, bandwidth);

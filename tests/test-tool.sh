@@ -330,7 +330,7 @@ for victim in vm.overlay vm.meta; do
 done
 check "the overlay and .meta are unchanged" sha256sum --quiet -c "$dir/inputs.sha256"
 
-# An overlay no machine holds gets a warning before snap connects.
+# An overlay that no machine has locked gets a warning before snap connects.
 check "snap of an overlay nobody uses exits 1 without a monitor" \
   run 1 snap --socket "$dir/none.sock" --overlay "$dir/vm.overlay" --base "$dir/disk.hxz" \
     --output "$dir/never.hxz"
@@ -380,9 +380,9 @@ check "commit with a damaged .meta exits 1 naming it" \
   bash -c "! '$HEXZ_SNAP' commit --base '$dir/disk.hxz' --overlay '$dir/bad.overlay' --output '$dir/bad.hxz' 2>'$dir/stderr' &&
            grep -qF '$dir/bad.meta' '$dir/stderr' && [ ! -e '$dir/bad.hxz' ]"
 
-# A corrupted copy: one byte flipped in the middle, inside the blocks.
-cp "$dir/full.hxz" "$dir/corrupt.hxz"
-"$PYTHON" - "$dir/corrupt.hxz" <<'EOF'
+# Flips one bit of the byte in the middle of $1, inside its blocks.
+flip_middle_byte () {
+  "$PYTHON" - "$1" <<'EOF'
 import os, sys
 middle = os.path.getsize(sys.argv[1]) // 2
 with open(sys.argv[1], "r+b") as f:
@@ -391,6 +391,11 @@ with open(sys.argv[1], "r+b") as f:
     f.seek(middle)
     f.write(bytes([byte[0] ^ 0x40]))
 EOF
+}
+
+# A corrupted copy: one byte flipped in the middle, inside the blocks.
+cp "$dir/full.hxz" "$dir/corrupt.hxz"
+flip_middle_byte "$dir/corrupt.hxz"
 check "verify of a corrupted file exits 1" run 1 verify "$dir/corrupt.hxz"
 check "corruption error is one line naming the file" one_error_line "$dir/corrupt.hxz"
 check "extract of a corrupted file exits 1" \
@@ -409,15 +414,7 @@ mkdir "$dir/chain"
   "$HEXZ_SNAP" commit --base "$dir/chain/base.hxz" --output "$dir/chain/thin.hxz" --thin >/dev/null &&
   "$HEXZ_SNAP" commit --base "$dir/chain/thin.hxz" --output "$dir/chain/thin2.hxz" --thin >/dev/null
 check "verify of an intact chain of three exits 0" run 0 verify "$dir/chain/thin2.hxz"
-"$PYTHON" - "$dir/chain/base.hxz" <<'EOF'
-import os, sys
-middle = os.path.getsize(sys.argv[1]) // 2
-with open(sys.argv[1], "r+b") as f:
-    f.seek(middle)
-    byte = f.read(1)
-    f.seek(middle)
-    f.write(bytes([byte[0] ^ 0x40]))
-EOF
+flip_middle_byte "$dir/chain/base.hxz"
 check "verify of a thin snapshot over a damaged base exits 1" run 1 verify "$dir/chain/thin.hxz"
 check "its error is one line naming the base" one_error_line "$dir/chain/base.hxz"
 check "verify of a chain of three over a damaged base exits 1" run 1 verify "$dir/chain/thin2.hxz"

@@ -31,6 +31,7 @@
 #include "hexz-overlay-private.h"
 #include "hexz-plugin-disk.h"
 #include "hexz-snapshot-private.h"
+#include "hexz-util-private.h"
 
 #define PAGE_SIZE HEXZ_PLUGIN_PAGE_SIZE
 
@@ -334,21 +335,15 @@ lock_overlay (int          fd,
               const char  *path,
               GError     **error)
 {
-  /* An open file description lock on the whole file conflicts with another
-   * server's lock and with QEMU's image locks on the same file. It is
-   * released when the last descriptor sharing it closes, so it survives
-   * nbdkit forking into the background. */
-  struct flock lock = {
-    .l_type = F_WRLCK,
-    .l_whence = SEEK_SET,
-    .l_start = 0,
-    .l_len = 0,
-  };
+  /* The lock conflicts with another server's lock and with QEMU's image
+   * locks on the same file, and it survives nbdkit forking into the
+   * background. */
+  int saved_errno = hexz_lock_whole_file (fd, F_WRLCK);
 
-  if (fcntl (fd, F_OFD_SETLK, &lock) == 0)
+  if (saved_errno == 0)
     return TRUE;
 
-  if (errno == EAGAIN || errno == EACCES)
+  if (saved_errno == EAGAIN || saved_errno == EACCES)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY,
                    /* Translators: the placeholder is a file name. */
@@ -360,7 +355,7 @@ lock_overlay (int          fd,
     }
 
   /* Translators: the placeholder is a file name. */
-  return set_error_from_errno (error, errno, _("Failed to lock overlay “%s”"), path);
+  return set_error_from_errno (error, saved_errno, _("Failed to lock overlay “%s”"), path);
 }
 
 /* Makes a newly created file's directory entry durable. */
@@ -453,15 +448,10 @@ load_meta (HexzPluginDisk  *disk,
 static void
 lock_meta (HexzPluginDisk *disk)
 {
-  struct flock lock = {
-    .l_type = F_WRLCK,
-    .l_whence = SEEK_SET,
-    .l_start = 0,
-    .l_len = 0,
-  };
+  int saved_errno = hexz_lock_whole_file (disk->meta_fd, F_WRLCK);
 
-  if (fcntl (disk->meta_fd, F_OFD_SETLK, &lock) != 0)
-    g_debug ("Could not lock page list %s: %s", disk->meta_path, g_strerror (errno));
+  if (saved_errno != 0)
+    g_debug ("Could not lock page list %s: %s", disk->meta_path, g_strerror (saved_errno));
 }
 
 static gboolean

@@ -236,11 +236,11 @@ hexz_tool_command_snap (HexzTool  *tool,
   if (!hexz_tool_check_output (tool, NULL, output, TRUE, writer_options.force))
     return TRUE;
 
-  /* The nbdkit plugin and QEMU lock the overlay they write. An overlay
-   * nobody holds is most likely a copy or another machine's, whose pages
-   * would not match this machine's memory.
-   * FIXME: a refusal would be safer, but needs a way to name the overlay
-   * of the machine behind the socket, e.g. from query-block. */
+  /* The nbdkit plugin and QEMU lock the overlay they write. An unlocked
+   * overlay is most likely a copy or another machine's, whose pages would
+   * not match this machine's memory.
+   * FIXME: rejecting it would be safer, but needs a way to find the
+   * overlay of the machine behind the socket, e.g. from query-block. */
   if (g_file_test (overlay, G_FILE_TEST_IS_REGULAR) && !hexz_path_is_locked (overlay))
     /* Translators: the first %s is a file name, the second a socket path. */
     g_printerr (_("hexz-snap: Warning: overlay “%s” is not in use by any running machine; "
